@@ -1,0 +1,1 @@
+"""Recognizers, identity metrics, perceptual metrics and statistics."""

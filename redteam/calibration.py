@@ -1,0 +1,148 @@
+"""Calibrate verification thresholds at a fixed false-accept rate from labelled pairs.
+
+A threshold at FAR f is the largest distance t such that at most a fraction f of impostor pairs have
+distance < t. Estimating it needs at least 1/f impostor pairs; with fewer the threshold is marked
+unreliable and the audit refuses to use it (a too-strict threshold would understate verification).
+
+References:
+    Huang, Ramesh, Berg and Learned-Miller, "Labeled Faces in the Wild", UMass TR 07-49, 2007 (pairs
+    protocol); Grother, Ngan and Hanaoka, NIST FRVT 1:1 (thresholds reported at fixed FMR).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from metrics.recognizers.base import Recognizer, Threshold
+from redteam.errors import ConfigError, InputError
+
+CALIBRATION_FARS = (1e-3, 1e-4)
+
+
+def read_pairs(path: Path) -> list[tuple[Path, Path, bool]]:
+    """CSV with columns image_a, image_b, same (1/0, true/false); paths relative to the CSV's folder."""
+    if not path.is_file():
+        raise InputError(f"pairs file {path} does not exist", fix="give a CSV with columns image_a,image_b,same")
+    pairs = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in ("image_a", "image_b", "same") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"pairs file {path} lacks column(s) {', '.join(missing)}", fix="header: image_a,image_b,same")
+        for line, record in enumerate(reader, start=2):
+            flag = (record["same"] or "").strip().lower()
+            if flag not in ("1", "0", "true", "false", "yes", "no"):
+                raise InputError(f"pairs file {path}, line {line}: 'same' must be 1 or 0, got '{record['same']}'", fix="use 1 for same person, 0 otherwise")
+            pairs.append(
+                (
+                    (path.parent / record["image_a"].strip()).resolve(),
+                    (path.parent / record["image_b"].strip()).resolve(),
+                    flag in ("1", "true", "yes"),
+                )
+            )
+    if not pairs:
+        raise InputError(f"pairs file {path} has no rows", fix="add labelled pairs")
+    return pairs
+
+
+def pairs_from_identity_folders(root: Path) -> list[tuple[Path, Path, bool]]:
+    """Every pair of images under root/<identity>/<file>: same identity = genuine, else impostor."""
+    from redteam.datasets import discover_images
+
+    dataset = discover_images(root, role="calibration faces")
+    entries = [e for e in dataset.entries if "/" in e.rel]
+    if not entries:
+        raise InputError(f"{root} has no identity folders", fix="arrange images as DIR/<identity>/<file>")
+    return [(a.path, b.path, a.identity == b.identity) for a, b in itertools.combinations(entries, 2)]
+
+
+def threshold_at_far(impostor: np.ndarray, genuine: np.ndarray, far: float) -> dict[str, object]:
+    """Threshold, observed FAR and TAR for one target FAR (accept when distance < threshold)."""
+    ordered = np.sort(impostor)
+    allowed = int(math.floor(far * len(ordered)))
+    threshold = float(ordered[min(allowed, len(ordered) - 1)])
+    return {
+        "threshold": threshold,
+        "far_observed": float(np.mean(impostor < threshold)),
+        "tar": float(np.mean(genuine < threshold)) if len(genuine) else None,
+        "reliable": len(ordered) >= math.ceil(1.0 / far),
+    }
+
+
+def calibrate(
+    pairs: Sequence[tuple[Path, Path, bool]],
+    recognizers: dict[str, Recognizer],
+    embed_image: Callable[[Recognizer, Path], torch.Tensor | None],
+    source: str,
+) -> dict[str, object]:
+    """Compute thresholds at CALIBRATION_FARS for each recognizer.
+
+    Args:
+        embed_image: returns the embedding of the largest face in an image, or None (no face).
+    """
+    report: dict[str, object] = {"version": 1, "source": source, "recognizers": {}}
+    for name, recognizer in recognizers.items():
+        cache: dict[Path, torch.Tensor | None] = {}
+        genuine, impostor, skipped = [], [], 0
+        for a, b, same in pairs:
+            for path in (a, b):
+                if path not in cache:
+                    cache[path] = embed_image(recognizer, path)
+            ea, eb = cache[a], cache[b]
+            if ea is None or eb is None:
+                skipped += 1
+                continue
+            distance = float(recognizer.distances(ea[None], eb[None])[0, 0])
+            (genuine if same else impostor).append(distance)
+        if not impostor:
+            raise InputError(f"{source}: no impostor pair with faces for {name}", fix="add pairs of different people")
+        thresholds = {
+            f"{far:g}": threshold_at_far(np.array(impostor), np.array(genuine), far) for far in CALIBRATION_FARS
+        }
+        report["recognizers"][name] = {  # type: ignore[index]
+            "fingerprint": recognizer.fingerprint,
+            "distance": recognizer.threshold.distance,
+            "n_genuine": len(genuine),
+            "n_impostor": len(impostor),
+            "pairs_without_face": skipped,
+            "thresholds": thresholds,
+        }
+    return report
+
+
+def load_threshold(path: Path, recognizer: str, far: float) -> Threshold | None:
+    """The calibrated threshold for `recognizer` at `far`, or None if the file does not cover it.
+
+    Raises:
+        ConfigError: unreadable file, or a threshold estimated from too few impostor pairs.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entry = data["recognizers"].get(recognizer)
+    except (OSError, ValueError, KeyError, AttributeError) as error:
+        raise ConfigError(f"calibration file {path} is unreadable ({error})", fix="re-run `redteam calibrate`") from error
+    if entry is None:
+        return None
+    value = entry["thresholds"].get(f"{far:g}")
+    if value is None:
+        raise ConfigError(f"calibration file {path} has no threshold at FAR {far:g}", fix="use --far 0.001 or 0.0001")
+    if not value["reliable"]:
+        raise ConfigError(
+            f"calibration file {path}: {recognizer} threshold at FAR {far:g} rests on only {entry['n_impostor']} impostor pairs",
+            fix=f"calibrate with at least {math.ceil(1 / far)} impostor pairs, or use a larger --far",
+        )
+    return Threshold(
+        value=float(value["threshold"]),
+        distance=str(entry["distance"]),
+        source=f"calibrated by `redteam calibrate` ({path}, {entry['n_impostor']} impostor pairs)",
+        calibrated=True,
+        far=far,
+    )

@@ -1,0 +1,371 @@
+"""The `redteam` command line (Typer). Exit codes: see README "Exit codes" and `ExitCode`."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Callable, Optional, TypeVar
+
+import typer
+
+from redteam.config import AuditConfig, MethodSource
+from redteam.errors import ExitCode, RedteamError, UsageError
+from redteam.faces import DetectorSettings
+
+app = typer.Typer(
+    help="Red-team face anonymization: attack anonymized faces and measure how much identity survives.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List, download or import model weights.", invoke_without_command=True)
+list_app = typer.Typer(help="List registered attacks, methods or recognizers.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(list_app, name="list")
+
+F = TypeVar("F", bound=Callable[..., object])
+INTERNAL_ERROR = 5
+
+
+def guarded(command: F) -> F:
+    """Turn RedteamError into its message on stderr and its documented exit code (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        from redteam import terminal
+
+        try:
+            return command(*args, **kwargs)
+        except RedteamError as error:
+            terminal.stderr.print(f"[bold red]error:[/bold red] {error.message}", highlight=False)
+            if error.fix:
+                terminal.stderr.print(f"  [bold]fix:[/bold] {error.fix}", highlight=False)
+            raise typer.Exit(int(error.exit_code)) from None
+        except KeyboardInterrupt:
+            terminal.stderr.print("interrupted: cached results are kept, run again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _pairs(values: list[str], option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        name, equals, rest = value.partition("=")
+        if not equals or not name.strip() or not rest.strip():
+            raise UsageError(f"{option} expects NAME=VALUE, got '{value}'", fix=f"e.g. {option} blur=out/blur")
+        pairs.append((name.strip(), rest.strip()))
+    return pairs
+
+
+def _method_sources(anonymized: list[str], method: list[str], manifest: Optional[Path], originals: Path) -> tuple[list[MethodSource], list[tuple[str, str]]]:
+    from redteam.anonymizers import build_method
+    from redteam.datasets import read_manifest
+
+    sources = [MethodSource(name, "observed", folder=Path(folder)) for name, folder in _pairs(anonymized, "--anonymized")]
+    sources += [MethodSource(name, "reference", spec=build_method(spec).spec) for name, spec in _pairs(method, "--method")]
+    identities: list[tuple[str, str]] = []
+    if manifest is not None:
+        by_method: dict[str, list[tuple[str, Path]]] = {}
+        for row in read_manifest(manifest, originals):
+            by_method.setdefault(row.method, []).append((row.original_rel, row.anonymized))
+            if row.identity:
+                identities.append((row.original_rel, row.identity))
+        sources += [MethodSource(name, "observed", files=tuple(files)) for name, files in sorted(by_method.items())]
+    return sources, identities
+
+
+def _run_and_report(config: AuditConfig) -> "object":
+    from redteam import terminal
+    from redteam.datasets import check_out_dir
+    from redteam.run import AuditRun
+    from reports import write_reports
+
+    inputs = [config.originals] + [m.folder for m in config.methods if m.folder is not None]
+    inputs += [config.gallery] if config.gallery is not None else []
+    check_out_dir(config.out, inputs)
+    with terminal.progress_bar() as progress:
+        result = AuditRun(config, log=terminal.log, progress=progress).run()
+    written = write_reports(result, config.out)
+    terminal.print_result(result)
+    terminal.log(f"timings (s): {result.timings}")
+    for name, path in written.items():
+        terminal.log(f"wrote {name}: {path}")
+    return result
+
+
+@app.command()
+@guarded
+def audit(
+    originals: Annotated[Path, typer.Argument(help="Folder of original images: <identity>/<file> or flat.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports (outside the inputs).")],
+    anonymized: Annotated[list[str], typer.Option("--anonymized", "-a", help="NAME=DIR: a folder of anonymized images mirroring the originals.")] = [],
+    method: Annotated[list[str], typer.Option("--method", "-m", help="NAME=SPEC: a reference method applied on the fly, e.g. blur=gaussian_blur:sigma=6.")] = [],
+    manifest: Annotated[Optional[Path], typer.Option(help="CSV with columns original,anonymized,method[,identity].")] = None,
+    gallery: Annotated[Optional[Path], typer.Option(help="Folder of distractor faces added to the identification gallery.")] = None,
+    policy: Annotated[Optional[Path], typer.Option(help="Policy TOML (default: the built-in policy).")] = None,
+    recognizer: Annotated[list[str], typer.Option("--recognizer", "-r", help="Recognizer to use (repeatable; default: every available one).")] = [],
+    attack: Annotated[list[str], typer.Option("--attack", help="Attack to run (repeatable; default: none and parrot).")] = [],
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder (default: $REDTEAM_CACHE or ~/.cache/redteam).")] = None,
+    no_originals_in_report: Annotated[bool, typer.Option("--no-originals-in-report", help="Leave original faces out of the HTML report.")] = False,
+    calibration: Annotated[Optional[Path], typer.Option(help="Thresholds file written by `redteam calibrate`.")] = None,
+    far: Annotated[float, typer.Option(help="False-accept rate of the calibrated threshold to use.")] = 1e-3,
+    min_face_score: Annotated[float, typer.Option(help="MTCNN probability below which a detection is ignored.")] = 0.95,
+    batch_size: Annotated[int, typer.Option(help="Embedding batch size.")] = 32,
+) -> None:
+    """Audit anonymization methods against the originals and give a verdict per method and tier."""
+    if not 0.0 < min_face_score <= 1.0:
+        raise UsageError(f"--min-face-score must be in (0, 1], got {min_face_score}", fix="e.g. --min-face-score 0.95")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be positive, got {batch_size}", fix="e.g. --batch-size 32")
+    sources, identities = _method_sources(anonymized, method, manifest, originals)
+    config = AuditConfig(
+        originals=originals,
+        out=out,
+        methods=tuple(sources),
+        gallery=gallery,
+        policy=policy,
+        recognizers=tuple(recognizer),
+        attacks=tuple(attack) if attack else ("none", "parrot"),
+        device=device,
+        seed=seed,
+        cache_dir=cache_dir,
+        include_originals_in_report=not no_originals_in_report,
+        detector=DetectorSettings(min_score=min_face_score),
+        calibration=calibration,
+        calibration_far=far,
+        identity_overrides=tuple(identities),
+        batch_size=batch_size,
+    )
+    result = _run_and_report(config)
+    if result.model_unavailable:  # type: ignore[attr-defined]
+        raise typer.Exit(int(ExitCode.MODEL_UNAVAILABLE))
+    all_pass = all(v.verdict.value == "PASS" for v in result.method_verdicts)  # type: ignore[attr-defined]
+    raise typer.Exit(int(ExitCode.ALL_PASS if all_pass else ExitCode.NOT_ALL_PASS))
+
+
+DEMO_METHODS = (
+    ("blur_mild", "gaussian_blur:sigma=2"),
+    ("blur_strong", "gaussian_blur:sigma=8"),
+    ("mosaic", "mosaic:block=12"),
+    ("box", "box:color=black,margin=0.5"),
+)
+
+
+@app.command()
+@guarded
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo report.")] = Path("redteam-demo"),
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder.")] = None,
+) -> None:
+    """Audit the bundled public-domain faces under built-in anonymizations (offline models only)."""
+    from redteam import terminal
+
+    sample = Path(str(resources.files("redteam.data").joinpath("sample")))
+    config = AuditConfig(
+        originals=sample,
+        out=out,
+        methods=tuple(MethodSource(name, "reference", spec=spec) for name, spec in DEMO_METHODS),
+        builtin_policy="demo_policy.toml",
+        device=device,
+        cache_dir=cache_dir,
+    )
+    terminal.log("demo: 5 public-domain faces (3 people), methods " + ", ".join(f"{n}={s}" for n, s in DEMO_METHODS))
+    _run_and_report(config)
+    terminal.stdout.print(f"Report: {(out / 'report.html').resolve()}")
+
+
+@models_app.callback()
+def models_default(ctx: typer.Context) -> None:
+    """Without a subcommand: list every model file with its status, location and size."""
+    if ctx.invoked_subcommand is None:
+        models_list()
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Each model file: available or missing, where it is (or would be), size and licence."""
+    from rich.table import Table
+
+    from redteam import terminal
+    from redteam.weights import MODEL_FILES
+
+    table = Table(title="Model files")
+    for column in ("name", "status", "location", "size", "source", "licence", "description"):
+        table.add_column(column, overflow="fold")
+    for entry in MODEL_FILES.values():
+        path = entry.path()
+        available = entry.is_available()
+        size = f"{path.stat().st_size / 1e6:.1f} MB" if available and path else (
+            f"{entry.size_bytes / 1e6:.1f} MB (expected)" if entry.size_bytes else "-"
+        )
+        table.add_row(
+            entry.name,
+            "[green]available[/green]" if available else "[red]missing[/red]",
+            str(path),
+            size,
+            "pip package" if entry.ships_in_package else str(entry.url),
+            entry.licence,
+            entry.description,
+        )
+    terminal.stdout.print(table)
+
+
+def _validator(name: str) -> Callable[[Path], None] | None:
+    if name == "facenet_vggface2":
+
+        def validate(path: Path) -> None:
+            from facenet_pytorch import InceptionResnetV1
+
+            from metrics.recognizers.facenet import load_facenet_weights
+
+            load_facenet_weights(InceptionResnetV1(pretrained=None), str(path))
+
+        return validate
+    return None
+
+
+@models_app.command("import")
+@guarded
+def models_import(
+    name: Annotated[str, typer.Argument(help="Catalog name, see `redteam models`.")],
+    file: Annotated[Path, typer.Argument(help="The weight file copied in by hand.")],
+) -> None:
+    """Verify a hand-carried weight file and copy it to where the loader looks."""
+    from redteam import terminal
+    from redteam.weights import import_model_file
+
+    target = import_model_file(name, file, _validator(name))
+    terminal.stdout.print(f"imported {name}: {target}")
+
+
+@models_app.command("download")
+@guarded
+def models_download(name: Annotated[str, typer.Argument(help="Catalog name, see `redteam models`.")]) -> None:
+    """Download a model file where the network allows (verifying its published hash)."""
+    from redteam import terminal
+    from redteam.weights import download_model_file
+
+    target = download_model_file(name)
+    validate = _validator(name)
+    if validate is not None:
+        validate(target)
+    terminal.stdout.print(f"downloaded {name}: {target}")
+
+
+@app.command()
+@guarded
+def calibrate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the thresholds JSON.")],
+    pairs: Annotated[Optional[Path], typer.Option(help="CSV with columns image_a,image_b,same.")] = None,
+    faces: Annotated[Optional[Path], typer.Option(help="Folder DIR/<identity>/<file>: every pair is used.")] = None,
+    recognizer: Annotated[list[str], typer.Option("--recognizer", "-r", help="Recognizer(s) to calibrate (default: every available one).")] = [],
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+) -> None:
+    """Compute verification thresholds at FAR 1e-3 and 1e-4 from labelled pairs."""
+    from metrics.recognizers import RECOGNIZERS
+    from redteam import terminal
+    from redteam.calibration import calibrate as run_calibration
+    from redteam.calibration import pairs_from_identity_folders, read_pairs
+    from redteam.faces import FaceDetector
+    from redteam.images import load_image
+    from redteam.errors import InputError, ModelUnavailableError
+    from redteam.run import resolve_device
+    from reports.atomic import write_text_atomically
+
+    if (pairs is None) == (faces is None):
+        raise UsageError("give exactly one of --pairs or --faces", fix="e.g. redteam calibrate --faces lfw/ --out thresholds.json")
+    labelled = read_pairs(pairs) if pairs is not None else pairs_from_identity_folders(faces)  # type: ignore[arg-type]
+    torch_device = resolve_device(device)
+    chosen = {}
+    for name in recognizer or list(RECOGNIZERS):
+        if name not in RECOGNIZERS:
+            raise UsageError(f"unknown recognizer '{name}'", fix="choose from: " + ", ".join(RECOGNIZERS))
+        availability = RECOGNIZERS[name].availability()
+        if availability.available:
+            chosen[name] = RECOGNIZERS[name](device=torch_device)
+        elif recognizer:
+            raise ModelUnavailableError(f"recognizer {name} unavailable: {availability.reason}")
+    if not chosen:
+        raise ModelUnavailableError("no recognizer is available to calibrate", fix="see `redteam models`")
+    detector = FaceDetector(device=torch_device)
+
+    def embed_image(model: object, path: Path) -> object:
+        import numpy as np
+        import torch
+
+        try:
+            image = load_image(path)
+        except InputError as error:
+            terminal.log(f"skipped {path}: {error.message}")
+            return None
+        found = detector.detect(image.pixels)
+        if not found:
+            return None
+        face = max(found, key=lambda f: f.width * f.height)
+        chip = model.crop(image.pixels, model.locate(image.pixels, face))  # type: ignore[attr-defined]
+        tensor = torch.from_numpy(np.ascontiguousarray(chip)).permute(2, 0, 1)[None].float() / 255.0
+        return model.embed(tensor)[0]  # type: ignore[attr-defined]
+
+    report = run_calibration(labelled, chosen, embed_image, str(pairs or faces))  # type: ignore[arg-type]
+    write_text_atomically(out, json.dumps(report, indent=2) + "\n")
+    for name, entry in report["recognizers"].items():  # type: ignore[union-attr]
+        terminal.stdout.print(f"{name}: {entry['n_genuine']} genuine, {entry['n_impostor']} impostor pairs")
+        for far_key, value in entry["thresholds"].items():
+            note = "" if value["reliable"] else "  [yellow](too few impostor pairs: unreliable, the audit will refuse it)[/yellow]"
+            terminal.stdout.print(f"  FAR {far_key}: threshold {value['threshold']:.4f}, TAR {value['tar']}{note}")
+    terminal.stdout.print(f"wrote {out}")
+
+
+@list_app.command("attacks")
+def list_attacks() -> None:
+    """Registered attacks with their threat tier."""
+    from attacks import ATTACKS
+    from redteam import terminal
+
+    for name, attack in ATTACKS.items():
+        terminal.stdout.print(f"{name:16} {attack.tier.value:15} {attack.summary()}", highlight=False)
+
+
+@list_app.command("methods")
+def list_methods() -> None:
+    """Registered reference methods with their parameters, defaults and source."""
+    from redteam import terminal
+    from redteam.anonymizers import METHODS
+
+    for name, method in METHODS.items():
+        terminal.stdout.print(f"[bold]{name}[/bold]  ({method.reference})")
+        for parameter in method.parameters:
+            terminal.stdout.print(f"    {parameter.describe()}", highlight=False)
+
+
+@list_app.command("recognizers")
+def list_recognizers() -> None:
+    """Registered recognizers and whether their weights are available here."""
+    from metrics.recognizers import RECOGNIZERS
+    from redteam import terminal
+
+    for name, recognizer in RECOGNIZERS.items():
+        availability = recognizer.availability()
+        status = "available" if availability.available else f"unavailable: {availability.reason}"
+        terminal.stdout.print(f"{name:10} {recognizer.summary}  [{status}]", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as error:  # noqa: BLE001 - a bug must not look like a verdict (exit 1)
+        import traceback
+
+        traceback.print_exc()
+        print(f"redteam: internal error ({type(error).__name__}: {error}); please report it", file=sys.stderr)
+        sys.exit(INTERNAL_ERROR)

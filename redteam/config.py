@@ -1,0 +1,65 @@
+"""The frozen configuration of one audit: CLI options (and an optional TOML file) -> AuditConfig -> run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from redteam.faces import DetectorSettings
+
+
+@dataclass(frozen=True)
+class MethodSource:
+    """Where a method's anonymized images come from.
+
+    Attributes:
+        name: label in the run and reports (unique).
+        kind: "reference" (applied on the fly from `spec`) or "observed" (the user's files).
+        spec: the canonical method spec of a reference method.
+        folder: an observed folder mirroring the originals.
+        files: an observed method's (original_rel, anonymized path) pairs from a manifest.
+    """
+
+    name: str
+    kind: Literal["reference", "observed"]
+    spec: str | None = None
+    folder: Path | None = None
+    files: tuple[tuple[str, Path], ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Every parameter that shapes a number of the audit; written into summary.json."""
+
+    originals: Path
+    out: Path
+    methods: tuple[MethodSource, ...]
+    gallery: Path | None = None
+    policy: Path | None = None
+    builtin_policy: str = "default_policy.toml"
+    recognizers: tuple[str, ...] = ()
+    attacks: tuple[str, ...] = ("none", "parrot")
+    device: str = "cpu"
+    seed: int = 0
+    cache_dir: Path | None = None
+    include_originals_in_report: bool = True
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    calibration: Path | None = None
+    calibration_far: float = 1e-3
+    identity_overrides: tuple[tuple[str, str], ...] = ()
+    batch_size: int = 32
+    examples_per_method: int = 4
+    size_tolerance: float = 0.01
+
+    def to_json(self) -> dict[str, Any]:
+        def convert(value: Any) -> Any:
+            if isinstance(value, Path):
+                return str(value)
+            if isinstance(value, dict):
+                return {k: convert(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [convert(v) for v in value]
+            return value
+
+        return convert(asdict(self))

@@ -1,0 +1,169 @@
+"""Discover originals and their anonymized counterparts (folders mirroring the originals, or a manifest).
+
+Layouts:
+    originals/<identity>/<file>   identities known: other photos of the same person are used;
+    originals/<file>              flat: each file is its own identity.
+Anonymized folders mirror the originals' relative paths; the suffix may differ (obama.jpg may be
+anonymized as obama.png). A manifest CSV has columns original, anonymized, method[, identity].
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from redteam.errors import InputError, UsageError
+from redteam.images import SUPPORTED_SUFFIXES, is_image_file
+
+
+@dataclass(frozen=True)
+class OriginalEntry:
+    """One original image file.
+
+    Attributes:
+        rel: path relative to the originals folder, POSIX style (the image's id in every report).
+        path: absolute path.
+        identity: the person, from the first folder level; the file stem in a flat layout.
+    """
+
+    rel: str
+    path: Path
+    identity: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The originals of a run, sorted by relative path.
+
+    Attributes:
+        ignored: relative paths of files skipped because they are not a supported image type.
+        identities_known: True when at least one file sits in an identity folder.
+    """
+
+    root: Path
+    entries: tuple[OriginalEntry, ...]
+    ignored: tuple[str, ...]
+    identities_known: bool
+
+
+def discover_images(root: Path, *, role: str) -> Dataset:
+    """List the images under `root` (recursively, hidden files and folders skipped)."""
+    if not root.exists():
+        raise InputError(f"{role} folder {root} does not exist", fix="check the path")
+    if not root.is_dir():
+        raise InputError(f"{role} path {root} is not a folder", fix="give a folder of images")
+    entries: list[OriginalEntry] = []
+    ignored: list[str] = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue
+        rel = relative.as_posix()
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            ignored.append(rel)
+            continue
+        identity = relative.parts[0] if len(relative.parts) > 1 else relative.stem
+        entries.append(OriginalEntry(rel=rel, path=path.resolve(), identity=identity))
+    if not entries:
+        raise InputError(
+            f"{role} folder {root} holds no images ({', '.join(sorted(SUPPORTED_SUFFIXES))})",
+            fix="point to a folder of face images, flat or one sub-folder per identity",
+        )
+    return Dataset(
+        root=root.resolve(),
+        entries=tuple(entries),
+        ignored=tuple(ignored),
+        identities_known=any(len(PurePosixPath(e.rel).parts) > 1 for e in entries),
+    )
+
+
+def find_counterpart(folder: Path, rel: str) -> Path | None:
+    """The file in `folder` mirroring `rel`: same relative path, or same path with another image suffix.
+
+    Raises:
+        InputError: several candidate files (e.g. a.png and a.webp) make the match ambiguous.
+    """
+    exact = folder / rel
+    if is_image_file(exact):
+        return exact
+    stem = PurePosixPath(rel).with_suffix("")
+    parent = folder / stem.parent
+    if not parent.is_dir():
+        return None
+    candidates = sorted(
+        p for p in parent.iterdir() if p.stem == stem.name and p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file()
+    )
+    if len(candidates) > 1:
+        raise InputError(
+            f"{folder}: several anonymized files match original '{rel}': {', '.join(p.name for p in candidates)}",
+            fix="keep one anonymized file per original, or use a manifest CSV",
+        )
+    return candidates[0] if candidates else None
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    original_rel: str
+    anonymized: Path
+    method: str
+    identity: str | None
+
+
+MANIFEST_COLUMNS = ("original", "anonymized", "method")
+
+
+def read_manifest(manifest: Path, originals_root: Path) -> tuple[ManifestRow, ...]:
+    """Read a manifest CSV; relative paths are relative to the manifest's folder.
+
+    Raises:
+        InputError: missing file or columns, or an original outside the originals folder.
+    """
+    if not manifest.is_file():
+        raise InputError(f"manifest {manifest} does not exist", fix="check the path")
+    rows: list[ManifestRow] = []
+    with manifest.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = [name.strip() for name in (reader.fieldnames or [])]
+        missing = [c for c in MANIFEST_COLUMNS if c not in header]
+        if missing:
+            raise InputError(
+                f"manifest {manifest} lacks column(s) {', '.join(missing)}",
+                fix="the header must be: original,anonymized,method[,identity]",
+            )
+        root = originals_root.resolve()
+        for line, record in enumerate(reader, start=2):
+            record = {k.strip(): (v or "").strip() for k, v in record.items() if k}
+            if not record.get("original") or not record.get("anonymized") or not record.get("method"):
+                raise InputError(f"manifest {manifest}, line {line}: empty original, anonymized or method", fix="fill every column")
+            original = (manifest.parent / record["original"]).resolve()
+            try:
+                original_rel = original.relative_to(root).as_posix()
+            except ValueError:
+                raise InputError(
+                    f"manifest {manifest}, line {line}: original {original} is outside the originals folder {root}",
+                    fix="list originals inside the folder given to `redteam audit`",
+                ) from None
+            rows.append(
+                ManifestRow(
+                    original_rel=original_rel,
+                    anonymized=(manifest.parent / record["anonymized"]).resolve(),
+                    method=record["method"],
+                    identity=record.get("identity") or None,
+                )
+            )
+    if not rows:
+        raise InputError(f"manifest {manifest} has no rows", fix="add one row per anonymized image")
+    return tuple(rows)
+
+
+def check_out_dir(out: Path, inputs: list[Path]) -> None:
+    """Refuse an output folder inside (or equal to) an input folder: inputs are never modified."""
+    resolved = out.resolve()
+    for folder in inputs:
+        root = folder.resolve()
+        if resolved == root or root in resolved.parents:
+            raise UsageError(
+                f"output folder {out} is inside input folder {folder}",
+                fix="write reports outside the input folders",
+            )

@@ -1,0 +1,50 @@
+"""Exceptions that carry the CLI's documented exit codes and a message that says how to fix it."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit-code contract of `redteam audit` (README, "Exit codes")."""
+
+    ALL_PASS = 0
+    NOT_ALL_PASS = 1
+    USAGE = 2
+    BAD_INPUT = 3
+    MODEL_UNAVAILABLE = 4
+
+
+class RedteamError(Exception):
+    """Base class: an error the user can fix; `fix` tells them how."""
+
+    exit_code: ExitCode = ExitCode.BAD_INPUT
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(message if fix is None else f"{message}\n  fix: {fix}")
+
+
+class UsageError(RedteamError):
+    """The command line itself is wrong (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InputError(RedteamError):
+    """An input file or folder is missing, unreadable or malformed (exit 3)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class ConfigError(RedteamError):
+    """The policy, config or method spec is invalid (exit 3)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class ModelUnavailableError(RedteamError):
+    """A model or weight file the run needs is not available (exit 4)."""
+
+    exit_code = ExitCode.MODEL_UNAVAILABLE

@@ -1,0 +1,175 @@
+"""Read image files into one convention (H x W x 3 uint8 RGB), recording every conversion made.
+
+Inputs are never modified: files are opened read-only and hashed from their bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from redteam.errors import InputError
+
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
+)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """One decoded image.
+
+    Attributes:
+        path: where it was read from.
+        pixels: H x W x 3 uint8 RGB array (read-only view).
+        sha256: hash of the file's bytes (the input's identity in caches and reports).
+        conversions: what was done to reach RGB uint8, e.g. ``("exif_orientation", "rgba_to_rgb")``.
+    """
+
+    path: Path
+    pixels: np.ndarray
+    sha256: str
+    conversions: tuple[str, ...]
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a regular file whose suffix is one of the supported image formats."""
+    return path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def _to_rgb8(image: Image.Image, conversions: list[str]) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        conversions.append("16bit_to_8bit" if peak > 255 else "int_to_8bit")
+        gray = np.clip(np.round(array / peak * 255.0), 0, 255).astype(np.uint8)
+        conversions.append("grayscale_to_rgb")
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        peak = 1.0 if array.max() <= 1.0 else 255.0
+        conversions.append("float_to_8bit")
+        gray = np.clip(np.round(array / peak * 255.0), 0, 255).astype(np.uint8)
+        conversions.append("grayscale_to_rgb")
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "P" or mode == "PA":
+        conversions.append("palette_to_rgb")
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "RGBa", "La"):
+        conversions.append("alpha_composited_on_white")
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba).convert("RGB")
+    elif mode in ("L", "1"):
+        conversions.append("grayscale_to_rgb")
+        image = image.convert("RGB")
+    elif mode != "RGB":
+        conversions.append(f"{mode.lower()}_to_rgb")
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _decode_tiff_with_tifffile(data: bytes, path: Path, conversions: list[str]) -> np.ndarray:
+    import tifffile
+
+    array = tifffile.imread(io.BytesIO(data))
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+        conversions.append("grayscale_to_rgb")
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise InputError(
+            f"{path}: unsupported TIFF layout {array.shape}",
+            fix="save it as an RGB or grayscale PNG/JPEG/TIFF",
+        )
+    if array.shape[2] == 4:
+        conversions.append("alpha_dropped")
+        array = array[..., :3]
+    if array.dtype == np.uint16:
+        conversions.append("16bit_to_8bit")
+        array = np.round(array.astype(np.float64) / 65535.0 * 255.0).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise InputError(
+            f"{path}: unsupported TIFF sample type {array.dtype}",
+            fix="save it with 8- or 16-bit integer samples",
+        )
+    return np.ascontiguousarray(array)
+
+
+def load_image(path: Path) -> LoadedImage:
+    """Decode an image file, apply its EXIF orientation and convert it to RGB uint8.
+
+    Raises:
+        InputError: the file is missing, not an image, truncated, or of an unsupported layout;
+            the message names the file and the fix.
+    """
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise InputError(
+            f"{path}: unsupported file type '{path.suffix}'",
+            fix="use JPEG, PNG, WebP or TIFF",
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror})", fix="check the path and its permissions") from error
+    conversions: list[str] = []
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            oriented = ImageOps.exif_transpose(opened)
+            if oriented is not opened:
+                exif_orientation = opened.getexif().get(0x0112, 1)
+                if exif_orientation not in (None, 1):
+                    conversions.append("exif_orientation")
+            pixels = _to_rgb8(oriented, conversions)
+    except UnidentifiedImageError as error:
+        raise InputError(f"{path}: not a readable image", fix="re-export the file or remove it") from error
+    except OSError as error:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            try:
+                pixels = _decode_tiff_with_tifffile(data, path, conversions)
+            except InputError:
+                raise
+            except Exception as tiff_error:  # noqa: BLE001 - any decoder failure is a bad input
+                raise InputError(f"{path}: unreadable TIFF ({tiff_error})", fix="re-export the file") from error
+        else:
+            raise InputError(
+                f"{path}: truncated or corrupt image ({error})",
+                fix="re-export or re-download the file, or remove it",
+            ) from error
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or min(pixels.shape[:2]) < 1:
+        raise InputError(f"{path}: decoded to an unexpected shape {pixels.shape}", fix="re-export the file as RGB")
+    pixels = np.ascontiguousarray(pixels)
+    pixels.setflags(write=False)
+    return LoadedImage(
+        path=path,
+        pixels=pixels,
+        sha256=hashlib.sha256(data).hexdigest(),
+        conversions=tuple(conversions),
+    )
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 -> 1 x 3 x H x W float32 in [0, 1] (the project's tensor convention)."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+
+
+def to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """1 x 3 x H x W float in [0, 1] -> H x W x 3 uint8, rounding to nearest (8-bit quantization)."""
+    array = tensor.detach().clamp(0.0, 1.0).mul(255.0).round().to(dtype=torch.uint8)
+    return array[0].permute(1, 2, 0).cpu().numpy()

@@ -1,0 +1,141 @@
+"""The audit policy (TOML): what re-identification rate each threat tier may show, and how sure we
+must be. See README "The policy file" for the meaning of each default number."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from attacks.base import ThreatTier
+from metrics.statistics import INTERVAL_METHODS
+from redteam.errors import ConfigError, InputError
+
+#: Rate metrics a policy may limit (columns of the results table holding per-row booleans).
+RATE_METRICS: dict[str, str] = {
+    "verify": "verified as the same person as its own original (distance below the recognizer's threshold)",
+    "rank1": "own original ranked first in the gallery (same photo)",
+    "rank5": "own original in the top 5 of the gallery (same photo)",
+    "rank1_other": "another photo of the same person ranked first (own original removed)",
+    "rank5_other": "another photo of the same person in the top 5 (own original removed)",
+}
+PERCEPTUAL_METRICS = ("ssim", "psnr", "lpips")
+KNOWN_KEYS = {
+    "name", "description", "confidence", "interval", "min_samples", "required_recognizers",
+    "required_metrics", "required_tiers", "limits",
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A frozen audit policy.
+
+    Attributes:
+        limits: (tier, metric, maximum rate) triples; a verdict is computed for each.
+        required_recognizers: names that must run; empty means every available one (at least one).
+        required_metrics: perceptual metrics that must be computed (e.g. "lpips").
+        required_tiers: tiers that must have run for a method to PASS.
+        source: the file it came from, or "built-in:<name>".
+    """
+
+    name: str
+    description: str
+    confidence: float
+    interval: str
+    min_samples: int
+    required_recognizers: tuple[str, ...]
+    required_metrics: tuple[str, ...]
+    required_tiers: tuple[str, ...]
+    limits: tuple[tuple[str, str, float], ...]
+    source: str
+
+    def limits_for(self, tier: str) -> dict[str, float]:
+        return {metric: limit for t, metric, limit in self.limits if t == tier}
+
+    def to_json(self) -> dict[str, Any]:
+        limits: dict[str, dict[str, float]] = {}
+        for tier, metric, limit in self.limits:
+            limits.setdefault(tier, {})[metric] = limit
+        return {
+            "name": self.name, "description": self.description, "source": self.source,
+            "confidence": self.confidence, "interval": self.interval, "min_samples": self.min_samples,
+            "required_recognizers": list(self.required_recognizers),
+            "required_metrics": list(self.required_metrics),
+            "required_tiers": list(self.required_tiers), "limits": limits,
+        }
+
+
+def _string_list(data: dict[str, Any], key: str, where: str, valid: tuple[str, ...] | None) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: '{key}' must be a list of strings", fix=f'e.g. {key} = ["{(valid or ("x",))[0]}"]')
+    if valid is not None:
+        for item in value:
+            if item not in valid:
+                raise ConfigError(f"{where}: unknown {key} entry '{item}'", fix="valid: " + ", ".join(valid))
+    return tuple(value)
+
+
+def parse_policy(data: dict[str, Any], source: str, known_recognizers: tuple[str, ...]) -> Policy:
+    """Validate a policy mapping (a parsed TOML file)."""
+    where = f"policy {source}"
+    unknown = sorted(set(data) - KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}", fix="valid keys: " + ", ".join(sorted(KNOWN_KEYS)))
+    confidence = data.get("confidence", 0.95)
+    if not isinstance(confidence, float) or not 0.5 <= confidence < 1.0:
+        raise ConfigError(f"{where}: confidence must be a number in [0.5, 1), got {confidence!r}", fix="confidence = 0.95")
+    interval = data.get("interval", "wilson")
+    if interval not in INTERVAL_METHODS:
+        raise ConfigError(f"{where}: interval must be one of {', '.join(INTERVAL_METHODS)}, got {interval!r}", fix='interval = "wilson"')
+    min_samples = data.get("min_samples", 30)
+    if not isinstance(min_samples, int) or isinstance(min_samples, bool) or min_samples < 1:
+        raise ConfigError(f"{where}: min_samples must be a positive integer, got {min_samples!r}", fix="min_samples = 30")
+    tiers = tuple(t.value for t in ThreatTier)
+    raw_limits = data.get("limits", {})
+    if not isinstance(raw_limits, dict) or not raw_limits:
+        raise ConfigError(f"{where}: needs a [limits.<tier>] table with at least one metric", fix="[limits.naive]\nrank1 = 0.10")
+    limits: list[tuple[str, str, float]] = []
+    for tier, metrics in raw_limits.items():
+        if tier not in tiers:
+            raise ConfigError(f"{where}: unknown tier '{tier}' in [limits]", fix="tiers: " + ", ".join(tiers))
+        if not isinstance(metrics, dict):
+            raise ConfigError(f"{where}: [limits.{tier}] must be a table", fix=f"[limits.{tier}]\nrank1 = 0.10")
+        for metric, limit in metrics.items():
+            if metric not in RATE_METRICS:
+                raise ConfigError(f"{where}: unknown metric '{metric}' in [limits.{tier}]", fix="metrics: " + ", ".join(RATE_METRICS))
+            if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0.0 <= float(limit) <= 1.0:
+                raise ConfigError(f"{where}: limit {tier}.{metric} must be a rate in [0, 1], got {limit!r}", fix=f"{metric} = 0.10")
+            limits.append((tier, metric, float(limit)))
+    return Policy(
+        name=str(data.get("name", Path(source).stem)),
+        description=str(data.get("description", "")),
+        confidence=float(confidence),
+        interval=str(interval),
+        min_samples=int(min_samples),
+        required_recognizers=_string_list(data, "required_recognizers", where, known_recognizers),
+        required_metrics=_string_list(data, "required_metrics", where, PERCEPTUAL_METRICS),
+        required_tiers=_string_list(data, "required_tiers", where, tiers),
+        limits=tuple(limits),
+        source=source,
+    )
+
+
+def load_policy(path: Path | None, known_recognizers: tuple[str, ...], builtin: str = "default_policy.toml") -> Policy:
+    """Read a policy file, or the built-in default when `path` is None."""
+    if path is None:
+        text = resources.files("redteam.data").joinpath(builtin).read_text(encoding="utf-8")
+        source = f"built-in:{builtin}"
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise InputError(f"policy file {path} cannot be read ({error.strerror})", fix="check the path") from error
+        source = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"policy {source} is not valid TOML: {error}", fix="fix the syntax (see README, policy file)") from error
+    return parse_policy(data, source, known_recognizers)

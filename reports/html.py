@@ -1,0 +1,14 @@
+"""report.html: self-contained (images inlined as data URIs), with histograms and example faces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from redteam.run import AuditResult
+from reports.atomic import write_text_atomically
+from reports.templating import render
+from reports.view import build_view
+
+
+def write_html(result: AuditResult, out: Path) -> Path:
+    return write_text_atomically(out / "report.html", render("report.html.j2", build_view(result, figures=True)))

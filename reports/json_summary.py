@@ -1,0 +1,68 @@
+"""summary.json: verdicts with intervals, every parameter, versions, model and input hashes."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from redteam.run import AuditResult
+from reports.atomic import write_text_atomically
+from reports.table import verdict_frame
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def summary_dict(result: AuditResult) -> dict[str, Any]:
+    issues = Counter(issue.kind for issue in result.issues)
+    return _clean(
+        {
+            "schema": "redteam-summary/1",
+            "methods": [
+                {
+                    "method": m.method,
+                    "verdict": m.verdict.value,
+                    "tiers": {tier: verdict.value for tier, verdict in m.tiers},
+                    "reasons": list(m.reasons),
+                }
+                for m in result.method_verdicts
+            ],
+            "verdicts": verdict_frame(result).to_dict(orient="records"),
+            "sample": {
+                "faces": len(result.faces),
+                "images": len({f.image for f in result.faces}),
+                "identities": len({f.identity for f in result.faces if f.identity is not None}),
+                "gallery_size": result.gallery_size,
+                "rows": len(result.rows),
+            },
+            "input_issues": {"counts": dict(sorted(issues.items())), "items": [issue.__dict__ for issue in result.issues]},
+            "conversions": result.conversions,
+            "skipped_attacks": [s.__dict__ for s in result.skipped_attacks],
+            "unavailable": result.unavailable,
+            "blockers": list(result.blockers),
+            "policy": result.policy.to_json(),
+            "config": result.config.to_json(),
+            "method_specs": {m.name: {"kind": m.kind, "spec": m.spec} for m in result.methods},
+            "models": result.recognizers,
+            "environment": result.environment,
+            "input_hashes": result.input_hashes,
+            "timings_seconds": result.timings,
+            "attack_seconds": result.attack_seconds,
+            "cache": result.cache_stats,
+        }
+    )
+
+
+def write_summary(result: AuditResult, out: Path) -> Path:
+    text = json.dumps(summary_dict(result), indent=2, sort_keys=False, default=str)
+    return write_text_atomically(out / "summary.json", text + "\n")

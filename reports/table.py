@@ -1,0 +1,50 @@
+"""The one results table (pandas) and the verdict table derived from the AuditResult."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import pandas as pd
+
+from redteam.run import AuditResult
+
+
+def results_frame(result: AuditResult) -> pd.DataFrame:
+    """One row per image x face x method x attack x recognizer, in a stable order."""
+    frame = pd.DataFrame([asdict(row) for row in result.rows])
+    if frame.empty:
+        return frame
+    order = ["method", "tier", "attack", "recognizer", "image", "face_index"]
+    return frame.sort_values(order, kind="mergesort").reset_index(drop=True)
+
+
+def verdict_frame(result: AuditResult) -> pd.DataFrame:
+    """One row per method x tier x attack x recognizer x metric: rate, interval, chance, verdict."""
+    records = []
+    for v in result.metric_verdicts:
+        records.append(
+            {
+                "method": v.method,
+                "tier": v.tier,
+                "attack": v.attack,
+                "recognizer": v.recognizer,
+                "metric": v.metric,
+                "n": v.estimate.trials,
+                "successes": v.estimate.successes,
+                "rate": v.estimate.rate,
+                "ci_low": v.estimate.low,
+                "ci_high": v.estimate.high,
+                "chance": None if math.isnan(v.chance) else v.chance,
+                "limit": v.limit,
+                "verdict": v.verdict.value,
+                "reason": v.reason,
+            }
+        )
+    return pd.DataFrame(records)
+
+
+def format_rate(successes: int, trials: int, low: float, high: float) -> str:
+    if trials == 0:
+        return "n/a (n=0)"
+    return f"{successes / trials:.0%} ({successes}/{trials}) [{low:.0%}, {high:.0%}]"

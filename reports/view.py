@@ -1,0 +1,103 @@
+"""The view model shared by the Markdown and HTML templates (numbers formatted once, here)."""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+
+from redteam.run import AuditResult
+from reports.plots import distance_histograms, png_bytes
+from reports.table import format_rate, results_frame, verdict_frame
+
+
+def _mean(series: pd.Series) -> str:
+    values = pd.to_numeric(series, errors="coerce").replace([math.inf, -math.inf], math.nan).dropna()
+    return f"{values.mean():.3f}" if len(values) else "n/a"
+
+
+def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
+    frame = results_frame(result)
+    verdicts = verdict_frame(result)
+    kinds = {m.name: m for m in result.methods}
+    methods = []
+    for m in result.method_verdicts:
+        source = kinds[m.method]
+        methods.append(
+            {
+                "name": m.method,
+                "kind": source.kind,
+                "spec": source.spec or (str(source.folder) if source.folder else "manifest"),
+                "verdict": m.verdict.value,
+                "tiers": dict((tier, v.value) for tier, v in m.tiers),
+                "reasons": list(m.reasons),
+            }
+        )
+    rates = []
+    for _, v in verdicts.iterrows():
+        rates.append(
+            {
+                "method": v["method"], "tier": v["tier"], "attack": v["attack"], "recognizer": v["recognizer"],
+                "metric": v["metric"], "n": int(v["n"]),
+                "rate": format_rate(int(v["successes"]), int(v["n"]), float(v["ci_low"]), float(v["ci_high"])),
+                "chance": "n/a" if v["chance"] is None or pd.isna(v["chance"]) else f"{float(v['chance']):.1%}",
+                "limit": f"{float(v['limit']):.0%}", "verdict": v["verdict"], "reason": v["reason"],
+            }
+        )
+    quality = []
+    if not frame.empty:
+        per_face = frame.drop_duplicates(["method", "attack", "face_id"])
+        for (method, attack), group in per_face.groupby(["method", "attack"], sort=True):
+            quality.append(
+                {
+                    "method": method, "attack": attack, "n": len(group),
+                    "detected": f"{group['anonymized_face_detected'].mean():.0%} ({int(group['anonymized_face_detected'].sum())}/{len(group)})",
+                    "ssim": _mean(group["ssim"]), "psnr": _mean(group["psnr"]),
+                    "lpips": _mean(group["lpips"]) if group["lpips"].notna().any() else "not computed",
+                    "seconds": f"{result.attack_seconds.get(method, {}).get(attack, float('nan')):.2f}",
+                }
+            )
+    view: dict[str, Any] = {
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "policy": result.policy.to_json(),
+        "methods": methods,
+        "rates": rates,
+        "quality": quality,
+        "sample": {
+            "faces": len(result.faces),
+            "images": len({f.image for f in result.faces}),
+            "identities": len({f.identity for f in result.faces if f.identity is not None}),
+            "gallery_size": result.gallery_size,
+        },
+        "issue_counts": dict(sorted(Counter(i.kind for i in result.issues).items())),
+        "issues": [i.__dict__ for i in result.issues],
+        "conversions": result.conversions,
+        "skipped_attacks": [s.__dict__ for s in result.skipped_attacks],
+        "unavailable": result.unavailable,
+        "blockers": list(result.blockers),
+        "models": result.recognizers,
+        "include_originals": result.config.include_originals_in_report,
+        "histograms": {},
+        "examples": [],
+    }
+    if figures and not frame.empty:
+        for m in result.method_verdicts:
+            if (frame["method"] == m.method).any() and frame.loc[frame["method"] == m.method, "verify"].notna().any():
+                view["histograms"][m.method] = base64.b64encode(distance_histograms(frame, m.method)).decode()
+        for example in result.examples:
+            encode = lambda pixels: base64.b64encode(png_bytes(pixels)).decode()  # noqa: E731
+            view["examples"].append(
+                {
+                    "method": example.method,
+                    "face_id": example.face_id,
+                    "original": encode(example.original) if result.config.include_originals_in_report else None,
+                    "anonymized": encode(example.anonymized),
+                    "reconstructions": [(name, encode(pixels)) for name, pixels in example.reconstructions],
+                    "similarity": [f"{attack}/{recognizer}: cos {value:.2f}" for attack, recognizer, value in example.similarity],
+                }
+            )
+    return view
