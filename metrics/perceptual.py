@@ -23,6 +23,18 @@ from redteam.weights import get_model_file, sha256_file
 _ALEX_SLICES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3, 6: 3, 7: 3, 8: 4, 9: 4, 10: 5, 11: 5}
 
 
+def load_alexnet_trunk(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
+    """Copy a torchvision AlexNet state dict's `features` into an lpips.LPIPS(net="alex") trunk, strictly."""
+    trunk = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "features" and len(parts) == 3 and parts[1].isdigit() and int(parts[1]) in _ALEX_SLICES:
+            trunk[f"slice{_ALEX_SLICES[int(parts[1])]}.{parts[1]}.{parts[2]}"] = value
+    missing, unexpected = model.net.load_state_dict(trunk, strict=False)
+    if missing or unexpected or not trunk:
+        raise ModelUnavailableError(f"{origin}: not a torchvision AlexNet state dict", fix="download it again")
+
+
 def _as_numpy(batch: torch.Tensor) -> np.ndarray:
     return batch.detach().cpu().double().permute(0, 2, 3, 1).numpy()
 
@@ -77,15 +89,7 @@ class LPIPSMetric:
             digest = entry.verify(path)
             with contextlib.redirect_stdout(io.StringIO()):
                 model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            trunk = {}
-            for key, value in state.items():
-                parts = key.split(".")
-                if parts[0] == "features" and int(parts[1]) in _ALEX_SLICES:
-                    trunk[f"slice{_ALEX_SLICES[int(parts[1])]}.{parts[1]}.{parts[2]}"] = value
-            missing, unexpected = model.net.load_state_dict(trunk, strict=False)
-            if missing or unexpected:
-                raise ModelUnavailableError(f"{path}: not a torchvision AlexNet state dict", fix="re-download it")
+            load_alexnet_trunk(model, torch.load(path, map_location="cpu", weights_only=True), str(path))
             self.trunk_sha256 = digest
             self._model = model
         return self._model.eval().to(self.device)

@@ -85,6 +85,16 @@ def _to_rgb8(image: Image.Image, conversions: list[str]) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def _source_bits(opened: Image.Image, data: bytes) -> int:
+    """Bits per sample stored in the file (Pillow silently loads 16-bit RGB PNG/TIFF as 8-bit RGB)."""
+    if opened.format == "PNG" and len(data) > 24:
+        return int(data[24])  # IHDR bit depth
+    if opened.format == "TIFF":
+        bits = getattr(opened, "tag_v2", {}).get(258, 8)
+        return int(max(bits)) if isinstance(bits, tuple) else int(bits)
+    return 8
+
+
 def _decode_tiff_with_tifffile(data: bytes, path: Path, conversions: list[str]) -> np.ndarray:
     import tifffile
 
@@ -137,6 +147,8 @@ def load_image(path: Path) -> LoadedImage:
                 if exif_orientation not in (None, 1):
                     conversions.append("exif_orientation")
             pixels = _to_rgb8(oriented, conversions)
+            if _source_bits(opened, data) > 8 and "16bit_to_8bit" not in conversions:
+                conversions.append("16bit_to_8bit")  # Pillow reduced a 16-bit RGB file to 8 bits on load
     except UnidentifiedImageError as error:
         raise InputError(f"{path}: not a readable image", fix="re-export the file or remove it") from error
     except OSError as error:

@@ -1,0 +1,62 @@
+import pytest
+
+from redteam.datasets import check_out_dir, discover_images, find_counterpart, read_manifest
+from redteam.errors import InputError, UsageError
+
+
+def touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def test_identity_folders_and_flat_files(tmp_path):
+    touch(tmp_path / "alice" / "1.jpg")
+    touch(tmp_path / "alice" / "2.png")
+    touch(tmp_path / "bob.jpg")
+    touch(tmp_path / "notes.txt")
+    touch(tmp_path / ".hidden" / "x.jpg")
+    dataset = discover_images(tmp_path, role="originals")
+    assert [(e.rel, e.identity) for e in dataset.entries] == [
+        ("alice/1.jpg", "alice"), ("alice/2.png", "alice"), ("bob.jpg", "bob")
+    ]
+    assert dataset.ignored == ("notes.txt",)
+    assert dataset.identities_known
+
+
+def test_missing_or_empty_originals_are_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        discover_images(tmp_path / "nope", role="originals")
+    with pytest.raises(InputError, match="holds no images"):
+        discover_images(tmp_path, role="originals")
+
+
+def test_counterparts_may_change_suffix_but_not_be_ambiguous(tmp_path):
+    touch(tmp_path / "anon" / "alice" / "1.png")
+    assert find_counterpart(tmp_path / "anon", "alice/1.jpg") == tmp_path / "anon" / "alice" / "1.png"
+    assert find_counterpart(tmp_path / "anon", "bob/1.jpg") is None
+    touch(tmp_path / "anon" / "alice" / "1.webp")
+    with pytest.raises(InputError, match="several anonymized files"):
+        find_counterpart(tmp_path / "anon", "alice/1.jpg")
+
+
+def test_manifest_rows_and_errors(tmp_path):
+    touch(tmp_path / "orig" / "a" / "1.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("original,anonymized,method,identity\norig/a/1.jpg,anon/1.png,blur,alice\n")
+    rows = read_manifest(manifest, tmp_path / "orig")
+    assert rows[0].original_rel == "a/1.jpg" and rows[0].method == "blur" and rows[0].identity == "alice"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("original,method\nx,y\n")
+    with pytest.raises(InputError, match="lacks column"):
+        read_manifest(bad, tmp_path / "orig")
+    outside = tmp_path / "outside.csv"
+    outside.write_text("original,anonymized,method\nelsewhere/1.jpg,anon/1.png,blur\n")
+    with pytest.raises(InputError, match="outside the originals folder"):
+        read_manifest(outside, tmp_path / "orig")
+
+
+def test_output_inside_an_input_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="inside input folder"):
+        check_out_dir(tmp_path / "orig" / "report", [tmp_path / "orig"])
+    check_out_dir(tmp_path / "report", [tmp_path / "orig"])

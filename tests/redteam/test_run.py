@@ -1,0 +1,130 @@
+"""End-to-end audits through the library API on the bundled sample (dlib, offline)."""
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from redteam.anonymizers import build_method
+from redteam.config import AuditConfig, MethodSource
+from redteam.errors import InputError, ModelUnavailableError, UsageError
+from redteam.faces import FaceDetector
+from redteam.images import load_image
+from redteam.run import AuditRun
+from reports.table import results_frame
+
+
+def make_observed(originals, target, spec="gaussian_blur:sigma=2"):
+    """Anonymize every original the way a user's redaction tool would, into a mirrored folder."""
+    method, detector = build_method(spec), FaceDetector()
+    for path in sorted(originals.rglob("*.jpg")):
+        image = load_image(path)
+        out = target / path.relative_to(originals).with_suffix(".png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(method.apply(image.pixels, detector.detect(image.pixels))).save(out)
+    return target
+
+
+def config(originals, tmp_path, cache_dir, **overrides):
+    values = dict(
+        originals=originals,
+        out=tmp_path / "report",
+        methods=(MethodSource("blur", "reference", spec="gaussian_blur:sigma=2"),),
+        cache_dir=cache_dir,
+        recognizers=("dlib",),
+    )
+    values.update(overrides)
+    return AuditConfig(**values)
+
+
+def test_every_input_problem_is_counted_not_dropped(originals, tmp_path, cache_dir):
+    observed = make_observed(originals, tmp_path / "observed")
+    # Originals: a truncated file, a faceless image, a stray text file, a group photo of two people.
+    cut = originals / "barack_obama" / "cut.jpg"
+    cut.write_bytes((originals / "barack_obama" / "obama.jpg").read_bytes()[:2000])
+    Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(originals / "wall.png")
+    (originals / "notes.txt").write_text("not an image")
+    left = Image.open(originals / "barack_obama" / "obama2.jpg").convert("RGB")
+    right = Image.open(originals / "joe_biden" / "biden.jpg").convert("RGB").resize((left.width, left.height))
+    group = Image.new("RGB", (left.width * 2, left.height))
+    group.paste(left, (0, 0))
+    group.paste(right, (left.width, 0))
+    group.save(originals / "group.jpg")
+    # Anonymized: one missing, one unreadable, one of another aspect ratio, one at half size.
+    (observed / "barack_obama" / "obama3.png").unlink()
+    (observed / "joe_biden" / "biden.png").write_text("garbage")
+    Image.open(observed / "barack_obama" / "obama.png").crop((0, 0, 300, 300)).save(observed / "barack_obama" / "obama.png")
+    half = Image.open(observed / "barack_obama" / "obama2.png")
+    half.resize((half.width // 2, half.height // 2)).save(observed / "barack_obama" / "obama2.png")
+    Image.fromarray(build_method("gaussian_blur:sigma=2").apply(np.asarray(group), FaceDetector().detect(np.asarray(group)))).save(observed / "group.png")
+
+    result = AuditRun(
+        config(originals, tmp_path, cache_dir, methods=(MethodSource("observed", "observed", folder=observed),))
+    ).run()
+    kinds = Counter(issue.kind for issue in result.issues)
+    assert kinds == Counter(
+        {"unreadable": 2, "no_face": 1, "unsupported_file": 1, "multi_face": 1,
+         "missing_counterpart": 1, "size_mismatch": 1, "resized": 1}
+    )
+    by_path = {(i.kind, i.path) for i in result.issues}
+    assert ("unreadable", "barack_obama/cut.jpg") in by_path and ("no_face", "wall.png") in by_path
+    group_faces = [f for f in result.faces if f.image == "group.jpg"]
+    assert len(group_faces) == 2 and all(f.identity is None for f in group_faces)
+    audited = {row.image for row in result.rows}
+    assert audited == {"group.jpg", "barack_obama/obama2.jpg", "eileen_collins/astronaut.jpg"}
+    assert {row.attack for row in result.rows} == {"none"}  # parrot needs a known method
+    assert [s.attack for s in result.skipped_attacks] == ["parrot"]
+
+
+def test_same_audit_twice_gives_identical_tables_and_reuses_original_embeddings(originals, tmp_path, cache_dir):
+    cache = tmp_path / "fresh_cache"
+    methods = (
+        MethodSource("blur", "reference", spec="gaussian_blur:sigma=2"),
+        MethodSource("mosaic", "reference", spec="mosaic:block=12"),
+    )
+    first = AuditRun(config(originals, tmp_path, cache, methods=methods)).run()
+    logs = []
+    second = AuditRun(config(originals, tmp_path, cache, methods=methods), log=logs.append).run()
+    pd.testing.assert_frame_equal(results_frame(first), results_frame(second))
+    assert first.cache_stats["dlib_original_embeddings_computed"] == 5
+    assert second.cache_stats["dlib_original_embeddings_reused"] == 5
+    assert second.cache_stats["dlib_original_embeddings_computed"] == 0
+    assert any("reused from cache 5, computed 0" in line for line in logs)
+    uncached = AuditRun(config(originals, tmp_path, tmp_path / "other_cache", methods=methods)).run()
+    pd.testing.assert_frame_equal(results_frame(first), results_frame(uncached))
+
+
+def test_results_table_has_one_row_per_face_method_attack_recognizer(originals, tmp_path, cache_dir):
+    result = AuditRun(config(originals, tmp_path, cache_dir)).run()
+    frame = results_frame(result)
+    assert len(frame) == 5 * 1 * 2 * 1  # faces x methods x attacks (none, parrot) x recognizers
+    naive = frame[frame["attack"] == "none"]
+    assert naive["rank1"].all() and naive["verify"].all()  # sigma 2 on 160 px faces leaks identity
+    parrot = frame[frame["attack"] == "parrot"]
+    assert parrot["rank1"].isna().all() and parrot["verify"].isna().all()  # same photo is trivial there
+    assert parrot["rank1_other"].notna().sum() == 3  # the three Obama photos have other photos
+    assert naive["chance_rank1"].tolist() == pytest.approx([0.2] * 5)
+    assert naive["ssim"].between(0, 1).all() and naive["anonymized_face_detected"].all()
+    verdict = {v.method: v.verdict.value for v in result.method_verdicts}
+    assert verdict == {"blur": "INCONCLUSIVE"}  # default policy: 5 faces < min_samples 30
+
+
+def test_fail_closed_when_no_recognizer_or_bad_requests(originals, tmp_path, cache_dir):
+    with pytest.raises(ModelUnavailableError, match="no face recognizer"):
+        AuditRun(config(originals, tmp_path, cache_dir, recognizers=("facenet",))).run()
+    with pytest.raises(UsageError, match="unknown attack"):
+        AuditRun(config(originals, tmp_path, cache_dir, attacks=("telepathy",))).run()
+    with pytest.raises(UsageError, match="used twice"):
+        AuditRun(config(originals, tmp_path, cache_dir, methods=(MethodSource("a", "reference", spec="box"),) * 2)).run()
+    with pytest.raises(InputError, match="does not exist"):
+        AuditRun(config(originals, tmp_path, cache_dir, methods=(MethodSource("a", "observed", folder=tmp_path / "x"),))).run()
+    with pytest.raises(UsageError, match="no CUDA"):
+        AuditRun(config(originals, tmp_path, cache_dir, device="cuda"))
+
+
+def test_gallery_distractors_enlarge_the_gallery(originals, tmp_path, cache_dir, sample_dir):
+    result = AuditRun(config(originals, tmp_path, cache_dir, gallery=sample_dir / "joe_biden")).run()
+    assert result.gallery_size == 6
+    assert {row.gallery_size for row in result.rows} == {6}

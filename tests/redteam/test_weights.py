@@ -1,0 +1,39 @@
+import pytest
+
+from redteam.errors import InputError, ModelUnavailableError
+from redteam.weights import MODEL_FILES, download_model_file, get_model_file, import_model_file
+
+
+def test_catalog_resolves_through_torch_home(offline_environment):
+    facenet = get_model_file("facenet_vggface2")
+    assert facenet.path() == offline_environment / "checkpoints" / "20180402-114759-vggface2.pt"
+    assert not facenet.is_available()
+    with pytest.raises(ModelUnavailableError, match="redteam models"):
+        facenet.require()
+    for name in ("mtcnn", "dlib_resnet", "dlib_landmarks5", "lpips_alex_linear"):
+        assert MODEL_FILES[name].is_available(), f"{name} should ship inside a pip package"
+
+
+def test_import_verifies_the_published_hash_and_copies_atomically(tmp_path, offline_environment):
+    wrong = tmp_path / "alexnet.pth"
+    wrong.write_bytes(b"not alexnet")
+    with pytest.raises(InputError, match="published prefix"):
+        import_model_file("alexnet_trunk", wrong)
+    assert not get_model_file("alexnet_trunk").is_available()
+    with pytest.raises(InputError, match="ships inside a pip package"):
+        import_model_file("dlib_resnet", wrong)
+    with pytest.raises(InputError, match="unknown model"):
+        import_model_file("arcface", wrong)
+
+
+def test_download_fails_closed_without_network(monkeypatch):
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    with pytest.raises(ModelUnavailableError, match="redteam models import facenet_vggface2"):
+        download_model_file("facenet_vggface2")
+    assert not get_model_file("facenet_vggface2").is_available()
+    assert not list(get_model_file("facenet_vggface2").path().parent.glob("*.part"))
