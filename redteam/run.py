@@ -13,7 +13,7 @@ import math
 import platform
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable, Hashable, Iterator, Sequence
@@ -37,7 +37,7 @@ from redteam.cache import Cache, content_key, default_cache_dir
 from redteam.calibration import load_threshold
 from redteam.config import AuditConfig, MethodSource
 from redteam.datasets import Dataset, discover_images, find_counterpart
-from redteam.errors import InputError, ModelUnavailableError, UsageError
+from redteam.errors import ConfigError, InputError, ModelUnavailableError, UsageError
 from redteam.faces import FaceDetector, FaceGeometry, box_crop, match_detections
 from redteam.images import LoadedImage, load_image, to_tensor, to_uint8
 from redteam.policy import Policy, load_policy
@@ -531,7 +531,11 @@ class AuditRun:
             raise UsageError(f"method name(s) used twice: {', '.join(duplicates)}", fix="give each method a unique NAME")
         resolved = []
         for source in self.config.methods:
+            if source.kind == "reference" and not source.spec:
+                raise ConfigError(f"reference method '{source.name}' has no spec", fix="give --method NAME=SPEC")
             reference = build_method(source.spec) if source.kind == "reference" and source.spec else None
+            if reference is not None:
+                source = replace(source, spec=reference.spec)  # canonical spec in every report
             if source.kind == "observed" and source.folder is not None and not source.folder.is_dir():
                 raise InputError(f"anonymized folder {source.folder} for method '{source.name}' does not exist", fix="check the path")
             resolved.append((source, reference))

@@ -1,0 +1,147 @@
+"""The CLI through a real process: exit-code contract, demo, fail-closed, inputs untouched."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from facenet_pytorch import InceptionResnetV1
+
+
+def redteam(*args, cwd=None):
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "redteam", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def write_policy(path, body):
+    path.write_text(body)
+    return path
+
+
+PASSABLE = """
+min_samples = 5
+required_tiers = ["naive"]
+{extra}
+[limits.naive]
+verify = 0.5
+"""
+
+
+def audit(originals, tmp_path, cache_dir, *extra):
+    return redteam("audit", originals, "--out", tmp_path / "report", "--cache-dir", cache_dir, *extra)
+
+
+def test_exit_0_when_every_method_passes(originals, tmp_path, cache_dir, hashes_of):
+    before = hashes_of(originals)
+    policy = write_policy(tmp_path / "p.toml", PASSABLE.format(extra=""))
+    done = audit(originals, tmp_path, cache_dir, "--method", "box=box:margin=0.6", "--policy", policy, "--attack", "none")
+    assert done.returncode == 0, done.stderr
+    assert "PASS" in done.stdout
+    assert hashes_of(originals) == before
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["methods"][0]["verdict"] == "PASS"
+
+
+def test_exit_1_when_a_method_fails(originals, tmp_path, cache_dir):
+    policy = write_policy(tmp_path / "p.toml", PASSABLE.format(extra=""))
+    done = audit(originals, tmp_path, cache_dir, "--method", "blur=gaussian_blur:sigma=2", "--policy", policy)
+    assert done.returncode == 1, done.stderr
+    assert "FAIL" in done.stdout
+
+
+def test_exit_4_and_no_pass_when_the_policy_requires_a_missing_model(originals, tmp_path, cache_dir):
+    policy = write_policy(tmp_path / "p.toml", PASSABLE.format(extra='required_recognizers = ["facenet"]'))
+    done = audit(originals, tmp_path, cache_dir, "--method", "box=box:margin=0.6", "--policy", policy, "--attack", "none")
+    assert done.returncode == 4, done.stderr
+    assert "facenet" in done.stderr
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["methods"][0]["verdict"] == "INCONCLUSIVE"
+    assert any("facenet" in reason for reason in summary["methods"][0]["reasons"])
+
+
+def test_exit_4_when_lpips_is_required_but_its_trunk_is_missing(originals, tmp_path, cache_dir):
+    policy = write_policy(tmp_path / "p.toml", PASSABLE.format(extra='required_metrics = ["lpips"]'))
+    done = audit(originals, tmp_path, cache_dir, "--method", "box=box:margin=0.6", "--policy", policy, "--attack", "none")
+    assert done.returncode == 4
+    assert "lpips" in done.stderr.lower()
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--method", "blur=gaussian_blur:sigma=-1"], 3, "outside"),
+        (["--method", "blur"], 2, "NAME=VALUE"),
+        ([], 2, "no method"),
+        (["--method", "b=box", "--attack", "magic"], 2, "unknown attack"),
+        (["--anonymized", "x=/does/not/exist"], 3, "does not exist"),
+        (["--method", "b=box", "--policy", "/does/not/exist.toml"], 3, "cannot be read"),
+        (["--method", "b=box", "--bogus-option"], 2, "No such option"),
+    ],
+)
+def test_usage_and_input_errors_have_documented_codes_and_no_traceback(originals, tmp_path, cache_dir, args, code, message):
+    done = audit(originals, tmp_path, cache_dir, *args)
+    assert done.returncode == code, (done.stdout, done.stderr)
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_policy_is_exit_3(originals, tmp_path, cache_dir):
+    policy = write_policy(tmp_path / "p.toml", "[limits.naive]\nrank1 = 2.0\n")
+    done = audit(originals, tmp_path, cache_dir, "--method", "b=box", "--policy", policy)
+    assert done.returncode == 3 and "must be a rate" in done.stderr
+
+
+def test_missing_originals_is_exit_3(tmp_path, cache_dir):
+    done = audit(tmp_path / "none", tmp_path, cache_dir, "--method", "b=box")
+    assert done.returncode == 3 and "does not exist" in done.stderr
+
+
+def test_output_inside_the_input_is_refused(originals, cache_dir, hashes_of):
+    before = hashes_of(originals)
+    done = redteam("audit", originals, "--out", originals / "report", "--cache-dir", cache_dir, "--method", "b=box")
+    assert done.returncode == 2 and "inside input folder" in done.stderr
+    assert hashes_of(originals) == before
+
+
+def test_demo_runs_offline_and_shows_mild_blur_failing_for_dlib(tmp_path, cache_dir, sample_dir, hashes_of):
+    before = hashes_of(sample_dir)
+    done = redteam("demo", "--out", tmp_path / "demo", "--cache-dir", cache_dir)
+    assert done.returncode == 0, done.stderr
+    assert "report.html" in done.stdout
+    assert hashes_of(sample_dir) == before
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    mild = [v for v in summary["verdicts"] if v["method"] == "blur_mild" and v["recognizer"] == "dlib" and v["tier"] == "naive"]
+    assert {v["metric"]: v["verdict"] for v in mild}["verify"] == "FAIL"
+    assert {v["metric"]: v["n"] for v in mild} == {"verify": 5, "rank1": 5, "rank1_other": 3}
+    assert all(v["ci_low"] is not None and v["ci_high"] is not None for v in mild)
+    assert {v["metric"]: v["chance"] for v in mild}["rank1"] == pytest.approx(0.2)
+    for name in ("report.html", "report.md", "results.parquet", "summary.json"):
+        assert (tmp_path / "demo" / name).stat().st_size > 0
+
+
+def test_models_lists_and_imports_weights(tmp_path, offline_environment):
+    listing = redteam("models")
+    assert listing.returncode == 0
+    assert "facenet_vggface2" in listing.stdout and "missing" in listing.stdout and "available" in listing.stdout
+    weights = tmp_path / "downloaded.pt"
+    torch.save(InceptionResnetV1(pretrained=None, classify=True, num_classes=8631).state_dict(), weights)
+    imported = redteam("models", "import", "facenet_vggface2", weights)
+    assert imported.returncode == 0, imported.stderr
+    assert (offline_environment / "checkpoints" / "20180402-114759-vggface2.pt").is_file()
+    garbage = tmp_path / "garbage.pt"
+    torch.save({"x": torch.zeros(1)}, garbage)
+    refused = redteam("models", "import", "facenet_vggface2", garbage)
+    assert refused.returncode == 4 and "InceptionResnetV1" in refused.stderr
+    offline = redteam("models", "download", "alexnet_trunk")
+    assert offline.returncode == 4 and "redteam models import alexnet_trunk" in offline.stderr
+
+
+def test_list_commands_show_the_registries():
+    attacks = redteam("list", "attacks")
+    assert attacks.returncode == 0 and "parrot" in attacks.stdout and "naive" in attacks.stdout
+    methods = redteam("list", "methods")
+    assert "gaussian_blur" in methods.stdout and "sigma=6.0" in methods.stdout
+    recognizers = redteam("list", "recognizers")
+    assert "dlib" in recognizers.stdout and "facenet" in recognizers.stdout

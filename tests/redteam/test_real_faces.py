@@ -1,0 +1,44 @@
+"""On real photos with several per person (../shared/faces/dev/identities), dlib must see through
+mild blur and mosaic and be near chance behind a solid box over the head."""
+
+import pytest
+
+from redteam.config import AuditConfig, MethodSource
+from redteam.run import AuditRun
+
+
+@pytest.fixture(scope="module")
+def result(shared_faces, cache_dir, tmp_path_factory):
+    config = AuditConfig(
+        originals=shared_faces / "dev" / "identities",
+        out=tmp_path_factory.mktemp("real"),
+        methods=(
+            MethodSource("blur", "reference", spec="gaussian_blur:sigma=2"),
+            MethodSource("mosaic", "reference", spec="mosaic:block=12"),
+            MethodSource("box", "reference", spec="box:margin=0.6"),
+        ),
+        cache_dir=cache_dir,
+        recognizers=("dlib",),
+        attacks=("none",),
+    )
+    return AuditRun(config).run()
+
+
+def rate(result, method, metric):
+    (verdict,) = [v for v in result.metric_verdicts if v.method == method and v.metric == metric]
+    return verdict
+
+
+def test_mild_blur_and_mosaic_are_identified_from_other_photos(result):
+    for method in ("blur", "mosaic"):
+        verdict = rate(result, method, "rank1_other")
+        assert verdict.estimate.trials >= 10
+        assert verdict.estimate.rate >= 0.8, (method, verdict.estimate)
+        assert verdict.estimate.low > verdict.chance  # far above chance, with confidence
+
+
+def test_solid_box_over_the_head_is_near_chance(result):
+    for metric in ("rank1", "rank1_other"):
+        verdict = rate(result, "box", metric)
+        assert verdict.estimate.low <= verdict.chance <= verdict.estimate.high, (metric, verdict.estimate, verdict.chance)
+    assert rate(result, "box", "verify").estimate.successes == 0

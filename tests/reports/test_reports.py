@@ -1,0 +1,71 @@
+"""Every report format comes from the same result; HTML is self-contained; originals can be left out."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from redteam.config import AuditConfig, MethodSource
+from redteam.run import AuditRun
+from reports import write_reports
+from reports.table import results_frame
+
+
+@pytest.fixture(scope="module")
+def result(sample_dir, cache_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    config = AuditConfig(
+        originals=sample_dir,
+        out=out,
+        methods=(
+            MethodSource("blur", "reference", spec="gaussian_blur:sigma=2"),
+            MethodSource("box", "reference", spec="box:margin=0.6"),
+        ),
+        cache_dir=cache_dir,
+        recognizers=("dlib",),
+        builtin_policy="demo_policy.toml",
+    )
+    return AuditRun(config).run()
+
+
+def test_all_formats_agree_with_the_results_table(result, tmp_path):
+    written = write_reports(result, tmp_path)
+    assert set(written) == {"parquet", "json", "markdown", "html"}
+    table = pd.read_parquet(written["parquet"])
+    pd.testing.assert_frame_equal(table, results_frame(result), check_dtype=False)
+    summary = json.loads(written["json"].read_text())
+    assert summary["sample"] == {"faces": 5, "images": 5, "identities": 3, "gallery_size": 5, "rows": len(table)}
+    blur_verify = next(v for v in summary["verdicts"] if v["method"] == "blur" and v["metric"] == "verify" and v["tier"] == "naive")
+    expected = table[(table.method == "blur") & (table.attack == "none")]["verify"]
+    assert blur_verify["successes"] == int(expected.sum()) and blur_verify["n"] == len(expected)
+    for key in ("policy", "config", "environment", "models", "input_hashes", "method_specs", "timings_seconds", "cache"):
+        assert summary[key], key
+    assert len(summary["input_hashes"]) == 5
+    assert summary["models"]["dlib"]["threshold"] == 0.6
+    assert summary["environment"]["torch"]
+    markdown = written["markdown"].read_text()
+    assert "| blur | reference | `gaussian_blur:margin=0.2,sigma=2.0` | **FAIL** |" in markdown
+    assert "chance" in markdown and "95%" in markdown
+
+
+def test_html_is_self_contained_with_histograms_and_examples(result, tmp_path):
+    html = write_reports(result, tmp_path)["html"].read_text()
+    assert "http://" not in html and "https://" not in html
+    assert html.count('alt="distance histogram') == 2
+    assert html.count('alt="original"') == 4 * 2
+    assert html.count('alt="anonymized"') == 4 * 2
+
+
+def test_no_originals_in_report(result, tmp_path):
+    from dataclasses import replace
+
+    hidden = replace(result, config=replace(result.config, include_originals_in_report=False))
+    html = write_reports(hidden, tmp_path)["html"].read_text()
+    assert 'alt="original"' not in html
+    assert "left out of this report" in html
+
+
+def test_reports_are_written_atomically(result, tmp_path):
+    write_reports(result, tmp_path)
+    assert not list(tmp_path.glob(".*.part"))
+    assert (tmp_path / "report.html").stat().st_mode & 0o044  # readable like any other file
