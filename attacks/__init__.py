@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from attacks.base import Attack, MethodInfo, ThreatTier, TIER_ORDER
+from attacks.base import TIER_ORDER, Attack, MethodInfo, ThreatTier
 from attacks.naive import NoAttack
 from attacks.parrot import ParrotAttack
 from redteam.plugins import load_entry_points
@@ -13,4 +13,4 @@ ATTACKS: dict[str, type[Attack]] = {
 }
 ATTACKS.update(load_entry_points("redteam.attacks", Attack))
 
-__all__ = ["ATTACKS", "Attack", "MethodInfo", "ThreatTier", "TIER_ORDER"]
+__all__ = ["ATTACKS", "TIER_ORDER", "Attack", "MethodInfo", "ThreatTier"]

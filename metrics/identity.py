@@ -9,8 +9,8 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import comb
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,7 @@ def rank_of_other_photo(
         Tensor[N] float64 mid-ranks; NaN where the identity is unknown or has no other photo.
     """
     ranks = torch.full((distances.shape[0],), float("nan"), dtype=torch.float64)
-    for row, (own, identity) in enumerate(zip(own_index, probe_identities)):
+    for row, (own, identity) in enumerate(zip(own_index, probe_identities, strict=True)):
         if identity is None:
             continue
         same = [j for j, g in enumerate(gallery_identities) if g == identity and j != own]

@@ -17,7 +17,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from metrics.recognizers.base import Availability
 from redteam.errors import ModelUnavailableError
-from redteam.weights import get_model_file, sha256_file
+from redteam.weights import get_model_file
 
 #: torchvision AlexNet `features` index -> LPIPS slice holding it (lpips/pretrained_networks.py).
 _ALEX_SLICES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3, 6: 3, 7: 3, 8: 4, 9: 4, 10: 5, 11: 5}
@@ -42,7 +42,7 @@ def _as_numpy(batch: torch.Tensor) -> np.ndarray:
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM of two N x 3 x H x W batches in [0, 1] -> Tensor[N] (1 = identical)."""
     xs, ys = _as_numpy(x), _as_numpy(y)
-    values = [structural_similarity(a, b, channel_axis=2, data_range=1.0) for a, b in zip(xs, ys)]
+    values = [structural_similarity(a, b, channel_axis=2, data_range=1.0) for a, b in zip(xs, ys, strict=True)]
     return torch.tensor(values, dtype=torch.float32)
 
 
@@ -50,7 +50,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of two N x 3 x H x W batches in [0, 1] -> Tensor[N] (inf if identical)."""
     xs, ys = _as_numpy(x), _as_numpy(y)
     values = []
-    for a, b in zip(xs, ys):
+    for a, b in zip(xs, ys, strict=True):
         values.append(float("inf") if np.array_equal(a, b) else peak_signal_noise_ratio(a, b, data_range=1.0))
     return torch.tensor(values, dtype=torch.float32)
 

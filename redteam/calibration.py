@@ -15,8 +15,8 @@ import csv
 import itertools
 import json
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -118,11 +118,12 @@ def calibrate(
     return report
 
 
-def load_threshold(path: Path, recognizer: str, far: float) -> Threshold | None:
+def load_threshold(path: Path, recognizer: str, far: float, fingerprint: str | None = None) -> Threshold | None:
     """The calibrated threshold for `recognizer` at `far`, or None if the file does not cover it.
 
     Raises:
-        ConfigError: unreadable file, or a threshold estimated from too few impostor pairs.
+        ConfigError: unreadable file, another model's calibration, or a threshold estimated from too
+            few impostor pairs.
     """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -131,6 +132,12 @@ def load_threshold(path: Path, recognizer: str, far: float) -> Threshold | None:
         raise ConfigError(f"calibration file {path} is unreadable ({error})", fix="re-run `redteam calibrate`") from error
     if entry is None:
         return None
+    if fingerprint is not None and entry.get("fingerprint") != fingerprint:
+        raise ConfigError(
+            f"calibration file {path} was made with another {recognizer} model or preprocessing "
+            f"({entry.get('fingerprint')} != {fingerprint})",
+            fix="re-run `redteam calibrate` with the weights this audit uses",
+        )
     value = entry["thresholds"].get(f"{far:g}")
     if value is None:
         raise ConfigError(f"calibration file {path} has no threshold at FAR {far:g}", fix="use --far 0.001 or 0.0001")

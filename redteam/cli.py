@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Callable, Optional, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -61,7 +62,7 @@ def _pairs(values: list[str], option: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _method_sources(anonymized: list[str], method: list[str], manifest: Optional[Path], originals: Path) -> tuple[list[MethodSource], list[tuple[str, str]]]:
+def _method_sources(anonymized: list[str], method: list[str], manifest: Path | None, originals: Path) -> tuple[list[MethodSource], list[tuple[str, str]]]:
     from redteam.anonymizers import build_method
     from redteam.datasets import read_manifest
 
@@ -78,7 +79,7 @@ def _method_sources(anonymized: list[str], method: list[str], manifest: Optional
     return sources, identities
 
 
-def _run_and_report(config: AuditConfig) -> "object":
+def _run_and_report(config: AuditConfig) -> object:
     from redteam import terminal
     from redteam.datasets import check_out_dir
     from redteam.run import AuditRun
@@ -103,17 +104,17 @@ def audit(
     originals: Annotated[Path, typer.Argument(help="Folder of original images: <identity>/<file> or flat.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports (outside the inputs).")],
     anonymized: Annotated[list[str], typer.Option("--anonymized", "-a", help="NAME=DIR: a folder of anonymized images mirroring the originals.")] = [],
-    method: Annotated[list[str], typer.Option("--method", "-m", help="NAME=SPEC: a reference method applied on the fly, e.g. blur=gaussian_blur:sigma=6.")] = [],
-    manifest: Annotated[Optional[Path], typer.Option(help="CSV with columns original,anonymized,method[,identity].")] = None,
-    gallery: Annotated[Optional[Path], typer.Option(help="Folder of distractor faces added to the identification gallery.")] = None,
-    policy: Annotated[Optional[Path], typer.Option(help="Policy TOML (default: the built-in policy).")] = None,
+    method: Annotated[list[str], typer.Option("--method", "-m", help="NAME=SPEC: a reference method applied on the fly (blur=gaussian_blur:sigma=6).")] = [],
+    manifest: Annotated[Path | None, typer.Option(help="CSV with columns original,anonymized,method[,identity].")] = None,
+    gallery: Annotated[Path | None, typer.Option(help="Folder of distractor faces added to the identification gallery.")] = None,
+    policy: Annotated[Path | None, typer.Option(help="Policy TOML (default: the built-in policy).")] = None,
     recognizer: Annotated[list[str], typer.Option("--recognizer", "-r", help="Recognizer to use (repeatable; default: every available one).")] = [],
     attack: Annotated[list[str], typer.Option("--attack", help="Attack to run (repeatable; default: none and parrot).")] = [],
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder (default: $REDTEAM_CACHE or ~/.cache/redteam).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (default: $REDTEAM_CACHE or ~/.cache/redteam).")] = None,
     no_originals_in_report: Annotated[bool, typer.Option("--no-originals-in-report", help="Leave original faces out of the HTML report.")] = False,
-    calibration: Annotated[Optional[Path], typer.Option(help="Thresholds file written by `redteam calibrate`.")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="Thresholds file written by `redteam calibrate`.")] = None,
     far: Annotated[float, typer.Option(help="False-accept rate of the calibrated threshold to use.")] = 1e-3,
     min_face_score: Annotated[float, typer.Option(help="MTCNN probability below which a detection is ignored.")] = 0.95,
     batch_size: Annotated[int, typer.Option(help="Embedding batch size.")] = 32,
@@ -162,7 +163,7 @@ DEMO_METHODS = (
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo report.")] = Path("redteam-demo"),
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder.")] = None,
 ) -> None:
     """Audit the bundled public-domain faces under built-in anonymizations (offline models only)."""
     from redteam import terminal
@@ -263,8 +264,8 @@ def models_download(name: Annotated[str, typer.Argument(help="Catalog name, see 
 @guarded
 def calibrate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the thresholds JSON.")],
-    pairs: Annotated[Optional[Path], typer.Option(help="CSV with columns image_a,image_b,same.")] = None,
-    faces: Annotated[Optional[Path], typer.Option(help="Folder DIR/<identity>/<file>: every pair is used.")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="CSV with columns image_a,image_b,same.")] = None,
+    faces: Annotated[Path | None, typer.Option(help="Folder DIR/<identity>/<file>: every pair is used.")] = None,
     recognizer: Annotated[list[str], typer.Option("--recognizer", "-r", help="Recognizer(s) to calibrate (default: every available one).")] = [],
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
 ) -> None:
@@ -273,9 +274,9 @@ def calibrate(
     from redteam import terminal
     from redteam.calibration import calibrate as run_calibration
     from redteam.calibration import pairs_from_identity_folders, read_pairs
+    from redteam.errors import InputError, ModelUnavailableError
     from redteam.faces import FaceDetector
     from redteam.images import load_image
-    from redteam.errors import InputError, ModelUnavailableError
     from redteam.run import resolve_device
     from reports.atomic import write_text_atomically
 

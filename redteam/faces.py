@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ class FaceGeometry:
         return {"box": list(self.box), "landmarks": [list(p) for p in self.landmarks], "score": self.score}
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> "FaceGeometry":
+    def from_json(cls, data: dict[str, object]) -> FaceGeometry:
         box = tuple(float(v) for v in data["box"])  # type: ignore[union-attr]
         marks = tuple((float(p[0]), float(p[1])) for p in data["landmarks"])  # type: ignore[union-attr,index]
         return cls(box=box, landmarks=marks, score=float(data["score"]))  # type: ignore[arg-type]
@@ -115,7 +115,7 @@ class FaceDetector:
                 landmarks=tuple((float(x), float(y)) for x, y in marks),
                 score=float(score),
             )
-            for box, score, marks in zip(boxes_array, scores_array, marks_array)
+            for box, score, marks in zip(boxes_array, scores_array, marks_array, strict=True)
             if score >= self.settings.min_score
         ]
         return sorted(faces, key=lambda face: (face.box[0], face.box[1]))

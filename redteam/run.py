@@ -12,11 +12,11 @@ import hashlib
 import math
 import platform
 import time
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from metrics.identity import (
     rank_of_own_original,
 )
 from metrics.perceptual import LPIPSMetric, psnr, ssim
-from metrics.recognizers import RECOGNIZERS, Recognizer, Threshold
+from metrics.recognizers import RECOGNIZERS, Recognizer
 from redteam.anonymizers import Anonymizer, build_method
 from redteam.cache import Cache, content_key, default_cache_dir
 from redteam.calibration import load_threshold
@@ -229,7 +229,7 @@ class _Embedder:
             tensor = torch.from_numpy(np.stack([chips[i] for i in batch])).permute(0, 3, 1, 2).float() / 255.0
             with self.clock.measure("inference"):
                 embeddings = self.recognizer.embed(tensor).numpy().astype(np.float32)
-            for i, embedding in zip(batch, embeddings):
+            for i, embedding in zip(batch, embeddings, strict=True):
                 out[i] = embedding
                 self.cache.put_array("embeddings", keys[i], embedding)
         if not chips:
@@ -364,17 +364,15 @@ class AuditRun:
                 unavailable[name] = availability.reason
                 self.log(f"recognizer {name} unavailable: {availability.reason}")
                 continue
-            threshold = self._threshold(name)
-            kwargs = {"device": self.device}
-            if threshold is not None:
-                kwargs["threshold"] = threshold
-            chosen[name] = RECOGNIZERS[name](**kwargs)  # type: ignore[arg-type]
+            recognizer = RECOGNIZERS[name](device=self.device)  # type: ignore[call-arg]
+            if self.config.calibration is not None:
+                threshold = load_threshold(self.config.calibration, name, self.config.calibration_far, recognizer.fingerprint)
+                if threshold is not None:
+                    recognizer = RECOGNIZERS[name](device=self.device, threshold=threshold)  # type: ignore[call-arg]
+                else:
+                    self.log(f"{name}: not in calibration file {self.config.calibration}; default threshold kept")
+            chosen[name] = recognizer
         return chosen, unavailable
-
-    def _threshold(self, recognizer: str) -> Threshold | None:
-        if self.config.calibration is None:
-            return None
-        return load_threshold(self.config.calibration, recognizer, self.config.calibration_far)
 
     def _lpips(self) -> tuple[LPIPSMetric | None, str | None]:
         if self._injected_lpips is not None:
@@ -589,7 +587,7 @@ class AuditRun:
             digest = hashlib.sha256(str(anonymized.shape).encode() + anonymized.tobytes()).hexdigest()
             found = self._detect(anonymized, digest)
             still_detected = match_detections([f.geometry for f in image_faces], found)
-            for face, flag in zip(image_faces, still_detected):
+            for face, flag in zip(image_faces, still_detected, strict=True):
                 detected[face.face_id] = flag
                 anonymized_hash[face.face_id] = digest
                 anonymized_crops[face.face_id] = box_crop(anonymized, face.geometry.box, METRIC_CROP)

@@ -9,9 +9,9 @@ ran (FAIL worse than INCONCLUSIVE worse than PASS), so it passes only against th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable, Sequence
 
 from attacks.base import TIER_ORDER
 from metrics.statistics import RateEstimate, rate_interval

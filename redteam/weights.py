@@ -12,9 +12,9 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from redteam.errors import InputError, ModelUnavailableError
 

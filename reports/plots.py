@@ -7,10 +7,10 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from PIL import Image
 
 
 def distance_histograms(frame: pd.DataFrame, method: str) -> bytes:
@@ -19,7 +19,7 @@ def distance_histograms(frame: pd.DataFrame, method: str) -> bytes:
     rows = frame[(frame["method"] == method) & frame["verify"].notna()]
     recognizers = sorted(rows["recognizer"].unique())
     figure, axes = plt.subplots(1, max(1, len(recognizers)), figsize=(4.2 * max(1, len(recognizers)), 3.0), squeeze=False)
-    for axis, recognizer in zip(axes[0], recognizers):
+    for axis, recognizer in zip(axes[0], recognizers, strict=False):
         mine = rows[rows["recognizer"] == recognizer]
         threshold = float(mine["threshold"].iloc[0])
         high = max(float(mine["distance"].max()), threshold) * 1.1

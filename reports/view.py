@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import math
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from redteam.run import AuditResult
@@ -18,6 +19,11 @@ from reports.table import format_rate, results_frame, verdict_frame
 def _mean(series: pd.Series) -> str:
     values = pd.to_numeric(series, errors="coerce").replace([math.inf, -math.inf], math.nan).dropna()
     return f"{values.mean():.3f}" if len(values) else "n/a"
+
+
+def encode(pixels: np.ndarray) -> str:
+    """A uint8 image as base64 PNG for a data URI."""
+    return base64.b64encode(png_bytes(pixels)).decode()
 
 
 def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
@@ -62,7 +68,7 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
                 }
             )
     view: dict[str, Any] = {
-        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "policy": result.policy.to_json(),
         "methods": methods,
         "rates": rates,
@@ -89,7 +95,6 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
             if (frame["method"] == m.method).any() and frame.loc[frame["method"] == m.method, "verify"].notna().any():
                 view["histograms"][m.method] = base64.b64encode(distance_histograms(frame, m.method)).decode()
         for example in result.examples:
-            encode = lambda pixels: base64.b64encode(png_bytes(pixels)).decode()  # noqa: E731
             view["examples"].append(
                 {
                     "method": example.method,

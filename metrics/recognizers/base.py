@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import ClassVar, Hashable
+from typing import ClassVar
 
 import numpy as np
 import torch

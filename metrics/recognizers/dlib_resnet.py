@@ -9,7 +9,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Hashable
+from collections.abc import Hashable
 
 import numpy as np
 import torch

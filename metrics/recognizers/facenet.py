@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Hashable
+from collections.abc import Hashable
 
 import numpy as np
 import torch

@@ -16,7 +16,7 @@ METHODS: dict[str, type[Anonymizer]] = {
 }
 METHODS.update(load_entry_points("redteam.methods", Anonymizer))
 
-__all__ = ["METHODS", "Anonymizer", "Parameter", "parse_method_spec", "build_method"]
+__all__ = ["METHODS", "Anonymizer", "Parameter", "build_method", "parse_method_spec"]
 
 
 def build_method(spec: str) -> Anonymizer:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from redteam.anonymizers.base import Anonymizer
 from redteam.errors import ConfigError

@@ -71,7 +71,7 @@ def test_facenet_is_unavailable_without_weights_and_says_how_to_fix():
     assert not availability.available
     assert "redteam models" in availability.reason
     with pytest.raises(ModelUnavailableError, match="facenet_vggface2"):
-        FaceNetRecognizer().fingerprint
+        _ = FaceNetRecognizer().fingerprint
 
 
 def test_facenet_loads_weights_from_torch_home_and_normalises(offline_environment):
@@ -91,7 +91,7 @@ def test_facenet_rejects_a_file_that_is_not_inception_resnet(offline_environment
     target.parent.mkdir(parents=True)
     torch.save({"conv.weight": torch.zeros(3)}, target)
     with pytest.raises(ModelUnavailableError, match="not an InceptionResnetV1"):
-        FaceNetRecognizer().fingerprint
+        _ = FaceNetRecognizer().fingerprint
 
 
 def test_injected_embedder_needs_no_weights():

@@ -56,3 +56,20 @@ def test_pairs_file_errors(tmp_path):
     bad.write_text("image_a,image_b,same\nx.jpg,y.jpg,maybe\n")
     with pytest.raises(InputError, match="line 2"):
         read_pairs(bad)
+
+
+def test_calibration_of_another_model_is_refused(tmp_path):
+    report = {
+        "recognizers": {
+            "dlib": {
+                "fingerprint": "dlib-other-weights", "distance": "euclidean", "n_impostor": 20000,
+                "thresholds": {"0.001": {"threshold": 0.5, "reliable": True}},
+            }
+        }
+    }
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(report))
+    with pytest.raises(ConfigError, match="another dlib model"):
+        load_threshold(path, "dlib", 1e-3, "dlib-these-weights")
+    threshold = load_threshold(path, "dlib", 1e-3, "dlib-other-weights")
+    assert threshold.calibrated and threshold.value == 0.5 and threshold.far == 1e-3

@@ -128,3 +128,19 @@ def test_gallery_distractors_enlarge_the_gallery(originals, tmp_path, cache_dir,
     result = AuditRun(config(originals, tmp_path, cache_dir, gallery=sample_dir / "joe_biden")).run()
     assert result.gallery_size == 6
     assert {row.gallery_size for row in result.rows} == {6}
+
+
+def test_calibrated_threshold_is_used_and_reported(originals, tmp_path, cache_dir):
+    import json
+
+    from metrics.recognizers.dlib_resnet import DlibRecognizer
+
+    calibration = tmp_path / "thresholds.json"
+    calibration.write_text(json.dumps({"recognizers": {"dlib": {
+        "fingerprint": DlibRecognizer().fingerprint, "distance": "euclidean", "n_impostor": 5000,
+        "thresholds": {"0.001": {"threshold": 0.45, "reliable": True}},
+    }}}))
+    result = AuditRun(config(originals, tmp_path, cache_dir, calibration=calibration, attacks=("none",))).run()
+    assert {row.threshold for row in result.rows} == {0.45}
+    assert all(row.threshold_calibrated for row in result.rows)
+    assert result.recognizers["dlib"]["threshold_far"] == 1e-3
