@@ -41,7 +41,12 @@ def verdict_frame(result: AuditResult) -> pd.DataFrame:
                 "reason": v.reason,
             }
         )
-    return pd.DataFrame(records)
+    frame = pd.DataFrame(records)
+    if frame.empty:
+        return frame
+    order = {m.name: i for i, m in enumerate(result.methods)}
+    frame["_order"] = frame["method"].map(order)
+    return frame.sort_values(["_order", "tier", "attack", "recognizer", "metric"], kind="mergesort").drop(columns="_order").reset_index(drop=True)
 
 
 def format_rate(successes: int, trials: int, low: float, high: float) -> str:
