@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from redteam.atomic import write_atomically
 
 
 def default_cache_dir() -> Path:
@@ -32,16 +33,9 @@ def content_key(*parts: str | bytes) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            write(out)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+def _save_npy(path: Path, value: np.ndarray) -> None:
+    with path.open("wb") as handle:  # a file object: np.save would append ".npy" to a bare path
+        np.save(handle, value, allow_pickle=False)
 
 
 class Cache:
@@ -67,7 +61,7 @@ class Cache:
     def put_json(self, kind: str, key: str, value: Any) -> None:
         if self.root is not None:
             data = json.dumps(value).encode()
-            _atomic_write(self._path(kind, key, ".json"), lambda out: out.write(data))
+            write_atomically(self._path(kind, key, ".json"), lambda path: path.write_bytes(data))
 
     def get_array(self, kind: str, key: str) -> np.ndarray | None:
         if self.root is None:
@@ -80,4 +74,4 @@ class Cache:
 
     def put_array(self, kind: str, key: str, value: np.ndarray) -> None:
         if self.root is not None:
-            _atomic_write(self._path(kind, key, ".npy"), lambda out: np.save(out, value, allow_pickle=False))
+            write_atomically(self._path(kind, key, ".npy"), lambda path: _save_npy(path, value))

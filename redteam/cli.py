@@ -150,6 +150,33 @@ def audit(
     raise typer.Exit(int(ExitCode.ALL_PASS if all_pass else ExitCode.NOT_ALL_PASS))
 
 
+@app.command()
+@guarded
+def anonymize(
+    source: Annotated[Path, typer.Argument(help="Folder of images to anonymize (never modified).")],
+    out: Annotated[Path, typer.Argument(help="Output folder, mirroring the input tree (outside the input).")],
+    method: Annotated[str, typer.Option("--method", "-m", help="Method spec, e.g. 'mosaic:block=16 | jpeg:quality=30'.")],
+    seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    min_face_score: Annotated[float, typer.Option(help="MTCNN probability below which a detection is ignored.")] = 0.95,
+) -> None:
+    """Write anonymized copies of every image with a reference method; record spec, seed and versions."""
+    from redteam import terminal
+    from redteam.anonymize import anonymize_folder
+    from redteam.run import resolve_device
+
+    with terminal.progress_bar() as progress:
+        summary = anonymize_folder(
+            source, out, method, seed=seed, device=resolve_device(device),
+            detector=DetectorSettings(min_score=min_face_score), log=terminal.log, progress=progress,
+        )
+    terminal.stdout.print(f"anonymized {summary.faces} faces in {summary.written} images into {out}; record: {summary.record}")
+    if summary.no_face:
+        terminal.stderr.print(f"[yellow]{len(summary.no_face)} image(s) had no detected face and were written unchanged[/yellow]")
+    if summary.skipped:
+        terminal.stderr.print(f"[yellow]{len(summary.skipped)} file(s) skipped[/yellow]: " + ", ".join(f for f, _ in summary.skipped))
+
+
 DEMO_METHODS = (
     ("blur_mild", "gaussian_blur:sigma=2"),
     ("blur_strong", "gaussian_blur:sigma=8"),
@@ -272,13 +299,13 @@ def calibrate(
     """Compute verification thresholds at FAR 1e-3 and 1e-4 from labelled pairs."""
     from metrics.recognizers import RECOGNIZERS
     from redteam import terminal
+    from redteam.atomic import write_text_atomically
     from redteam.calibration import calibrate as run_calibration
     from redteam.calibration import pairs_from_identity_folders, read_pairs
     from redteam.errors import InputError, ModelUnavailableError
     from redteam.faces import FaceDetector
     from redteam.images import load_image
     from redteam.run import resolve_device
-    from reports.atomic import write_text_atomically
 
     if (pairs is None) == (faces is None):
         raise UsageError("give exactly one of --pairs or --faces", fix="e.g. redteam calibrate --faces lfw/ --out thresholds.json")
@@ -338,12 +365,17 @@ def list_attacks() -> None:
 def list_methods() -> None:
     """Registered reference methods with their parameters, defaults and source."""
     from redteam import terminal
-    from redteam.anonymizers import METHODS
+    from redteam.anonymizers import METHODS, Anonymizer
 
     for name, method in METHODS.items():
-        terminal.stdout.print(f"[bold]{name}[/bold]  ({method.reference})")
-        for parameter in method.parameters:
+        summary = (method.__doc__ or "").strip().splitlines()[0]
+        terminal.stdout.print(f"[bold]{name}[/bold]: {summary}", highlight=False)
+        terminal.stdout.print(f"    source: {method.reference}", highlight=False)
+        operator = "deepinv operator" + (" (linear)" if method.linear else "") if method.physics is not Anonymizer.physics else "no operator"
+        terminal.stdout.print(f"    {operator}{': ' + method.operator_note if method.operator_note else ''}", highlight=False)
+        for parameter in method.all_parameters():
             terminal.stdout.print(f"    {parameter.describe()}", highlight=False)
+    terminal.stdout.print("Pipelines: 'downsample:factor=4 | jpeg:quality=15 | noise:sigma=0.05' applies the stages in order.")
 
 
 @list_app.command("recognizers")

@@ -165,5 +165,5 @@ def check_out_dir(out: Path, inputs: list[Path]) -> None:
         if resolved == root or root in resolved.parents:
             raise UsageError(
                 f"output folder {out} is inside input folder {folder}",
-                fix="write reports outside the input folders",
+                fix="choose an output folder outside the input folders",
             )

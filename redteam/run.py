@@ -32,7 +32,8 @@ from metrics.identity import (
 )
 from metrics.perceptual import LPIPSMetric, psnr, ssim
 from metrics.recognizers import RECOGNIZERS, Recognizer
-from redteam.anonymizers import Anonymizer, build_method
+from redteam.anonymize import image_seed, read_declared_spec
+from redteam.anonymizers import Anonymizer, FaceSet, build_method
 from redteam.cache import Cache, content_key, default_cache_dir
 from redteam.calibration import load_threshold
 from redteam.config import AuditConfig, MethodSource
@@ -451,6 +452,8 @@ class AuditRun:
         examples: list[ExampleFace] = []
         tiers_run: dict[str, set[str]] = {}
         for source, reference in methods:
+            if reference is not None and reference.needs_fit:
+                self._fit(source.name, reference, all_faces, all_images)
             info = MethodInfo(source.name, reference)
             runnable: list[Attack] = []
             for attack in attacks:
@@ -510,6 +513,16 @@ class AuditRun:
             environment=environment(),
         )
 
+    def _fit(self, name: str, method: Anonymizer, faces: list[FaceRecord], images: dict[str, LoadedImage]) -> None:
+        """Fit a set-level method (k-Same) on every face of the gallery, originals and distractors."""
+        by_image: dict[str, list[FaceGeometry]] = {}
+        for face in faces:
+            by_image.setdefault(face.image, []).append(face.geometry)
+        labels = sorted(by_image)
+        face_set = FaceSet(images=tuple(images[label].pixels for label in labels), faces=tuple(tuple(by_image[label]) for label in labels))
+        with self.clock.measure("anonymize"):
+            method.fit(face_set, torch.Generator().manual_seed(image_seed(self.config.seed, "fit")))
+
     def _attacks(self) -> list[Attack]:
         attacks = []
         for name in self.config.attacks:
@@ -531,7 +544,12 @@ class AuditRun:
         for source in self.config.methods:
             if source.kind == "reference" and not source.spec:
                 raise ConfigError(f"reference method '{source.name}' has no spec", fix="give --method NAME=SPEC")
-            reference = build_method(source.spec) if source.kind == "reference" and source.spec else None
+            if source.kind == "observed" and source.folder is not None and source.folder.is_dir():
+                declared = read_declared_spec(source.folder)
+                if declared is not None:
+                    self.log(f"{source.name}: {source.folder} declares its method: {declared}")
+                    source = replace(source, spec=declared)
+            reference = build_method(source.spec) if source.spec else None
             if reference is not None:
                 source = replace(source, spec=reference.spec)  # canonical spec in every report
             if source.kind == "observed" and source.folder is not None and not source.folder.is_dir():
@@ -576,8 +594,8 @@ class AuditRun:
             self.progress(f"method {source.name}", done, len(image_names))
             original = images[rel]
             image_faces = faces_by_image[rel]
-            generator = torch.Generator().manual_seed(derived_seed(config.seed, source.name, "anonymize", rel))
-            if info.reference is not None:
+            generator = torch.Generator().manual_seed(image_seed(config.seed, rel))
+            if source.kind == "reference" and info.reference is not None:
                 with self.clock.measure("anonymize"):
                     anonymized = info.reference.apply(original.pixels, [f.geometry for f in image_faces], generator)
             else:
@@ -697,7 +715,7 @@ class AuditRun:
         for image, image_faces in sorted(by_image.items()):
             if all(face.face_id in chips[name] for face in image_faces for name in recognizers):
                 continue
-            generator = torch.Generator().manual_seed(derived_seed(self.config.seed, info.name, "anonymize", image))
+            generator = torch.Generator().manual_seed(image_seed(self.config.seed, image))
             with self.clock.measure("anonymize"):
                 anonymized = info.reference.apply(all_images[image].pixels, [f.geometry for f in image_faces], generator)
             for face in image_faces:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from redteam.atomic import copy_atomically, write_atomically
 from redteam.errors import InputError, ModelUnavailableError
 
 
@@ -223,7 +223,7 @@ def import_model_file(name: str, source: Path, validate: Callable[[Path], None] 
     if validate is not None:
         validate(source)
     target = _target(entry)
-    atomic_copy(source, target)
+    copy_atomically(source, target)
     return target
 
 
@@ -232,18 +232,6 @@ def _target(entry: ModelFile) -> Path:
     if target is None:
         raise ModelUnavailableError(f"model '{entry.name}' has no location on this machine", fix="set TORCH_HOME")
     return target
-
-
-def atomic_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        shutil.copyfile(source, temporary)
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def download_model_file(name: str, timeout: float = 30.0) -> Path:
@@ -256,22 +244,18 @@ def download_model_file(name: str, timeout: float = 30.0) -> Path:
     entry = get_model_file(name)
     if entry.url is None:
         return entry.require()
-    target = _target(entry)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(handle)
-    try:
+    url = entry.url
+
+    def fetch(temporary: Path) -> None:
         try:
-            with urllib.request.urlopen(entry.url, timeout=timeout) as response, open(temporary, "wb") as out:
+            with urllib.request.urlopen(url, timeout=timeout) as response, temporary.open("wb") as out:
                 shutil.copyfileobj(response, out)
         except OSError as error:
             raise ModelUnavailableError(
-                f"could not download '{name}' from {entry.url} ({error})",
+                f"could not download '{name}' from {url} ({error})",
                 fix=f"download it on a connected machine and run `redteam models import {name} FILE`",
             ) from error
-        entry.verify(Path(temporary))
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        entry.verify(temporary)  # a mismatch raises and the partial file is removed
+
+    target = write_atomically(_target(entry), fetch)
     return target

@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from redteam.atomic import write_text_atomically
 from redteam.run import AuditResult
-from reports.atomic import write_text_atomically
 from reports.table import verdict_frame
 
 
@@ -21,6 +21,12 @@ def _clean(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     return value
+
+
+def _stages(spec: str | None) -> list[dict[str, Any]] | None:
+    from redteam.anonymizers import build_method
+
+    return build_method(spec).parameters_json if spec else None
 
 
 def summary_dict(result: AuditResult) -> dict[str, Any]:
@@ -52,7 +58,10 @@ def summary_dict(result: AuditResult) -> dict[str, Any]:
             "blockers": list(result.blockers),
             "policy": result.policy.to_json(),
             "config": result.config.to_json(),
-            "method_specs": {m.name: {"kind": m.kind, "spec": m.spec} for m in result.methods},
+            "method_specs": {
+                m.name: {"kind": m.kind, "spec": m.spec, "folder": str(m.folder) if m.folder else None, "stages": _stages(m.spec)}
+                for m in result.methods
+            },
             "models": result.recognizers,
             "environment": result.environment,
             "input_hashes": result.input_hashes,

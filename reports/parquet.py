@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from redteam.atomic import write_atomically
 from redteam.run import AuditResult
-from reports.atomic import write_atomically
 from reports.table import results_frame
 
 

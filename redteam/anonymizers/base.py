@@ -126,8 +126,18 @@ class Anonymizer(ABC):
 
     @property
     def spec(self) -> str:
-        """The canonical spec string, e.g. ``gaussian_blur:feather=0.0,margin=0.2,...,sigma=2.0``."""
-        return f"{self.name}:" + ",".join(f"{k}={self.values[k]}" for k in sorted(self.values))
+        """The canonical spec: the name and every non-default value, sorted, e.g. ``gaussian_blur:sigma=2.0``.
+
+        Reports also record `parameters` (every value, defaults included).
+        """
+        defaults = {p.name: p.default for p in self.all_parameters()}
+        changed = [f"{k}={self.values[k]}" for k in sorted(self.values) if self.values[k] != defaults[k]]
+        return self.name + (":" + ",".join(changed) if changed else "")
+
+    @property
+    def parameters_json(self) -> list[dict[str, Any]]:
+        """Every stage with every parameter value (defaults included), for the reports."""
+        return [{"method": stage.name, "parameters": dict(stage.values)} for stage in self.stages]
 
     @property
     def stages(self) -> tuple[Anonymizer, ...]:
@@ -181,7 +191,7 @@ class Anonymizer(ABC):
         return np.where(inside, soft, 0.0)
 
     # -- the method -------------------------------------------------------------------------------
-    def fit(self, faces: FaceSet, generator: torch.Generator | None = None) -> None:
+    def fit(self, faces: FaceSet, generator: torch.Generator | None = None) -> None:  # noqa: B027 - optional hook
         """Set-level methods (k-Same) learn from the whole set here; others need nothing."""
 
     def apply(

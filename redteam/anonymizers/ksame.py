@@ -48,8 +48,13 @@ class KSame(Anonymizer):
         self._replacements: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
         self.clusters: list[list[int]] = []
 
+    def _canvas(self) -> int:
+        """The aligned canvas: the template's square plus a quarter of it on every side (forehead, chin)."""
+        return int(round(int(self.values["size"]) * 1.5))
+
     def _template(self) -> np.ndarray:
-        return TEMPLATE_112 * (int(self.values["size"]) / 112.0)
+        size = int(self.values["size"])
+        return TEMPLATE_112 * (size / 112.0) + size * 0.25
 
     def _to_template(self, face: FaceGeometry) -> SimilarityTransform:
         source, target = np.array(face.landmarks), self._template()
@@ -64,9 +69,9 @@ class KSame(Anonymizer):
         return transform
 
     def _aligned(self, pixels: np.ndarray, face: FaceGeometry) -> np.ndarray:
-        size = int(self.values["size"])
+        canvas = self._canvas()
         to_template = self._to_template(face)
-        return warp(pixels.astype(np.float64) / 255.0, to_template.inverse, output_shape=(size, size), mode="edge")
+        return warp(pixels.astype(np.float64) / 255.0, to_template.inverse, output_shape=(canvas, canvas), mode="edge")
 
     def fit(self, faces: FaceSet, generator: torch.Generator | None = None) -> None:
         """Cluster and average the set's faces; every face of the set gets its cluster's average."""
@@ -109,6 +114,7 @@ class KSame(Anonymizer):
         to_template = self._to_template(face)
         window_to_template = SimilarityTransform(translation=origin) + to_template  # window -> image -> template
         average = self._replacements[key]
-        warped = warp(average, window_to_template, output_shape=window.shape[:2], mode="constant", cval=-1.0)
-        covered = warped[..., :1] >= 0.0
-        return np.where(covered, warped, window)
+        warped = warp(average, window_to_template, output_shape=window.shape[:2], mode="edge")
+        coverage = warp(np.ones(average.shape[:2]), window_to_template, output_shape=window.shape[:2], mode="constant", cval=0.0)
+        covered = coverage[..., None]
+        return covered * warped + (1.0 - covered) * window

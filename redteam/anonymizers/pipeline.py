@@ -39,6 +39,10 @@ class Pipeline(Anonymizer):
         return " | ".join(stage.spec for stage in self._stages)
 
     @property
+    def parameters_json(self) -> list[dict[str, Any]]:
+        return [entry for stage in self._stages for entry in stage.parameters_json]
+
+    @property
     def needs_fit(self) -> bool:  # type: ignore[override]
         return any(stage.needs_fit for stage in self._stages)
 

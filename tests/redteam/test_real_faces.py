@@ -42,3 +42,20 @@ def test_solid_box_over_the_head_is_near_chance(result):
         verdict = rate(result, "box", metric)
         assert verdict.estimate.low <= verdict.chance <= verdict.estimate.high, (metric, verdict.estimate, verdict.chance)
     assert rate(result, "box", "verify").estimate.successes == 0
+
+
+def test_k_same_keeps_rank1_within_one_over_k(shared_faces, cache_dir, tmp_path):
+    k = 4
+    config = AuditConfig(
+        originals=shared_faces / "dev" / "identities",
+        out=tmp_path / "report",
+        methods=(MethodSource("k_same", "reference", spec=f"k_same:k={k}"),),
+        cache_dir=cache_dir,
+        recognizers=("dlib",),
+        attacks=("none",),
+    )
+    result = AuditRun(config).run()
+    verdict = rate(result, "k_same", "rank1")
+    assert verdict.estimate.trials >= 16
+    assert verdict.estimate.low <= 1.0 / k, verdict.estimate  # at most 1/k, within its confidence margin
+    assert verdict.estimate.rate <= 1.0 / k + 0.1

@@ -44,7 +44,9 @@ def test_all_formats_agree_with_the_results_table(result, tmp_path):
     assert summary["models"]["dlib"]["threshold"] == 0.6
     assert summary["environment"]["torch"]
     markdown = written["markdown"].read_text()
-    assert "| blur | reference | `gaussian_blur:margin=0.2,sigma=2.0` | **FAIL** |" in markdown
+    assert "| blur | reference | `gaussian_blur:sigma=2.0` | **FAIL** |" in markdown
+    stages = summary["method_specs"]["blur"]["stages"]
+    assert stages == [{"method": "gaussian_blur", "parameters": {"sigma": 2.0, "margin": 0.2, "shape": "rect", "feather": 0.0, "region": "face"}}]
     assert "chance" in markdown and "95%" in markdown
 
 

@@ -31,3 +31,9 @@ def _umask() -> int:
 
 def write_text_atomically(path: Path, text: str) -> Path:
     return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def copy_atomically(source: Path, target: Path) -> Path:
+    import shutil
+
+    return write_atomically(target, lambda temporary: shutil.copyfile(source, temporary))

@@ -1,0 +1,129 @@
+"""`redteam anonymize`: write anonymized copies of a folder with a reference method, reproducibly.
+
+The output mirrors the input tree (every file as lossless PNG, so no compression is added that the
+spec does not name) and records the spec, every parameter, the seed, package versions and per-file
+hashes in `redteam-anonymize.json` beside the images. `redteam audit --anonymized NAME=OUT` reads that
+record, so the folder's method is *declared* and the method-aware tiers can run against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from redteam.anonymizers import FaceSet, build_method
+from redteam.atomic import write_atomically, write_text_atomically
+from redteam.datasets import check_out_dir, discover_images
+from redteam.errors import InputError
+from redteam.faces import DetectorSettings, FaceDetector, FaceGeometry
+from redteam.images import LoadedImage, load_image
+
+RECORD_NAME = "redteam-anonymize.json"
+
+
+def image_seed(seed: int, rel: str) -> int:
+    """The seed for one image: the same in `redteam anonymize` and in an on-the-fly audit."""
+    digest = hashlib.sha256(f"{seed}:anonymize:{rel}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class AnonymizeSummary:
+    written: int
+    faces: int
+    no_face: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]
+    record: Path
+
+
+def read_declared_spec(folder: Path) -> str | None:
+    """The spec recorded by `redteam anonymize` in an anonymized folder, if any."""
+    record = folder / RECORD_NAME
+    if not record.is_file():
+        return None
+    try:
+        return str(json.loads(record.read_text(encoding="utf-8"))["spec"])
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"{record} is unreadable ({error})", fix="re-run `redteam anonymize`, or delete the record") from error
+
+
+def anonymize_folder(
+    source: Path,
+    out: Path,
+    spec: str,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    detector: DetectorSettings = DetectorSettings(),
+    log: Callable[[str], None] = lambda message: None,
+    progress: Callable[[str, int, int], None] = lambda stage, done, total: None,
+) -> AnonymizeSummary:
+    """Anonymize every image under `source` into `out` (which may not lie inside `source`)."""
+    from redteam.run import environment
+
+    method = build_method(spec)
+    check_out_dir(out, [source])
+    dataset = discover_images(source, role="input")
+    finder = FaceDetector(detector, device=device)
+    loaded: list[tuple[str, LoadedImage, list[FaceGeometry]]] = []
+    skipped: list[tuple[str, str]] = [(rel, "not a supported image type") for rel in dataset.ignored]
+    for done, entry in enumerate(dataset.entries, start=1):
+        progress("detecting faces", done, len(dataset.entries))
+        try:
+            image = load_image(entry.path)
+        except InputError as error:
+            skipped.append((entry.rel, error.message))
+            log(f"skipped {entry.rel}: {error.message}")
+            continue
+        loaded.append((entry.rel, image, finder.detect(image.pixels)))
+    if method.needs_fit:
+        with_faces = [(image.pixels, tuple(faces)) for _, image, faces in loaded if faces]
+        method.fit(
+            FaceSet(images=tuple(p for p, _ in with_faces), faces=tuple(f for _, f in with_faces)),
+            torch.Generator().manual_seed(image_seed(seed, "fit")),
+        )
+    files = []
+    no_face = []
+    for done, (rel, image, faces) in enumerate(loaded, start=1):
+        progress("anonymizing", done, len(loaded))
+        if not faces:
+            no_face.append(rel)
+            log(f"WARNING {rel}: no face detected, written unchanged")
+        generator = torch.Generator().manual_seed(image_seed(seed, rel))
+        pixels = method.apply(image.pixels, faces, generator) if faces else np.array(image.pixels)
+        target = out / Path(rel).with_suffix(".png")
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        write_atomically(target, lambda path, data=buffer.getvalue(): path.write_bytes(data))
+        files.append(
+            {
+                "original": rel,
+                "output": target.relative_to(out).as_posix(),
+                "faces": len(faces),
+                "original_sha256": image.sha256,
+                "output_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+                "conversions": list(image.conversions),
+            }
+        )
+    record = {
+        "schema": "redteam-anonymize/1",
+        "spec": method.spec,
+        "stages": method.parameters_json,
+        "seed": seed,
+        "detector": {"name": "mtcnn", "min_score": detector.min_score, "min_face_size": detector.min_face_size},
+        "input": str(source.resolve()),
+        "environment": environment(),
+        "files": files,
+        "no_face": no_face,
+        "skipped": [{"file": rel, "reason": reason} for rel, reason in skipped],
+    }
+    path = write_text_atomically(out / RECORD_NAME, json.dumps(record, indent=2) + "\n")
+    return AnonymizeSummary(len(files), sum(f["faces"] for f in files), tuple(no_face), tuple(skipped), path)
