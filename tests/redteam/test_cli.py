@@ -145,3 +145,24 @@ def test_list_commands_show_the_registries():
     assert "gaussian_blur" in methods.stdout and "sigma=6.0" in methods.stdout
     recognizers = redteam("list", "recognizers")
     assert "dlib" in recognizers.stdout and "facenet" in recognizers.stdout
+
+
+def test_anonymize_and_calibrate_leave_their_inputs_untouched(originals, tmp_path, hashes_of):
+    before = hashes_of(originals)
+    done = redteam("anonymize", originals, tmp_path / "out", "--method", "mosaic:block=12 | jpeg:quality=20", "--seed", 1)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "joe_biden" / "biden.png").is_file()
+    inside = redteam("anonymize", originals, originals / "out", "--method", "box")
+    assert inside.returncode == 2 and "inside input folder" in inside.stderr
+    bad = redteam("anonymize", originals, tmp_path / "x", "--method", "mosaic:block=1")
+    assert bad.returncode == 3 and "outside" in bad.stderr
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "image_a,image_b,same\n"
+        f"{originals}/barack_obama/obama.jpg,{originals}/barack_obama/obama2.jpg,1\n"
+        f"{originals}/barack_obama/obama.jpg,{originals}/joe_biden/biden.jpg,0\n"
+    )
+    calibrated = redteam("calibrate", "--pairs", pairs, "--out", tmp_path / "thresholds.json", "--recognizer", "dlib")
+    assert calibrated.returncode == 0, calibrated.stderr
+    assert "unreliable" in calibrated.stdout  # one impostor pair cannot support FAR 1e-3
+    assert hashes_of(originals) == before
