@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 import torch
 
 from redteam.anonymizers.base import Anonymizer
+from redteam.faces import FaceGeometry
 
 
 class ThreatTier(str, Enum):
@@ -32,14 +33,36 @@ class MethodInfo:
         name: the method's label in the run, e.g. "blur".
         reference: the reproducible method if known (a reference method or a declared spec);
             None for an observed black-box folder.
+        face, origin, image_shape: the face being attacked, the window's top-left corner in the image,
+            and the image's shape, so a known stage's region can be located inside the window.
     """
 
     name: str
     reference: Anonymizer | None
+    face: FaceGeometry | None = None
+    origin: tuple[int, int] = (0, 0)
+    image_shape: tuple[int, ...] | None = None
 
     @property
     def is_known(self) -> bool:
         return self.reference is not None
+
+    def region_of(self, stage: Anonymizer) -> tuple[int, int, int, int] | None:
+        """Where `stage` anonymized this face, in the window's coordinates (None if unknown)."""
+        if self.face is None or self.image_shape is None:
+            return None
+        regions = stage.regions(self.image_shape, [self.face])
+        if not regions:
+            return None
+        x0, y0, x1, y1 = regions[0]
+        return (x0 - self.origin[0], y0 - self.origin[1], x1 - self.origin[0], y1 - self.origin[1])
+
+    def stage(self, *names: str) -> Anonymizer | None:
+        """The last stage of the known method whose name is one of `names`, or None."""
+        if self.reference is None:
+            return None
+        found = [stage for stage in self.reference.stages if stage.name in names]
+        return found[-1] if found else None
 
 
 class Attack(ABC):

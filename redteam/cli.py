@@ -109,7 +109,7 @@ def audit(
     gallery: Annotated[Path | None, typer.Option(help="Folder of distractor faces added to the identification gallery.")] = None,
     policy: Annotated[Path | None, typer.Option(help="Policy TOML (default: the built-in policy).")] = None,
     recognizer: Annotated[list[str], typer.Option("--recognizer", "-r", help="Recognizer to use (repeatable; default: every available one).")] = [],
-    attack: Annotated[list[str], typer.Option("--attack", help="Attack to run (repeatable; default: none and parrot).")] = [],
+    attack: Annotated[list[str], typer.Option("--attack", "--attacks", help="Attack or chain a|b (repeatable); auto = all applicable.")] = [],
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (default: $REDTEAM_CACHE or ~/.cache/redteam).")] = None,
@@ -175,6 +175,32 @@ def anonymize(
         terminal.stderr.print(f"[yellow]{len(summary.no_face)} image(s) had no detected face and were written unchanged[/yellow]")
     if summary.skipped:
         terminal.stderr.print(f"[yellow]{len(summary.skipped)} file(s) skipped[/yellow]: " + ", ".join(f for f, _ in summary.skipped))
+
+
+@app.command("attack")
+@guarded
+def attack(
+    anonymized: Annotated[Path, typer.Argument(help="Folder of anonymized images.")],
+    out: Annotated[Path, typer.Argument(help="Output folder for the reconstructions.")],
+    attack_name: Annotated[str, typer.Option("--attack", help="Attack or chain a|b, see `redteam list attacks`.")] = "bicubic",
+    originals: Annotated[Path | None, typer.Option(help="Originals mirroring the folder: their face geometry is used.")] = None,
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Declare the anonymization method spec.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+) -> None:
+    """Reconstruct every image of ANONYMIZED into OUT with one attack; records what was done."""
+    from redteam import terminal
+    from redteam.run import resolve_device
+    from redteam.standalone import attack_folder
+
+    with terminal.progress_bar() as progress:
+        summary = attack_folder(
+            anonymized, out, attack_name, originals=originals, method_spec=method, seed=seed,
+            device=resolve_device(device), log=terminal.log, progress=progress,
+        )
+    terminal.stdout.print(f"{attack_name}: reconstructed {summary.faces} faces in {summary.written} images into {out}; record: {summary.record}")
+    if summary.skipped:
+        terminal.stderr.print(f"[yellow]{len(summary.skipped)} file(s) skipped[/yellow]: " + "; ".join(f"{f} ({r})" for f, r in summary.skipped))
 
 
 DEMO_METHODS = (

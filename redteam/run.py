@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from attacks import ATTACKS, Attack, MethodInfo
+from attacks import ATTACKS, Attack, MethodInfo, build_attack
 from metrics.identity import (
     chance_other_photo,
     chance_same_photo,
@@ -524,11 +524,14 @@ class AuditRun:
             method.fit(face_set, torch.Generator().manual_seed(image_seed(self.config.seed, "fit")))
 
     def _attacks(self) -> list[Attack]:
-        attacks = []
-        for name in self.config.attacks:
-            if name not in ATTACKS:
-                raise UsageError(f"unknown attack '{name}'", fix="choose from: " + ", ".join(ATTACKS))
-            attacks.append(ATTACKS[name]())
+        """The attacks of the run; `auto` means every registered attack (inapplicable ones are skipped
+        per method, with the reason, in the report)."""
+        attacks: list[Attack] = []
+        for spec in self.config.attacks:
+            if spec == "auto":
+                attacks.extend(ATTACKS[name]() for name in ATTACKS if name not in {a.name for a in attacks})
+            elif spec not in {a.name for a in attacks}:
+                attacks.append(build_attack(spec))
         if not attacks:
             raise UsageError("no attack selected", fix="use --attack none (the naive tier) at least")
         return attacks
@@ -615,7 +618,7 @@ class AuditRun:
                 attack_generator = torch.Generator().manual_seed(derived_seed(config.seed, source.name, attack.name, rel))
                 began = time.perf_counter()
                 with self.clock.measure("attack"):
-                    reconstructed = to_uint8(attack.reconstruct(to_tensor(anonymized), method=info, generator=attack_generator))
+                    reconstructed = self._reconstruct(attack, info, anonymized, image_faces, attack_generator)
                 attack_seconds[attack.name] = attack_seconds.get(attack.name, 0.0) + time.perf_counter() - began
                 for face in image_faces:
                     probe_faces[attack.name].append(face)
@@ -693,6 +696,24 @@ class AuditRun:
         examples = self._examples(source, attacks, probe_faces, probe_crops, anonymized_crops, original_crops, rows)
         return rows, examples
 
+    def _reconstruct(
+        self, attack: Attack, info: MethodInfo, anonymized: np.ndarray, faces: list[FaceRecord], generator: torch.Generator
+    ) -> np.ndarray:
+        """Attack each face's window (the method's region grown by a quarter, or the face box grown by
+        half for an unknown method) and paste the reconstruction back into a copy of the image."""
+        if attack.name in ("none", "parrot"):
+            return anonymized
+        out = np.array(anonymized, copy=True)
+        for face in faces:
+            x0, y0, x1, y1 = attack_window(anonymized.shape, face.geometry, info.reference)
+            window = to_tensor(anonymized[y0:y1, x0:x1])
+            context = MethodInfo(info.name, info.reference, face.geometry, (x0, y0), anonymized.shape)
+            restored = attack.reconstruct(window, method=context, generator=generator)
+            if restored.shape != window.shape:
+                raise RuntimeError(f"attack {attack.name} returned shape {tuple(restored.shape)} for {tuple(window.shape)}")
+            out[y0:y1, x0:x1] = to_uint8(restored)
+        return out
+
     def _parrot_galleries(
         self,
         info: MethodInfo,
@@ -760,6 +781,25 @@ class AuditRun:
                 )
             )
         return examples
+
+
+def attack_window(shape: tuple[int, ...], face: FaceGeometry, reference: Anonymizer | None) -> tuple[int, int, int, int]:
+    """The part of the image an attack works on for one face, clipped to the image."""
+    height, width = shape[:2]
+    boxes = [region for stage in (reference.stages if reference is not None else ()) for region in stage.regions(shape, [face])]
+    if boxes:
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        grow_x, grow_y = (x1 - x0) / 4.0, (y1 - y0) / 4.0
+    else:
+        x0, y0, x1, y1 = face.box
+        grow_x, grow_y = (x1 - x0) / 2.0, (y1 - y0) / 2.0
+    return (
+        max(0, int(np.floor(x0 - grow_x))),
+        max(0, int(np.floor(y0 - grow_y))),
+        min(width, int(np.ceil(x1 + grow_x))),
+        min(height, int(np.ceil(y1 + grow_y))),
+    )
 
 
 def _outcomes(rows: Sequence[ResultRow]) -> Iterator[Outcome]:

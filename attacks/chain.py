@@ -1,0 +1,35 @@
+"""Chains of attacks (`wiener|bicubic`): each stage's output is the next one's input."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from attacks.base import TIER_ORDER, Attack, MethodInfo, ThreatTier
+
+
+class ChainAttack(Attack):
+    """Attacks applied in order; its tier is the strongest of its stages'."""
+
+    name = "chain"
+    tier = ThreatTier.RECONSTRUCTION
+
+    def __init__(self, stages: Sequence[Attack]) -> None:
+        self.stages = tuple(stages)
+        self.name = "|".join(stage.name for stage in self.stages)  # type: ignore[misc]
+        self.tier = max((stage.tier for stage in self.stages), key=TIER_ORDER.index)  # type: ignore[misc]
+        self.gallery_domain = "anonymized" if any(s.gallery_domain == "anonymized" for s in self.stages) else "clean"  # type: ignore[misc]
+
+    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+        for stage in self.stages:
+            ok, reason = stage.applicable(method)
+            if not ok:
+                return False, f"stage {stage.name}: {reason}"
+        return True, ""
+
+    def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+        out = images
+        for stage in self.stages:
+            out = stage.reconstruct(out, method=method, generator=generator).clamp(0.0, 1.0)
+        return out

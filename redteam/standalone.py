@@ -1,0 +1,113 @@
+"""`redteam attack`: run one attack (or chain) on a folder of anonymized images and save the results.
+
+Face geometry comes from the originals when given (`--originals`, mirrored paths: the attacker knows
+where the face is), otherwise from MTCNN on the anonymized image itself. The method is known when the
+folder was written by `redteam anonymize` (its record) or declared with `--method`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from attacks import MethodInfo, build_attack
+from redteam.anonymize import read_declared_spec
+from redteam.anonymizers import build_method
+from redteam.atomic import write_atomically, write_text_atomically
+from redteam.datasets import check_out_dir, discover_images, find_counterpart
+from redteam.errors import InputError
+from redteam.faces import FaceDetector
+from redteam.images import load_image, to_tensor, to_uint8
+from redteam.run import attack_window, derived_seed, environment
+
+RECORD_NAME = "redteam-attack.json"
+
+
+@dataclass(frozen=True)
+class AttackSummary:
+    written: int
+    faces: int
+    skipped: tuple[tuple[str, str], ...]
+    record: Path
+
+
+def attack_folder(
+    anonymized: Path,
+    out: Path,
+    attack_spec: str,
+    *,
+    originals: Path | None = None,
+    method_spec: str | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] = lambda message: None,
+    progress: Callable[[str, int, int], None] = lambda stage, done, total: None,
+) -> AttackSummary:
+    """Reconstruct every anonymized image under `anonymized` into `out` (never inside an input)."""
+    attack = build_attack(attack_spec)
+    spec = method_spec or read_declared_spec(anonymized)
+    reference = build_method(spec) if spec else None
+    info = MethodInfo(anonymized.name, reference)
+    ok, reason = attack.applicable(info)
+    if not ok:
+        raise InputError(f"attack '{attack.name}' does not apply to {anonymized}: {reason}", fix="choose another attack, or declare the method with --method")
+    check_out_dir(out, [anonymized] + ([originals] if originals else []))
+    dataset = discover_images(anonymized, role="anonymized")
+    detector = FaceDetector(device=device)
+    files, skipped = [], [(rel, "not a supported image type") for rel in dataset.ignored if not rel.startswith("redteam-")]
+    faces_total = 0
+    for done, entry in enumerate(dataset.entries, start=1):
+        progress(f"attack {attack.name}", done, len(dataset.entries))
+        try:
+            image = load_image(entry.path)
+            geometry_source = image
+            if originals is not None:
+                original_path = find_counterpart(originals, entry.rel)
+                if original_path is None:
+                    skipped.append((entry.rel, "no original with the same relative path"))
+                    continue
+                geometry_source = load_image(original_path)
+                if geometry_source.pixels.shape != image.pixels.shape:
+                    skipped.append((entry.rel, "original and anonymized sizes differ"))
+                    continue
+        except InputError as error:
+            skipped.append((entry.rel, error.message))
+            log(f"skipped {entry.rel}: {error.message}")
+            continue
+        faces = detector.detect(geometry_source.pixels)
+        if not faces:
+            skipped.append((entry.rel, "no face found"))
+            continue
+        generator = torch.Generator().manual_seed(derived_seed(seed, attack.name, entry.rel))
+        restored = np.array(image.pixels, copy=True)
+        for face in faces:
+            x0, y0, x1, y1 = attack_window(image.pixels.shape, face, reference)
+            context = MethodInfo(info.name, reference, face, (x0, y0), image.pixels.shape)
+            window = to_tensor(image.pixels[y0:y1, x0:x1]).to(device)
+            restored[y0:y1, x0:x1] = to_uint8(attack.reconstruct(window, method=context, generator=generator).cpu())
+        buffer = io.BytesIO()
+        Image.fromarray(restored).save(buffer, format="PNG")
+        target = out / Path(entry.rel).with_suffix(".png")
+        write_atomically(target, lambda path, data=buffer.getvalue(): path.write_bytes(data))
+        faces_total += len(faces)
+        files.append(
+            {
+                "input": entry.rel, "output": target.relative_to(out).as_posix(), "faces": len(faces),
+                "input_sha256": image.sha256, "output_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+            }
+        )
+    record = {
+        "schema": "redteam-attack/1", "attack": attack.name, "tier": attack.tier.value, "method": spec, "seed": seed,
+        "geometry": "originals" if originals else "detected on the anonymized images",
+        "environment": environment(), "files": files, "skipped": [{"file": f, "reason": r} for f, r in skipped],
+    }
+    path = write_text_atomically(out / RECORD_NAME, json.dumps(record, indent=2) + "\n")
+    return AttackSummary(len(files), faces_total, tuple(skipped), path)
