@@ -7,6 +7,7 @@ from attacks.chain import ChainAttack
 from attacks.deconvolution import BlindDeconvolution, RichardsonLucy, TVDeconvolution, WienerDeconvolution
 from attacks.denoising import JpegDeblock, NonLocalMeansDenoise
 from attacks.interpolation import BicubicUpscale, LanczosUpscale
+from attacks.learned import LearnedInversion
 from attacks.naive import NoAttack
 from attacks.parrot import ParrotAttack
 from redteam.errors import UsageError
@@ -16,7 +17,7 @@ ATTACKS: dict[str, type[Attack]] = {
     attack.name: attack
     for attack in (
         NoAttack, ParrotAttack, BicubicUpscale, LanczosUpscale, BlindDeconvolution, NonLocalMeansDenoise, JpegDeblock,
-        WienerDeconvolution, RichardsonLucy, TVDeconvolution,
+        WienerDeconvolution, RichardsonLucy, TVDeconvolution, LearnedInversion,
     )
 }
 ATTACKS.update(load_entry_points("redteam.attacks", Attack))

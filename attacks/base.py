@@ -35,6 +35,7 @@ class MethodInfo:
             None for an observed black-box folder.
         face, origin, image_shape: the face being attacked, the window's top-left corner in the image,
             and the image's shape, so a known stage's region can be located inside the window.
+        audited_hashes: SHA-256 of the audited originals (a learned attack must not have trained on them).
     """
 
     name: str
@@ -42,6 +43,7 @@ class MethodInfo:
     face: FaceGeometry | None = None
     origin: tuple[int, int] = (0, 0)
     image_shape: tuple[int, ...] | None = None
+    audited_hashes: frozenset[str] = frozenset()
 
     @property
     def is_known(self) -> bool:

@@ -8,9 +8,10 @@ import sys
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from redteam.config import AuditConfig, MethodSource
 from redteam.errors import ExitCode, RedteamError, UsageError
@@ -177,7 +178,41 @@ def anonymize(
         terminal.stderr.print(f"[yellow]{len(summary.skipped)} file(s) skipped[/yellow]: " + ", ".join(f for f, _ in summary.skipped))
 
 
-@app.command("attack")
+class _AttackGroup(TyperGroup):
+    """`redteam attack ANON OUT ...` runs an attack; `redteam attack train ...` trains the learned one."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+attack_app = typer.Typer(cls=_AttackGroup, help="Run an attack on anonymized images, or train the learned inversion.", no_args_is_help=True)
+app.add_typer(attack_app, name="attack")
+
+
+@attack_app.command("train")
+@guarded
+def attack_train(
+    method: Annotated[str, typer.Option("--method", "-m", help="The exact method spec to invert.")],
+    faces: Annotated[Path, typer.Option(help="The attacker's face corpus (never the audited originals).")],
+    minutes: Annotated[float, typer.Option(help="Training time budget.")] = 3.0,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    out: Annotated[Path | None, typer.Option(help="Checkpoint path (default: the cache, where `learned` looks).")] = None,
+) -> None:
+    """Train the learned inversion (small U-Net) on pairs (method(x), x) from a face corpus."""
+    from attacks.learned import train_inversion
+    from redteam import terminal
+    from redteam.run import resolve_device
+
+    if minutes <= 0:
+        raise UsageError(f"--minutes must be positive, got {minutes}", fix="e.g. --minutes 3")
+    path = train_inversion(faces, method, minutes=minutes, seed=seed, device=resolve_device(device), out=out, log=terminal.log)
+    terminal.stdout.print(f"saved {path} (training record: {path.with_suffix('.json')})")
+
+
+@attack_app.command("run")
 @guarded
 def attack(
     anonymized: Annotated[Path, typer.Argument(help="Folder of anonymized images.")],

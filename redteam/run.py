@@ -454,7 +454,7 @@ class AuditRun:
         for source, reference in methods:
             if reference is not None and reference.needs_fit:
                 self._fit(source.name, reference, all_faces, all_images)
-            info = MethodInfo(source.name, reference)
+            info = MethodInfo(source.name, reference, audited_hashes=frozenset(self.input_hashes.values()))
             runnable: list[Attack] = []
             for attack in attacks:
                 ok, reason = attack.applicable(info)
@@ -707,7 +707,7 @@ class AuditRun:
         for face in faces:
             x0, y0, x1, y1 = attack_window(anonymized.shape, face.geometry, info.reference)
             window = to_tensor(anonymized[y0:y1, x0:x1])
-            context = MethodInfo(info.name, info.reference, face.geometry, (x0, y0), anonymized.shape)
+            context = MethodInfo(info.name, info.reference, face.geometry, (x0, y0), anonymized.shape, info.audited_hashes)
             restored = attack.reconstruct(window, method=context, generator=generator)
             if restored.shape != window.shape:
                 raise RuntimeError(f"attack {attack.name} returned shape {tuple(restored.shape)} for {tuple(window.shape)}")

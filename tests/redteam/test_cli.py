@@ -166,3 +166,16 @@ def test_anonymize_and_calibrate_leave_their_inputs_untouched(originals, tmp_pat
     assert calibrated.returncode == 0, calibrated.stderr
     assert "unreliable" in calibrated.stdout  # one impostor pair cannot support FAR 1e-3
     assert hashes_of(originals) == before
+
+
+def test_attack_command_reconstructs_a_folder(sample_dir, tmp_path, hashes_of):
+    anonymized = tmp_path / "mosaic"
+    assert redteam("anonymize", sample_dir, anonymized, "--method", "mosaic:block=12").returncode == 0
+    before = hashes_of(anonymized)
+    done = redteam("attack", anonymized, tmp_path / "restored", "--attack", "lanczos", "--originals", sample_dir)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "restored" / "redteam-attack.json").read_text())
+    assert record["attack"] == "lanczos" and record["method"] == "mosaic:block=12" and len(record["files"]) == 5
+    assert hashes_of(anonymized) == before
+    wrong = redteam("attack", anonymized, tmp_path / "x", "--attack", "wiener")
+    assert wrong.returncode == 3 and "no blur stage" in wrong.stderr

@@ -144,3 +144,24 @@ def test_calibrated_threshold_is_used_and_reported(originals, tmp_path, cache_di
     assert {row.threshold for row in result.rows} == {0.45}
     assert all(row.threshold_calibrated for row in result.rows)
     assert result.recognizers["dlib"]["threshold_far"] == 1e-3
+
+
+def test_attacks_auto_runs_what_applies_and_says_why_it_skipped_the_rest(originals, tmp_path, cache_dir):
+    methods = (
+        MethodSource("blur", "reference", spec="gaussian_blur:sigma=3"),
+        MethodSource("mosaic", "reference", spec="mosaic:block=12"),
+    )
+    result = AuditRun(config(originals, tmp_path, cache_dir, methods=methods, attacks=("auto", "wiener|denoise"))).run()
+    ran = {(row.method, row.attack, row.tier) for row in result.rows}
+    assert ("mosaic", "bicubic", "reconstruction") in ran and ("mosaic", "lanczos", "reconstruction") in ran
+    assert ("blur", "wiener", "adaptive") in ran and ("blur", "wiener|denoise", "adaptive") in ran
+    skipped = {(s.method, s.attack): s.reason for s in result.skipped_attacks}
+    assert "no blur stage" in skipped[("mosaic", "wiener")]
+    assert "no mosaic or downsampling stage" in skipped[("blur", "bicubic")]
+    assert set(result.attack_seconds["blur"]) >= {"none", "wiener", "tv_deconv"}
+    verdict_tiers = {(v.method, v.tier) for v in result.metric_verdicts}
+    assert ("blur", "adaptive") in verdict_tiers and ("mosaic", "reconstruction") in verdict_tiers
+    # interpolation undoes part of the mosaic: it re-identifies at least as well as the naive tier
+    frame = results_frame(result)
+    mosaic = frame[frame["method"] == "mosaic"].groupby("attack")["distance"].mean()
+    assert mosaic["lanczos"] < mosaic["none"]

@@ -1,0 +1,60 @@
+"""The learned inversion: trained on the attacker's corpus, found by spec, refused when it has seen the
+audited originals, and loaded strictly from its weights."""
+
+import json
+
+import pytest
+import torch
+
+from attacks import MethodInfo, build_attack
+from attacks.learned import TinyUNet, checkpoint_path, train_inversion
+from redteam.anonymizers import build_method
+from redteam.config import AuditConfig, MethodSource
+from redteam.run import AuditRun
+
+
+@pytest.fixture
+def cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("REDTEAM_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_training_saves_weights_and_a_record_where_the_attack_looks(cache, sample_dir):
+    spec = "mosaic:block=12"
+    path = train_inversion(sample_dir / "barack_obama", spec, minutes=5, max_steps=6, seed=1)
+    assert path == checkpoint_path(build_method(spec).spec) and path.is_file()
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["spec"] == "mosaic:block=12" and record["steps"] == 6 and len(record["corpus_files"]) == 3
+    assert record["loss_first_100"] > 0
+    model = TinyUNet()
+    model.load_state_dict(torch.load(path, weights_only=True))
+    attack = build_attack("learned")
+    known = MethodInfo("m", build_method(spec))
+    assert attack.applicable(known)[0]
+    images = torch.rand(1, 3, 150, 130, generator=torch.Generator().manual_seed(0))
+    out = attack.reconstruct(images, method=known, generator=torch.Generator())
+    assert out.shape == images.shape and 0 <= out.min() and out.max() <= 1
+    assert not attack.applicable(MethodInfo("m", build_method("mosaic:block=16")))[0]  # another spec: no checkpoint
+
+
+def test_a_checkpoint_trained_on_the_audited_faces_is_refused(cache, sample_dir, tmp_path, cache_dir):
+    train_inversion(sample_dir / "barack_obama", "mosaic:block=12", minutes=5, max_steps=2)
+    config = AuditConfig(
+        originals=sample_dir,
+        out=tmp_path / "report",
+        methods=(MethodSource("mosaic", "reference", spec="mosaic:block=12"),),
+        cache_dir=cache_dir,
+        recognizers=("dlib",),
+        attacks=("none", "learned"),
+    )
+    result = AuditRun(config).run()
+    (skipped,) = result.skipped_attacks
+    assert skipped.attack == "learned" and "audited originals" in skipped.reason
+    assert {row.attack for row in result.rows} == {"none"}
+
+
+def test_untrained_method_is_skipped_with_the_command_to_train(cache):
+    ok, reason = build_attack("learned").applicable(MethodInfo("m", build_method("gaussian_blur:sigma=3")))
+    assert not ok and "redteam attack train" in reason
+    ok, reason = build_attack("learned").applicable(MethodInfo("m", None))
+    assert not ok and "observed" in reason
