@@ -33,6 +33,8 @@ def _periodicity(profile: np.ndarray, largest: int) -> tuple[int, int, float]:
         for phase in range(cell):
             on = np.zeros(len(profile), dtype=bool)
             on[phase::cell] = True
+            if on.all() or not on.any():
+                continue
             score = float(profile[on].mean() - profile[~on].mean())
             if score > best[2] + 1e-9:
                 best = (cell, phase, score)
@@ -49,7 +51,7 @@ def estimate_grid(window: np.ndarray, largest: int = 48, min_score: float = 0.3)
     if cell < 2 or score < min_score:
         return None
     rows = changes_profile(window, axis=0)
-    phase_y = int(np.argmax([rows[p::cell].mean() for p in range(cell)]))
+    phase_y = int(np.argmax([rows[p::cell].mean() if len(rows[p::cell]) else 0.0 for p in range(cell)]))
     return cell, (phase_x + 1) % cell, (phase_y + 1) % cell
 
 

@@ -4,7 +4,9 @@
 
 FACES_DIR defaults to ../shared/faces/dev/identities (one folder per person). Every photo is first
 rescaled so its face is 160 px wide (so "mosaic block 12" means 12 px on a 160 px face), then audited
-with dlib under every applicable attack (`--attacks auto`). Printed per row: tier, rank-1 against the
+with dlib under every applicable attack (`--attacks auto`). The learned inversion of mosaic_12 is
+first trained for `--train-minutes` on CPU on `--corpus` (default ../shared/faces/dev/multi-face,
+photos never audited here). Printed per row: tier, rank-1 against the
 same photo and against other photos of the same person, each as k/n with its 95% Wilson interval and
 the chance level. A method's risk is its maximum over attacks: an attack that lowers the rate (e.g.
 deconvolution hurting a blur-robust recognizer) is shown as it is.
@@ -13,11 +15,13 @@ deconvolution hurting a blur-robust recognizer) is shown as it is.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
 from PIL import Image
 
+from attacks.learned import train_inversion
 from redteam.config import AuditConfig, MethodSource
 from redteam.datasets import discover_images
 from redteam.faces import FaceDetector
@@ -25,6 +29,8 @@ from redteam.images import load_image
 from redteam.run import AuditRun
 
 DEFAULT_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces" / "dev" / "identities"
+#: The attacker's corpus for the learned inversion: photos that are never audited here.
+DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "faces" / "dev" / "multi-face"
 METHODS = {
     "blur_s4": "gaussian_blur:sigma=4",
     "blur_s8": "gaussian_blur:sigma=8",
@@ -55,9 +61,15 @@ def normalise(source: Path, target: Path, face_width: float = 160.0) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("faces", nargs="?", type=Path, default=DEFAULT_FACES)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="attacker's faces for the learned inversion")
+    parser.add_argument("--train-minutes", type=float, default=3.0, help="CPU minutes to train the inversion of mosaic_12")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
+        os.environ["REDTEAM_CACHE"] = str(work / "cache")
+        if args.train_minutes > 0:
+            corpus = normalise(args.corpus, work / "corpus")
+            train_inversion(corpus, METHODS["mosaic_12"], minutes=args.train_minutes, seed=0, log=print)
         config = AuditConfig(
             originals=normalise(args.faces, work / "faces"),
             out=work / "report",
