@@ -5,11 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
-from redteam.anonymizers.base import Anonymizer
+from redteam.anonymizers.base import Anonymizer, Parameter
+from redteam.errors import UsageError
 from redteam.faces import FaceGeometry
 
 
@@ -83,6 +84,24 @@ class Attack(ABC):
     gallery_domain: ClassVar[Literal["clean", "anonymized"]] = "clean"
     needs_known_method: ClassVar[bool] = False
     version: ClassVar[str] = "1"
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
+
+    def __init__(self, **values: Any) -> None:
+        declared = {p.name: p for p in self.parameters}
+        for key in values:
+            if key not in declared:
+                raise UsageError(
+                    f"attack '{self.name}' has no parameter '{key}'",
+                    fix="valid parameters: " + ("; ".join(p.describe() for p in self.parameters) or "none"),
+                )
+        self.values: dict[str, Any] = {p.name: values.get(p.name, p.default) for p in self.parameters}
+
+    @property
+    def spec(self) -> str:
+        """Name plus every non-default parameter, e.g. ``sr:checkpoint=/models/x.pth``."""
+        defaults = {p.name: p.default for p in self.parameters}
+        changed = [f"{k}={v}" for k, v in sorted(self.values.items()) if v != defaults[k]]
+        return type(self).name + (":" + ",".join(changed) if changed else "")
 
     def applicable(self, method: MethodInfo) -> tuple[bool, str]:
         """Whether the attack can run against `method`, and if not, why."""

@@ -15,9 +15,10 @@ class ChainAttack(Attack):
     name = "chain"
     tier = ThreatTier.RECONSTRUCTION
 
-    def __init__(self, stages: Sequence[Attack]) -> None:
+    def __init__(self, stages: Sequence[Attack]) -> None:  # noqa: D107 - stages, not parameters
+        super().__init__()
         self.stages = tuple(stages)
-        self.name = "|".join(stage.name for stage in self.stages)  # type: ignore[misc]
+        self.name = "|".join(stage.spec for stage in self.stages)  # type: ignore[misc]
         self.tier = max((stage.tier for stage in self.stages), key=TIER_ORDER.index)  # type: ignore[misc]
         self.gallery_domain = "anonymized" if any(s.gallery_domain == "anonymized" for s in self.stages) else "clean"  # type: ignore[misc]
 

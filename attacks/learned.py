@@ -178,7 +178,8 @@ class LearnedInversion(Attack):
     tier = ThreatTier.ADAPTIVE
     needs_known_method = True
 
-    def __init__(self) -> None:
+    def __init__(self, **values: object) -> None:
+        super().__init__(**values)
         self._models: dict[str, TinyUNet] = {}
 
     def applicable(self, method: MethodInfo) -> tuple[bool, str]:

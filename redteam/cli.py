@@ -317,6 +317,16 @@ def _validator(name: str) -> Callable[[Path], None] | None:
             load_facenet_weights(InceptionResnetV1(pretrained=None), str(path))
 
         return validate
+    if name in ("realesrgan_x4plus", "gfpgan_v1.4"):
+
+        def validate_spandrel(path: Path) -> None:
+            import torch
+
+            from attacks.super_resolution import load_descriptor
+
+            load_descriptor(path, torch.device("cpu"))
+
+        return validate_spandrel
     return None
 
 

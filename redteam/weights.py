@@ -195,6 +195,26 @@ MODEL_FILES: dict[str, ModelFile] = {
             licence="BSD-3-Clause (torchvision)",
             size_bytes=244_408_911,
         ),
+        ModelFile(
+            name="realesrgan_x4plus",
+            description="Real-ESRGAN x4plus super-resolution (attack `sr`, loaded by spandrel)",
+            locate=lambda: torch_home() / "hub" / "checkpoints" / "RealESRGAN_x4plus.pth",
+            url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth",
+            sha256=None,
+            sha256_prefix=None,
+            licence="BSD-3-Clause (xinntao/Real-ESRGAN)",
+            size_bytes=None,
+        ),
+        ModelFile(
+            name="gfpgan_v1.4",
+            description="GFPGAN v1.4 face restoration (attack `sr:checkpoint=gfpgan_v1.4`, loaded by spandrel)",
+            locate=lambda: torch_home() / "hub" / "checkpoints" / "GFPGANv1.4.pth",
+            url="https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
+            sha256=None,
+            sha256_prefix=None,
+            licence="Apache-2.0 with third-party parts (TencentARC/GFPGAN): check before commercial use",
+            size_bytes=None,
+        ),
     )
 }
 

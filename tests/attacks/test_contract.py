@@ -16,6 +16,18 @@ FACE = FaceGeometry(box=(30.0, 24.0, 94.0, 104.0), landmarks=((50, 55), (74, 55)
 CANDIDATES = ("gaussian_blur:sigma=2", "mosaic:block=8", "noise:sigma=0.1", "jpeg:quality=10")
 
 
+def save_random_esrgan(path=None, scale=4):
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    from redteam.weights import get_model_file
+
+    target = path or get_model_file("realesrgan_x4plus").path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(ESRGAN(num_filters=8, num_blocks=1, scale=scale).state_dict(), target)
+    return target
+
+
 def scene(seed=0, smooth=2.0):
     rng = np.random.default_rng(seed)
     return np.clip(np.round(gaussian(rng.random((128, 120, 3)), sigma=smooth, channel_axis=2) * 255), 0, 255).astype(np.uint8)
@@ -37,6 +49,8 @@ def test_attack_contract(name, monkeypatch, tmp_path, sample_dir):
 
         monkeypatch.setenv("REDTEAM_CACHE", str(tmp_path))
         train_inversion(sample_dir / "joe_biden", "mosaic:block=8", minutes=5, max_steps=2)
+    if name == "sr":  # a random-weight Real-ESRGAN-architecture checkpoint where the catalog looks
+        save_random_esrgan()
     attack = ATTACKS[name]()
     assert isinstance(attack.tier, ThreatTier)
     assert attack.summary() and attack.__doc__ and "References" in attack.__doc__
@@ -101,3 +115,24 @@ def test_chains_apply_in_order_and_take_the_strongest_tier():
     assert not chain.applicable(MethodInfo("px", build_method("mosaic")))[0]
     with pytest.raises(UsageError, match="unknown attack 'magic'"):
         build_attack("wiener|magic")
+
+
+def test_super_resolution_loads_any_spandrel_checkpoint_and_tiles(tmp_path):
+    info, anonymized, _ = window_for("mosaic:block=8")
+    assert not build_attack("sr").applicable(info)[0]  # no checkpoint yet: skipped with the reason
+    assert "redteam models" in build_attack("sr").applicable(info)[1]
+    path = save_random_esrgan(tmp_path / "x2.pth", scale=2)
+    whole = build_attack(f"sr:checkpoint={path}")
+    tiled = build_attack(f"sr:checkpoint={path},tile=32")
+    assert whole.name == f"sr:checkpoint={path}" and whole.applicable(info)[0]
+    first = whole.reconstruct(anonymized, method=info, generator=torch.Generator())
+    assert first.shape == anonymized.shape and 0 <= first.min() and first.max() <= 1
+    assert torch.equal(first, whole.reconstruct(anonymized, method=info, generator=torch.Generator()))
+    pieces = tiled.reconstruct(anonymized, method=info, generator=torch.Generator())
+    assert pieces.shape == anonymized.shape and (pieces - first).abs().mean() < 0.05  # tiles stitch to about the same
+    broken = tmp_path / "broken.pth"
+    torch.save({"not": torch.zeros(2)}, broken)
+    from redteam.errors import ModelUnavailableError
+
+    with pytest.raises(ModelUnavailableError, match="spandrel cannot load"):
+        build_attack(f"sr:checkpoint={broken}").reconstruct(anonymized, method=info, generator=torch.Generator())

@@ -1,0 +1,116 @@
+"""Super-resolution and face restoration with any checkpoint spandrel loads (Real-ESRGAN, SwinIR, HAT,
+GFPGAN-family and others), from a local file or a catalog entry of `redteam models`.
+
+The face window is first reduced by the model's scale (area averaging: for a mosaic this recovers its
+cell grid), then restored by the model, tiled when large, and resized back to the window. Models of
+scale 1 (face restoration such as GFPGAN) get the window at their working size.
+
+References:
+    Wang et al., "Real-ESRGAN", ICCVW 2021; Liang et al., "SwinIR", ICCVW 2021; Chen et al., "HAT",
+    CVPR 2023; Wang et al., "GFPGAN", CVPR 2021. Loading: chaiNNer-org/spandrel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from attacks.base import Attack, MethodInfo, ThreatTier
+from redteam.anonymizers.base import Parameter
+from redteam.errors import ModelUnavailableError
+
+_loaded: dict[tuple[str, str], Any] = {}
+
+
+def resolve_checkpoint(value: str) -> Path:
+    """A catalog name (see `redteam models`) or a path to a .pth/.safetensors file."""
+    from redteam.weights import MODEL_FILES
+
+    if value in MODEL_FILES:
+        return MODEL_FILES[value].require()
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ModelUnavailableError(f"super-resolution checkpoint {path} does not exist", fix="give a .pth/.safetensors file or a catalog name")
+    return path
+
+
+def load_descriptor(path: Path, device: torch.device) -> Any:
+    """Load a checkpoint with spandrel (restricted unpickling), cached per process."""
+    key = (str(path), str(device))
+    if key not in _loaded:
+        from spandrel import ImageModelDescriptor, ModelLoader
+
+        try:
+            descriptor = ModelLoader(device).load_from_file(path)
+        except Exception as error:  # noqa: BLE001 - any loader failure means an unusable checkpoint
+            raise ModelUnavailableError(f"{path}: spandrel cannot load it ({error})", fix="use a checkpoint of an architecture spandrel supports") from error
+        if not isinstance(descriptor, ImageModelDescriptor):
+            raise ModelUnavailableError(f"{path}: not an image-to-image model", fix="use a super-resolution or restoration checkpoint")
+        _loaded[key] = descriptor.eval()
+    return _loaded[key]
+
+
+class SuperResolution(Attack):
+    """Super-resolve (or restore) the face with a spandrel checkpoint: Real-ESRGAN by default.
+
+    References:
+        Wang et al., "Real-ESRGAN", ICCVW 2021; spandrel (chaiNNer-org) for architecture detection.
+    """
+
+    name = "sr"
+    tier = ThreatTier.RECONSTRUCTION
+    parameters = (
+        Parameter("checkpoint", str, "realesrgan_x4plus", "catalog name (`redteam models`) or path to a .pth/.safetensors"),
+        Parameter("tile", int, 256, "largest input tile side; larger inputs are processed in overlapping tiles", 32, 4096),
+        Parameter("face_size", int, 512, "working size for scale-1 restoration models", 64, 2048),
+        Parameter("device", str, "auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda")),
+    )
+
+    def _device(self) -> torch.device:
+        choice = str(self.values["device"])
+        return torch.device("cuda" if choice == "auto" and torch.cuda.is_available() else ("cpu" if choice == "auto" else choice))
+
+    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+        try:
+            resolve_checkpoint(str(self.values["checkpoint"]))
+        except ModelUnavailableError as error:
+            return False, f"{error.message}; {error.fix}"
+        return True, ""
+
+    def _run_tiled(self, model: Any, image: torch.Tensor) -> torch.Tensor:
+        tile, overlap, scale = int(self.values["tile"]), 16, int(model.scale)
+        height, width = image.shape[-2:]
+        if max(height, width) <= tile:
+            return model(image)
+        out = torch.zeros((1, 3, height * scale, width * scale), device=image.device)
+        weight = torch.zeros_like(out)
+        step = tile - overlap
+        for top in range(0, max(1, height - overlap), step):
+            for left in range(0, max(1, width - overlap), step):
+                bottom, right = min(height, top + tile), min(width, left + tile)
+                top0, left0 = max(0, bottom - tile), max(0, right - tile)
+                piece = model(image[..., top0:bottom, left0:right])
+                out[..., top0 * scale : bottom * scale, left0 * scale : right * scale] += piece
+                weight[..., top0 * scale : bottom * scale, left0 * scale : right * scale] += 1.0
+        return out / weight.clamp(min=1.0)
+
+    def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+        device = self._device()
+        model = load_descriptor(resolve_checkpoint(str(self.values["checkpoint"])), device)
+        scale = int(model.scale)
+        out = []
+        for image in images:
+            height, width = image.shape[-2:]
+            batch = image[None].float().to(device)
+            if scale > 1:
+                small = F.interpolate(batch, size=(max(2, height // scale), max(2, width // scale)), mode="area")
+            else:
+                side = int(self.values["face_size"])
+                small = F.interpolate(batch, size=(side, side), mode="bicubic", align_corners=False, antialias=True)
+            with torch.no_grad():
+                restored = self._run_tiled(model, small.clamp(0.0, 1.0))
+            out.append(F.interpolate(restored, size=(height, width), mode="bicubic", align_corners=False, antialias=True)[0].clamp(0.0, 1.0).cpu())
+        return torch.stack(out)
