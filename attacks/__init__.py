@@ -6,6 +6,7 @@ from attacks.base import TIER_ORDER, Attack, MethodInfo, ThreatTier
 from attacks.chain import ChainAttack
 from attacks.deconvolution import BlindDeconvolution, RichardsonLucy, TVDeconvolution, WienerDeconvolution
 from attacks.denoising import JpegDeblock, NonLocalMeansDenoise
+from attacks.diffusion import DiffusionInpaint, SDEdit
 from attacks.interpolation import BicubicUpscale, LanczosUpscale
 from attacks.learned import LearnedInversion
 from attacks.naive import NoAttack
@@ -18,7 +19,7 @@ ATTACKS: dict[str, type[Attack]] = {
     attack.name: attack
     for attack in (
         NoAttack, ParrotAttack, BicubicUpscale, LanczosUpscale, BlindDeconvolution, NonLocalMeansDenoise, JpegDeblock,
-        WienerDeconvolution, RichardsonLucy, TVDeconvolution, LearnedInversion, SuperResolution,
+        WienerDeconvolution, RichardsonLucy, TVDeconvolution, LearnedInversion, SuperResolution, SDEdit, DiffusionInpaint,
     )
 }
 ATTACKS.update(load_entry_points("redteam.attacks", Attack))

@@ -109,18 +109,38 @@ def build_tiny_inpainting_pipeline(folder: Path):
     return pipeline
 
 
+def build_tiny_img2img_pipeline(inpaint):
+    """An img2img pipeline sharing the tiny text encoder and VAE, with a 4-channel tiny UNet."""
+    import torch
+    from diffusers import StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+
+    torch.manual_seed(1)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        cross_attention_dim=8, norm_num_groups=4, attention_head_dim=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    )
+    pipeline = StableDiffusionImg2ImgPipeline(
+        vae=inpaint.vae, text_encoder=inpaint.text_encoder, tokenizer=inpaint.tokenizer, unet=unet,
+        scheduler=inpaint.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
 @pytest.fixture
 def tiny_inpainting(tmp_path_factory: pytest.TempPathFactory):
     """Inject a tiny random inpainting pipeline as the `synthetic` method's model; records the calls."""
-    from redteam.anonymizers import synthetic
+    from redteam import diffusion
 
-    pipeline = build_tiny_inpainting_pipeline(tmp_path_factory.mktemp("tiny_sd"))
-    calls: list[str] = []
+    inpaint = build_tiny_inpainting_pipeline(tmp_path_factory.mktemp("tiny_sd"))
+    img2img = build_tiny_img2img_pipeline(inpaint)
+    calls: list[tuple[str, str]] = []
 
-    def loader(model, device):
-        calls.append(model)
-        return pipeline
+    def loader(kind, model, device):
+        calls.append((kind, model))
+        return inpaint if kind == "inpaint" else img2img
 
-    synthetic.set_pipeline_loader(loader)
+    diffusion.set_pipeline_loader(loader)
     yield calls
-    synthetic.set_pipeline_loader(None)
+    diffusion.set_pipeline_loader(None)

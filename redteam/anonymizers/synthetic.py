@@ -1,8 +1,8 @@
 """Synthetic replacement: inpaint the face region with a diffusion model (diffusers), seeded.
 
 The default checkpoint is a Stable Diffusion inpainting model from the Hugging Face hub, loaded lazily
-through HF_HOME (set HF_HUB_OFFLINE=1 on an offline machine that has it cached). A pipeline can be
-injected for tests (`set_pipeline_loader`). Pipelines such as ``synthetic | gaussian_blur:sigma=4``
+through HF_HOME (set HF_HUB_OFFLINE=1 on an offline machine that has it cached); see
+`redteam.diffusion`, where tests inject a tiny pipeline. Pipelines such as ``synthetic | gaussian_blur:sigma=4``
 ("replace, then blur") compose like any other stages.
 
 References:
@@ -13,53 +13,15 @@ References:
 
 from __future__ import annotations
 
-import os
-from typing import Any, Callable
-
 import numpy as np
 import torch
 from PIL import Image
 
 from redteam.anonymizers.base import Anonymizer, Box, Parameter
-from redteam.errors import ModelUnavailableError
+from redteam.diffusion import get_pipeline, pick_device
 from redteam.faces import FaceGeometry
 
 DEFAULT_INPAINTING_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
-PipelineLoader = Callable[[str, torch.device], Any]
-_loaded: dict[tuple[str, str], Any] = {}
-
-
-def load_inpainting_pipeline(model: str, device: torch.device) -> Any:
-    """A diffusers inpainting pipeline from a hub id or a local folder, cached per process."""
-    key = (model, str(device))
-    if key not in _loaded:
-        try:
-            from diffusers import AutoPipelineForInpainting
-        except ImportError as error:
-            raise ModelUnavailableError("diffusers is not installed", fix="pip install diffusers transformers") from error
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-        try:
-            pipeline = AutoPipelineForInpainting.from_pretrained(
-                model, safety_checker=None, requires_safety_checker=False, local_files_only=offline
-            )
-        except Exception as error:  # noqa: BLE001 - any hub/cache failure means the model is unavailable
-            raise ModelUnavailableError(
-                f"inpainting model '{model}' could not be loaded ({type(error).__name__}: {error})",
-                fix="on a connected machine run `huggingface-cli download " + model + "` and copy HF_HOME, "
-                "or give model=/path/to/a/local/diffusers/folder",
-            ) from error
-        pipeline.set_progress_bar_config(disable=True)
-        _loaded[key] = pipeline.to(device)
-    return _loaded[key]
-
-
-_loader: PipelineLoader = load_inpainting_pipeline
-
-
-def set_pipeline_loader(loader: PipelineLoader | None) -> None:
-    """Inject a pipeline loader (tests build a tiny random pipeline); None restores the default."""
-    global _loader
-    _loader = loader or load_inpainting_pipeline
 
 
 class SyntheticFace(Anonymizer):
@@ -82,14 +44,8 @@ class SyntheticFace(Anonymizer):
         x0, y0, x1, y1 = region
         return max(x1 - x0, y1 - y0) // 4  # some surroundings so the fill matches the scene
 
-    def _device(self) -> torch.device:
-        choice = str(self.values["device"])
-        if choice == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(choice)
-
     def transform(self, window, region: Box, face: FaceGeometry | None, image, generator) -> np.ndarray:
-        pipeline = _loader(str(self.values["model"]), self._device())
+        pipeline = get_pipeline("inpaint", str(self.values["model"]), pick_device(str(self.values["device"])))
         size = int(self.values["size"])
         height, width = window.shape[:2]
         x0, y0, x1, y1 = region

@@ -13,7 +13,9 @@ from redteam.images import to_tensor
 from redteam.run import attack_window
 
 FACE = FaceGeometry(box=(30.0, 24.0, 94.0, 104.0), landmarks=((50, 55), (74, 55), (62, 70), (52, 88), (72, 88)), score=0.99)
-CANDIDATES = ("gaussian_blur:sigma=2", "mosaic:block=8", "noise:sigma=0.1", "jpeg:quality=10")
+CANDIDATES = ("gaussian_blur:sigma=2", "mosaic:block=8", "noise:sigma=0.1", "jpeg:quality=10", "box:margin=0.1")
+#: Small settings where an attack's defaults would be slow with the tiny test models.
+SMALL = {"sdedit": "sdedit:size=32,steps=4", "inpaint": "inpaint:size=32,steps=2"}
 
 
 def save_random_esrgan(path=None, scale=4):
@@ -43,7 +45,7 @@ def window_for(spec, smooth=2.0):
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_attack_contract(name, monkeypatch, tmp_path, sample_dir):
+def test_attack_contract(name, monkeypatch, tmp_path, sample_dir, tiny_inpainting):
     if name == "learned":  # needs a trained checkpoint for the method: train one for two steps
         from attacks.learned import train_inversion
 
@@ -51,7 +53,7 @@ def test_attack_contract(name, monkeypatch, tmp_path, sample_dir):
         train_inversion(sample_dir / "joe_biden", "mosaic:block=8", minutes=5, max_steps=2)
     if name == "sr":  # a random-weight Real-ESRGAN-architecture checkpoint where the catalog looks
         save_random_esrgan()
-    attack = ATTACKS[name]()
+    attack = build_attack(SMALL.get(name, name))
     assert isinstance(attack.tier, ThreatTier)
     assert attack.summary() and attack.__doc__ and "References" in attack.__doc__
     spec = next(s for s in CANDIDATES if attack.applicable(MethodInfo("m", build_method(s)))[0])
@@ -136,3 +138,29 @@ def test_super_resolution_loads_any_spandrel_checkpoint_and_tiles(tmp_path):
 
     with pytest.raises(ModelUnavailableError, match="spandrel cannot load"):
         build_attack(f"sr:checkpoint={broken}").reconstruct(anonymized, method=info, generator=torch.Generator())
+
+
+def test_diffusion_attacks_run_end_to_end_with_tiny_pipelines(tiny_inpainting):
+    info, anonymized, _ = window_for("box:margin=0.1")
+    inpaint = build_attack("inpaint:size=32,steps=2")
+    restored = inpaint.reconstruct(anonymized, method=info, generator=torch.Generator().manual_seed(0))
+    mask = torch.from_numpy(inpaint.mask(anonymized[0], info))
+    assert mask.any() and torch.equal(restored[0][:, ~mask], anonymized[0][:, ~mask])  # only the masked pixels change
+    assert not torch.equal(restored[0][:, mask], anonymized[0][:, mask])
+    blind = MethodInfo("observed", None)
+    assert torch.equal(torch.from_numpy(inpaint.mask(anonymized[0], blind)), mask)  # the solid fill is found blindly
+    sdedit = build_attack("sdedit:size=32,steps=4,strength=0.5")
+    edited = sdedit.reconstruct(anonymized, method=info, generator=torch.Generator().manual_seed(0))
+    again = sdedit.reconstruct(anonymized, method=info, generator=torch.Generator().manual_seed(0))
+    assert edited.shape == anonymized.shape and torch.equal(edited, again)
+    assert ("img2img", "stable-diffusion-v1-5/stable-diffusion-v1-5") in tiny_inpainting
+    assert not build_attack("inpaint").applicable(MethodInfo("px", build_method("mosaic")))[0]
+
+
+def test_diffusion_attacks_are_skipped_with_the_reason_when_the_model_is_missing(monkeypatch):
+    from redteam import diffusion
+
+    diffusion.set_pipeline_loader(None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ok, reason = build_attack("sdedit:model=/nonexistent/model").applicable(MethodInfo("m", None))
+    assert not ok and "huggingface-cli download" in reason

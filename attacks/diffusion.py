@@ -1,0 +1,152 @@
+"""Diffusion attacks through diffusers: SDEdit (img2img at a configurable strength) and inpainting of
+masked faces (where an audit should show hallucination rather than restoration).
+
+Models load lazily through HF_HOME (`redteam.diffusion`); a missing model makes the attack
+inapplicable in `--attacks auto` (with the reason) rather than failing the run.
+
+References:
+    Meng et al., "SDEdit: Guided Image Synthesis and Editing with Stochastic Differential Equations",
+    ICLR 2022; Lugmayr et al., "RePaint", CVPR 2022; Rombach et al., "Latent Diffusion Models", CVPR 2022.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from attacks.base import Attack, MethodInfo, ThreatTier
+from redteam.anonymizers.base import Parameter
+from redteam.diffusion import get_pipeline, pick_device
+from redteam.errors import ModelUnavailableError
+
+DEFAULT_IMG2IMG_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_INPAINT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+MASKING = ("box", "eye_bar")
+
+
+def _to_pil(image: torch.Tensor, size: int) -> Image.Image:
+    array = (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
+    return Image.fromarray(array).resize((size, size), Image.BICUBIC)
+
+
+def _from_array(result: np.ndarray, height: int, width: int) -> torch.Tensor:
+    array = np.clip(np.round(result * 255.0), 0, 255).astype(np.uint8)
+    resized = np.asarray(Image.fromarray(array).resize((width, height), Image.BICUBIC), dtype=np.float32) / 255.0
+    return torch.from_numpy(resized).permute(2, 0, 1)
+
+
+class _Diffusion(Attack):
+    kind = "img2img"
+
+    def _device(self) -> torch.device:
+        return pick_device(str(self.values["device"]))
+
+    def _pipeline(self):  # noqa: ANN202 - a diffusers pipeline
+        return get_pipeline(self.kind, str(self.values["model"]), self._device())  # type: ignore[arg-type]
+
+    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+        try:
+            self._pipeline()
+        except ModelUnavailableError as error:
+            return False, f"{error.message}; {error.fix}"
+        return True, ""
+
+    def _seed(self, generator: torch.Generator) -> torch.Generator:
+        return torch.Generator(device="cpu").manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+
+
+class SDEdit(_Diffusion):
+    """SDEdit: noise the anonymized face to `strength` and denoise it with a diffusion model.
+
+    References:
+        Meng et al., "SDEdit", ICLR 2022 (img2img with Stable Diffusion through diffusers).
+    """
+
+    name = "sdedit"
+    tier = ThreatTier.RECONSTRUCTION
+    kind = "img2img"
+    parameters = (
+        Parameter("model", str, DEFAULT_IMG2IMG_MODEL, "hub id or local folder of a diffusers img2img pipeline"),
+        Parameter("strength", float, 0.4, "how much of the diffusion to redo (0 = nothing, 1 = everything)", 0.05, 1.0),
+        Parameter("steps", int, 30, "denoising steps at strength 1", 1, 500),
+        Parameter("guidance", float, 5.0, "classifier-free guidance", 0.0, 30.0),
+        Parameter("size", int, 512, "working resolution", 32, 2048),
+        Parameter("prompt", str, "a sharp high quality photo of the face of a person", "text prompt (no commas)"),
+        Parameter("device", str, "auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda")),
+    )
+
+    def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+        pipeline, size = self._pipeline(), int(self.values["size"])
+        out = []
+        for image in images:
+            result = pipeline(
+                prompt=str(self.values["prompt"]), image=_to_pil(image, size), strength=float(self.values["strength"]),
+                num_inference_steps=int(self.values["steps"]), guidance_scale=float(self.values["guidance"]),
+                generator=self._seed(generator), output_type="np",
+            ).images[0]
+            out.append(_from_array(result, *image.shape[-2:]))
+        return torch.stack(out)
+
+
+class DiffusionInpaint(_Diffusion):
+    """Inpaint a masked face (box, eye bar) with a diffusion model: shows hallucination, not restoration.
+
+    References:
+        Lugmayr et al., "RePaint", CVPR 2022; Stable Diffusion inpainting (Rombach et al., CVPR 2022).
+    """
+
+    name = "inpaint"
+    tier = ThreatTier.RECONSTRUCTION
+    kind = "inpaint"
+    parameters = (
+        Parameter("model", str, DEFAULT_INPAINT_MODEL, "hub id or local folder of a diffusers inpainting pipeline"),
+        Parameter("steps", int, 30, "denoising steps", 1, 500),
+        Parameter("guidance", float, 7.5, "classifier-free guidance", 0.0, 30.0),
+        Parameter("size", int, 512, "working resolution", 32, 2048),
+        Parameter("prompt", str, "a photo of the face of a person", "text prompt (no commas)"),
+        Parameter("device", str, "auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda")),
+    )
+
+    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+        if method.is_known and method.stage(*MASKING) is None:
+            return False, f"'{method.name}' masks nothing (no box or eye-bar stage)"
+        return super().applicable(method)
+
+    @staticmethod
+    def mask(image: torch.Tensor, method: MethodInfo) -> np.ndarray:
+        """The masked pixels: the known stage's mask, else the window's most common exact colour."""
+        height, width = image.shape[-2:]
+        stage = method.stage(*MASKING)
+        region = method.region_of(stage) if stage is not None else None
+        mask = np.zeros((height, width), dtype=bool)
+        if stage is not None and region is not None:
+            x0, y0, x1, y1 = region
+            inside = stage.region_mask(region, method.face) > 0  # type: ignore[arg-type]
+            cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+            mask[cy0:cy1, cx0:cx1] = inside[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+            return mask
+        pixels = (image.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8).reshape(-1, 3)
+        colours, counts = np.unique(pixels, axis=0, return_counts=True)
+        if counts.max() >= 0.05 * len(pixels):
+            mask = np.all(pixels == colours[counts.argmax()], axis=1).reshape(height, width)
+        return mask
+
+    def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+        pipeline, size = self._pipeline(), int(self.values["size"])
+        out = []
+        for image in images:
+            mask = self.mask(image, method)
+            if not mask.any():
+                out.append(image.clone())
+                continue
+            result = pipeline(
+                prompt=str(self.values["prompt"]), image=_to_pil(image, size),
+                mask_image=Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST),
+                num_inference_steps=int(self.values["steps"]), guidance_scale=float(self.values["guidance"]),
+                height=size, width=size, generator=self._seed(generator), output_type="np",
+            ).images[0]
+            filled = _from_array(result, *image.shape[-2:])
+            keep = torch.from_numpy(~mask)[None]
+            out.append(torch.where(keep, image.float(), filled))
+        return torch.stack(out)
