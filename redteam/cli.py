@@ -429,7 +429,11 @@ def list_attacks() -> None:
     from redteam import terminal
 
     for name, attack in ATTACKS.items():
-        terminal.stdout.print(f"{name:16} {attack.tier.value:15} {attack.summary()}", highlight=False)
+        known = " (needs a known method)" if attack.needs_known_method else ""
+        terminal.stdout.print(f"{name:16} {attack.tier.value:15} {attack.summary()}{known}", highlight=False)
+        for parameter in attack.parameters:
+            terminal.stdout.print(f"{'':32} {parameter.describe()}", highlight=False)
+    terminal.stdout.print("Chains: 'wiener|denoise' applies left to right; --attacks auto runs every applicable attack.")
 
 
 @list_app.command("methods")
