@@ -17,7 +17,7 @@ from PIL import Image
 
 from attacks.base import Attack, MethodInfo, ThreatTier
 from redteam.anonymizers.base import Parameter
-from redteam.diffusion import get_pipeline, pick_device
+from redteam.diffusion import diffusion_parameters, get_pipeline, pick_device
 from redteam.errors import ModelUnavailableError
 
 DEFAULT_IMG2IMG_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -67,13 +67,8 @@ class SDEdit(_Diffusion):
     tier = ThreatTier.RECONSTRUCTION
     kind = "img2img"
     parameters = (
-        Parameter("model", str, DEFAULT_IMG2IMG_MODEL, "hub id or local folder of a diffusers img2img pipeline"),
         Parameter("strength", float, 0.4, "how much of the diffusion to redo (0 = nothing, 1 = everything)", 0.05, 1.0),
-        Parameter("steps", int, 30, "denoising steps at strength 1", 1, 500),
-        Parameter("guidance", float, 5.0, "classifier-free guidance", 0.0, 30.0),
-        Parameter("size", int, 512, "working resolution", 32, 2048),
-        Parameter("prompt", str, "a sharp high quality photo of the face of a person", "text prompt (no commas)"),
-        Parameter("device", str, "auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda")),
+        *diffusion_parameters(DEFAULT_IMG2IMG_MODEL, steps=30, guidance=5.0, prompt="a sharp high quality photo of the face of a person"),
     )
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
@@ -99,14 +94,7 @@ class DiffusionInpaint(_Diffusion):
     name = "inpaint"
     tier = ThreatTier.RECONSTRUCTION
     kind = "inpaint"
-    parameters = (
-        Parameter("model", str, DEFAULT_INPAINT_MODEL, "hub id or local folder of a diffusers inpainting pipeline"),
-        Parameter("steps", int, 30, "denoising steps", 1, 500),
-        Parameter("guidance", float, 7.5, "classifier-free guidance", 0.0, 30.0),
-        Parameter("size", int, 512, "working resolution", 32, 2048),
-        Parameter("prompt", str, "a photo of the face of a person", "text prompt (no commas)"),
-        Parameter("device", str, "auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda")),
-    )
+    parameters = diffusion_parameters(DEFAULT_INPAINT_MODEL, steps=30, guidance=7.5, prompt="a photo of the face of a person")
 
     def applicable(self, method: MethodInfo) -> tuple[bool, str]:
         if method.is_known and method.stage(*MASKING) is None:

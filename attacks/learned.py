@@ -148,7 +148,7 @@ def train_inversion(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         step += 1
         if step % 100 == 0:
             log(f"step {step}: L1 {np.mean(losses[-100:]):.4f}")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from metrics.recognizers.base import Availability
+from metrics.recognizers.base import Availability, file_availability
 from redteam.errors import ModelUnavailableError
 from redteam.weights import get_model_file
 
@@ -71,14 +71,7 @@ class LPIPSMetric:
 
     @staticmethod
     def availability() -> Availability:
-        entry = get_model_file("alexnet_trunk")
-        if entry.is_available():
-            return Availability(True)
-        return Availability(
-            False,
-            f"AlexNet trunk not found at {entry.path()}: run `redteam models download alexnet_trunk` "
-            "or `redteam models import alexnet_trunk FILE`",
-        )
+        return file_availability("alexnet_trunk")
 
     def _load(self) -> torch.nn.Module:
         if self._model is None:

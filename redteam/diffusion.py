@@ -55,6 +55,21 @@ def set_pipeline_loader(loader: PipelineLoader | None) -> None:
     _loader = loader or load_pipeline
 
 
+def diffusion_parameters(model: str, *, steps: int, guidance: float, prompt: str) -> tuple:
+    """The parameters every diffusion-backed method or attack declares (model, steps, guidance, size,
+    prompt, device), with its own defaults."""
+    from redteam.anonymizers.base import Parameter
+
+    return (
+        Parameter("model", str, model, "hub id or local folder of a diffusers pipeline"),
+        Parameter("steps", int, steps, "denoising steps", 1, 500),
+        Parameter("guidance", float, guidance, "classifier-free guidance scale", 0.0, 30.0),
+        Parameter("size", int, 512, "the model's working resolution (square)", 32, 2048),
+        Parameter("prompt", str, prompt, "text prompt (no commas)"),
+        Parameter("device", str, "auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda")),
+    )
+
+
 def pick_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -40,6 +40,20 @@ class Availability:
     reason: str = ""
 
 
+def file_availability(name: str) -> Availability:
+    """Availability of a catalog weight file, with the commands that provide it when missing."""
+    from redteam.weights import get_model_file
+
+    entry = get_model_file(name)
+    if entry.is_available():
+        return Availability(True)
+    return Availability(
+        False,
+        f"{entry.description} not found at {entry.path()}: run `redteam models download {name}` "
+        f"or `redteam models import {name} FILE`",
+    )
+
+
 class Recognizer(ABC):
     """A face recognizer with its own alignment.
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metrics.recognizers.base import Availability, Recognizer, Threshold
+from metrics.recognizers.base import Availability, Recognizer, Threshold, file_availability
 from redteam.errors import ModelUnavailableError
 from redteam.faces import FaceGeometry, box_crop
 from redteam.weights import get_model_file, sha256_file
@@ -71,14 +71,7 @@ class FaceNetRecognizer(Recognizer):
 
     @classmethod
     def availability(cls) -> Availability:
-        entry = get_model_file("facenet_vggface2")
-        if entry.is_available():
-            return Availability(True)
-        return Availability(
-            False,
-            f"weights not found at {entry.path()}: run `redteam models download facenet_vggface2` "
-            "or `redteam models import facenet_vggface2 FILE`",
-        )
+        return file_availability("facenet_vggface2")
 
     def _model(self) -> torch.nn.Module:
         if self._embedder is None:

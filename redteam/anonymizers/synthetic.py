@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from redteam.anonymizers.base import Anonymizer, Box, Parameter
-from redteam.diffusion import get_pipeline, pick_device
+from redteam.anonymizers.base import Anonymizer, Box
+from redteam.diffusion import diffusion_parameters, get_pipeline, pick_device
 from redteam.faces import FaceGeometry
 
 DEFAULT_INPAINTING_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
@@ -31,14 +31,7 @@ class SyntheticFace(Anonymizer):
     reference = "Diffusion inpainting (Stable Diffusion inpainting via diffusers); DeepPrivacy2-style replacement"
     operator_note = "generative replacement: no forward operator; identity should not survive by design"
     region_defaults = {"margin": 0.1, "shape": "ellipse"}
-    parameters = (
-        Parameter("model", str, DEFAULT_INPAINTING_MODEL, "hub id or local folder of a diffusers inpainting pipeline"),
-        Parameter("steps", int, 30, "denoising steps", 1, 500),
-        Parameter("guidance", float, 7.5, "classifier-free guidance scale", 0.0, 30.0),
-        Parameter("size", int, 512, "the model's working resolution (square)", 32, 2048),
-        Parameter("prompt", str, "a photo of the face of a person", "text prompt (no commas)"),
-        Parameter("device", str, "auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda")),
-    )
+    parameters = diffusion_parameters(DEFAULT_INPAINTING_MODEL, steps=30, guidance=7.5, prompt="a photo of the face of a person")
 
     def context(self, region: Box) -> int:
         x0, y0, x1, y1 = region
