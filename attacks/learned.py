@@ -66,6 +66,16 @@ def checkpoint_path(spec: str, folder: Path | None = None) -> Path:
     return (folder or checkpoint_dir()) / f"unet-{key}.pt"
 
 
+def preprocess(window: torch.Tensor, method: MethodInfo) -> torch.Tensor:
+    """What the network sees: for a mosaic or downsampling, the Lanczos-resampled cell grid (the
+    network learns what interpolation cannot undo); otherwise the anonymized window itself."""
+    from attacks.interpolation import LanczosUpscale
+
+    if method.stage(*LanczosUpscale.targets) is not None:
+        return LanczosUpscale().reconstruct(window, method=method, generator=torch.Generator())
+    return window
+
+
 @dataclass(frozen=True)
 class TrainingPairs:
     anonymized: torch.Tensor  # N x 3 x S x S
@@ -75,13 +85,11 @@ class TrainingPairs:
 
 def make_pairs(faces_dir: Path, spec: str, *, seed: int, log: Callable[[str], None]) -> TrainingPairs:
     """Face windows of the corpus, clean and anonymized with the exact method, at TRAINING_SIZE."""
-    from PIL import Image
-
     from redteam.anonymize import image_seed
     from redteam.anonymizers import FaceSet, build_method
     from redteam.datasets import discover_images
     from redteam.faces import FaceDetector
-    from redteam.images import load_image
+    from redteam.images import load_image, to_tensor
     from redteam.run import attack_window
 
     method = build_method(spec)
@@ -105,9 +113,10 @@ def make_pairs(faces_dir: Path, spec: str, *, seed: int, log: Callable[[str], No
         output = method.apply(image.pixels, faces, torch.Generator().manual_seed(image_seed(seed, rel)))
         for face in faces:
             x0, y0, x1, y1 = attack_window(image.pixels.shape, face, method)
-            for source, bucket in ((image.pixels, clean), (output, anonymized)):
-                crop = Image.fromarray(np.ascontiguousarray(source[y0:y1, x0:x1])).resize((TRAINING_SIZE, TRAINING_SIZE), Image.BICUBIC)
-                bucket.append(torch.from_numpy(np.asarray(crop)).permute(2, 0, 1).float() / 255.0)
+            info = MethodInfo("train", method, face, (x0, y0), image.pixels.shape)
+            window = preprocess(to_tensor(output[y0:y1, x0:x1]), info)
+            for source, bucket in ((to_tensor(image.pixels[y0:y1, x0:x1]), clean), (window, anonymized)):
+                bucket.append(F.interpolate(source, size=(TRAINING_SIZE, TRAINING_SIZE), mode="bicubic", align_corners=False, antialias=True)[0].clamp(0, 1))
     return TrainingPairs(torch.stack(anonymized), torch.stack(clean), tuple((rel, image.sha256) for rel, image, _ in loaded))
 
 
@@ -156,7 +165,8 @@ def train_inversion(
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     write_atomically(target, lambda path: torch.save(state, path))
     record = {
-        "schema": "redteam-inversion/1", "spec": canonical, "architecture": "TinyUNet(width=24)", "training_size": TRAINING_SIZE,
+        "schema": "redteam-inversion/2", "spec": canonical, "architecture": "TinyUNet(width=24)", "training_size": TRAINING_SIZE,
+        "input": "Lanczos-resampled cell grid for mosaic/downsampling stages, else the anonymized window",
         "steps": step, "seconds": round(time.perf_counter() - began, 1), "seed": seed, "corpus": str(faces_dir.resolve()),
         "corpus_files": [{"file": rel, "sha256": digest} for rel, digest in pairs.files], "face_windows": count,
         "loss_first_100": float(np.mean(losses[:100])) if losses else None, "loss_last_100": float(np.mean(losses[-100:])) if losses else None,
@@ -214,7 +224,8 @@ class LearnedInversion(Attack):
             raise ModelUnavailableError("the learned inversion needs a known method", fix="declare the method")
         model = self._model(method.reference.spec)
         height, width = images.shape[-2:]
-        small = F.interpolate(images.float(), size=(TRAINING_SIZE, TRAINING_SIZE), mode="bicubic", align_corners=False, antialias=True)
+        images = preprocess(images.float(), method)
+        small = F.interpolate(images, size=(TRAINING_SIZE, TRAINING_SIZE), mode="bicubic", align_corners=False, antialias=True)
         with torch.no_grad():
             restored_small = model(small.clamp(0.0, 1.0))
         # apply the learned correction at full resolution

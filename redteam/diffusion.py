@@ -17,11 +17,14 @@ from redteam.errors import ModelUnavailableError
 PipelineKind = Literal["inpaint", "img2img"]
 PipelineLoader = Callable[[PipelineKind, str, torch.device], Any]
 _loaded: dict[tuple[str, str, str], Any] = {}
+_failed: dict[tuple[str, str, str], ModelUnavailableError] = {}  # try the hub once per process
 
 
 def load_pipeline(kind: PipelineKind, model: str, device: torch.device) -> Any:
     """A diffusers pipeline of `kind` from a hub id or a local folder, cached per process."""
     key = (kind, model, str(device))
+    if key in _failed:
+        raise _failed[key]
     if key not in _loaded:
         try:
             from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
@@ -32,11 +35,12 @@ def load_pipeline(kind: PipelineKind, model: str, device: torch.device) -> Any:
         try:
             pipeline = factory.from_pretrained(model, safety_checker=None, requires_safety_checker=False, local_files_only=offline)
         except Exception as error:  # noqa: BLE001 - any hub/cache failure means the model is unavailable
-            raise ModelUnavailableError(
+            _failed[key] = ModelUnavailableError(
                 f"{kind} model '{model}' could not be loaded ({type(error).__name__}: {error})",
                 fix=f"on a connected machine run `huggingface-cli download {model}` and copy HF_HOME, "
                 "or give model=/path/to/a/local/diffusers/folder",
-            ) from error
+            )
+            raise _failed[key] from error
         pipeline.set_progress_bar_config(disable=True)
         _loaded[key] = pipeline.to(device)
     return _loaded[key]
