@@ -6,11 +6,12 @@ from attacks.base import TIER_ORDER, Attack, MethodInfo, ThreatTier
 from attacks.chain import ChainAttack
 from attacks.deconvolution import BlindDeconvolution, RichardsonLucy, TVDeconvolution, WienerDeconvolution
 from attacks.denoising import JpegDeblock, NonLocalMeansDenoise
-from attacks.diffusion import DiffusionInpaint, SDEdit
+from attacks.diffusion import DiffusionInpaint, SDEdit, SDUpscale
 from attacks.interpolation import BicubicUpscale, LanczosUpscale
 from attacks.learned import LearnedInversion
 from attacks.naive import NoAttack
 from attacks.parrot import ParrotAttack
+from attacks.posterior import DiffPIRAttack
 from attacks.super_resolution import SuperResolution
 from redteam.errors import RedteamError, UsageError
 from redteam.plugins import load_entry_points
@@ -19,7 +20,8 @@ ATTACKS: dict[str, type[Attack]] = {
     attack.name: attack
     for attack in (
         NoAttack, ParrotAttack, BicubicUpscale, LanczosUpscale, BlindDeconvolution, NonLocalMeansDenoise, JpegDeblock,
-        WienerDeconvolution, RichardsonLucy, TVDeconvolution, LearnedInversion, SuperResolution, SDEdit, DiffusionInpaint,
+        WienerDeconvolution, RichardsonLucy, TVDeconvolution, LearnedInversion, SuperResolution, SDEdit, SDUpscale, DiffusionInpaint,
+        DiffPIRAttack,
     )
 }
 ATTACKS.update(load_entry_points("redteam.attacks", Attack))

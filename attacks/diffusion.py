@@ -1,5 +1,6 @@
-"""Diffusion attacks through diffusers: SDEdit (img2img at a configurable strength) and inpainting of
-masked faces (where an audit should show hallucination rather than restoration).
+"""Diffusion attacks through diffusers: SDEdit (img2img at a configurable strength), the Stable
+Diffusion x4 upscaler, and inpainting of masked faces (where an audit should show hallucination rather
+than restoration).
 
 Models load lazily through HF_HOME (`redteam.diffusion`); a missing model makes the attack
 inapplicable in `--attacks auto` (with the reason) rather than failing the run.
@@ -22,6 +23,7 @@ from redteam.errors import ModelUnavailableError
 
 DEFAULT_IMG2IMG_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_INPAINT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+DEFAULT_UPSCALE_MODEL = "stabilityai/stable-diffusion-x4-upscaler"
 MASKING = ("box", "eye_bar")
 
 
@@ -77,6 +79,39 @@ class SDEdit(_Diffusion):
         for image in images:
             result = pipeline(
                 prompt=str(self.values["prompt"]), image=_to_pil(image, size), strength=float(self.values["strength"]),
+                num_inference_steps=int(self.values["steps"]), guidance_scale=float(self.values["guidance"]),
+                generator=self._seed(generator), output_type="np",
+            ).images[0]
+            out.append(_from_array(result, *image.shape[-2:]))
+        return torch.stack(out)
+
+
+class SDUpscale(_Diffusion):
+    """Stable Diffusion x4 upscaler: shrink the face window to size/4 and let the model upscale it 4x.
+
+    Mosaic and downsampled faces are low-resolution images in disguise; the upscaler hallucinates the
+    missing detail from its text-and-image prior (Hao et al., FG 2020, show super-resolution restores
+    identification of low-resolution faces).
+
+    References:
+        Rombach et al., "High-Resolution Image Synthesis with Latent Diffusion Models", CVPR 2022
+        (stabilityai/stable-diffusion-x4-upscaler through diffusers' StableDiffusionUpscalePipeline).
+    """
+
+    name = "sd_upscale"
+    tier = ThreatTier.RECONSTRUCTION
+    kind = "upscale"
+    parameters = (
+        Parameter("noise_level", int, 20, "noise added to the low-resolution input (the model's augmentation level)", 0, 350),
+        *diffusion_parameters(DEFAULT_UPSCALE_MODEL, steps=30, guidance=7.5, prompt="a sharp high quality photo of the face of a person"),
+    )
+
+    def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+        pipeline, size = self._pipeline(), int(self.values["size"])
+        out = []
+        for image in images:
+            result = pipeline(
+                prompt=str(self.values["prompt"]), image=_to_pil(image, max(8, size // 4)), noise_level=int(self.values["noise_level"]),
                 num_inference_steps=int(self.values["steps"]), guidance_scale=float(self.values["guidance"]),
                 generator=self._seed(generator), output_type="np",
             ).images[0]

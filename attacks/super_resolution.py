@@ -26,11 +26,12 @@ _loaded: dict[tuple[str, str], Any] = {}
 
 
 def resolve_checkpoint(value: str) -> Path:
-    """A catalog name (see `redteam models`) or a path to a .pth/.safetensors file."""
+    """A catalog name (see `redteam models`; checked against its published SHA-256) or a path to a
+    .pth/.safetensors file (the user's own choice, used as given and fingerprinted in the run)."""
     from redteam.weights import MODEL_FILES
 
     if value in MODEL_FILES:
-        return MODEL_FILES[value].require()
+        return MODEL_FILES[value].require_verified()
     path = Path(value).expanduser()
     if not path.is_file():
         raise ModelUnavailableError(f"super-resolution checkpoint {path} does not exist", fix="give a .pth/.safetensors file or a catalog name")

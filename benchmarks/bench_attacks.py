@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="attacker's faces for the learned inversion")
     parser.add_argument("--train-minutes", type=float, default=3.0, help="CPU minutes to train the inversion of mosaic_12")
     args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models missing here are skipped at once, not retried; set 0 to download
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         os.environ["REDTEAM_CACHE"] = str(work / "cache")

@@ -1,39 +1,68 @@
-"""Lazy, injectable loading of diffusers pipelines (inpainting for the `synthetic` method and the
-`inpaint` attack; img2img for the `sdedit` attack).
+"""Lazy, injectable loading of diffusion models: diffusers pipelines (inpainting for the `synthetic`
+method and the `inpaint` attack; img2img for `sdedit`; the x4 upscaler for `sd_upscale`) and an
+unconditional DDPM as a deepinv denoiser (the face prior of `diffpir`).
 
-Weights resolve through HF_HOME; with HF_HUB_OFFLINE=1 only the local cache is used. Tests inject a
-tiny random pipeline with `set_pipeline_loader`.
+Weights resolve through HF_HOME; with HF_HUB_OFFLINE=1 only the local cache is used. A model is either
+a hub id or a local diffusers folder (`save_pretrained` layout). Tests build tiny random models and
+either save them to a folder or inject them with `set_pipeline_loader`.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
 
 from redteam.errors import ModelUnavailableError
 
-PipelineKind = Literal["inpaint", "img2img"]
+PipelineKind = Literal["inpaint", "img2img", "upscale", "prior"]
 PipelineLoader = Callable[[PipelineKind, str, torch.device], Any]
 _loaded: dict[tuple[str, str, str], Any] = {}
 _failed: dict[tuple[str, str, str], ModelUnavailableError] = {}  # try the hub once per process
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no")
+
+
+def _build(kind: PipelineKind, model: str) -> Any:
+    """Load one model of `kind` (no caching, no device placement)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # "Loading pipeline components" would interleave with our progress display
+    if kind == "prior":
+        from deepinv.models import DiffusersDenoiserWrapper
+
+        folder = model
+        if not Path(model).is_dir():  # a hub id: resolve it to the local snapshot first when offline
+            from huggingface_hub import snapshot_download
+
+            folder = snapshot_download(model, local_files_only=_offline())
+        return DiffusersDenoiserWrapper(mode_id=folder, device="cpu").eval()
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, StableDiffusionUpscalePipeline
+
+    factory = {"inpaint": AutoPipelineForInpainting, "img2img": AutoPipelineForImage2Image, "upscale": StableDiffusionUpscalePipeline}[kind]
+    options = {} if kind == "upscale" else {"safety_checker": None, "requires_safety_checker": False}
+    pipeline = factory.from_pretrained(model, local_files_only=_offline(), **options)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
 def load_pipeline(kind: PipelineKind, model: str, device: torch.device) -> Any:
-    """A diffusers pipeline of `kind` from a hub id or a local folder, cached per process."""
+    """A model of `kind` from a hub id or a local folder, cached per process (failures too)."""
     key = (kind, model, str(device))
     if key in _failed:
         raise _failed[key]
     if key not in _loaded:
         try:
-            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+            import deepinv  # noqa: F401
+            import diffusers  # noqa: F401
         except ImportError as error:
-            raise ModelUnavailableError("diffusers is not installed", fix="pip install diffusers transformers") from error
-        factory = AutoPipelineForInpainting if kind == "inpaint" else AutoPipelineForImage2Image
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+            raise ModelUnavailableError("diffusers or deepinv is not installed", fix="pip install diffusers transformers deepinv") from error
         try:
-            pipeline = factory.from_pretrained(model, safety_checker=None, requires_safety_checker=False, local_files_only=offline)
+            loaded = _build(kind, model)
         except Exception as error:  # noqa: BLE001 - any hub/cache failure means the model is unavailable
             _failed[key] = ModelUnavailableError(
                 f"{kind} model '{model}' could not be loaded ({type(error).__name__}: {error})",
@@ -41,8 +70,7 @@ def load_pipeline(kind: PipelineKind, model: str, device: torch.device) -> Any:
                 "or give model=/path/to/a/local/diffusers/folder",
             )
             raise _failed[key] from error
-        pipeline.set_progress_bar_config(disable=True)
-        _loaded[key] = pipeline.to(device)
+        _loaded[key] = loaded.to(device)
     return _loaded[key]
 
 

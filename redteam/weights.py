@@ -102,6 +102,21 @@ class ModelFile:
             )
         return path
 
+    def require_verified(self) -> Path:
+        """`require`, then the published hash: a different file at the catalog's location is refused
+        (an attack silently run with other weights would weaken the audit). Digests are remembered per
+        (path, size, mtime), so a 350 MB checkpoint is hashed once per process."""
+        path = self.require()
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _verified:
+            try:
+                self.verify(path)
+            except InputError as error:
+                raise ModelUnavailableError(error.message, fix=error.fix + f", or `redteam models import {self.name} FILE`") from None
+            _verified.add(key)
+        return path
+
     def verify(self, path: Path) -> str:
         """SHA-256 of `path`; raises InputError if it contradicts the published hash."""
         digest = sha256_file(path)
@@ -117,6 +132,9 @@ class ModelFile:
                 fix="download the file again from " + str(self.url),
             )
         return digest
+
+
+_verified: set[tuple[str, int, int]] = set()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -200,20 +218,20 @@ MODEL_FILES: dict[str, ModelFile] = {
             description="Real-ESRGAN x4plus super-resolution (attack `sr`, loaded by spandrel)",
             locate=lambda: torch_home() / "hub" / "checkpoints" / "RealESRGAN_x4plus.pth",
             url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth",
-            sha256=None,
+            sha256="4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
             sha256_prefix=None,
             licence="BSD-3-Clause (xinntao/Real-ESRGAN)",
-            size_bytes=None,
+            size_bytes=67_040_989,
         ),
         ModelFile(
             name="gfpgan_v1.4",
             description="GFPGAN v1.4 face restoration (attack `sr:checkpoint=gfpgan_v1.4`, loaded by spandrel)",
             locate=lambda: torch_home() / "hub" / "checkpoints" / "GFPGANv1.4.pth",
             url="https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
-            sha256=None,
+            sha256="e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
             sha256_prefix=None,
             licence="Apache-2.0 with third-party parts (TencentARC/GFPGAN): check before commercial use",
-            size_bytes=None,
+            size_bytes=348_632_874,
         ),
     )
 }

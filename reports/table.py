@@ -10,6 +10,15 @@ import pandas as pd
 from redteam.run import AuditResult
 
 
+#: Columns that measure the machine, not the audit: left out when two runs are compared for equality.
+TIMING_COLUMNS = ("attack_seconds",)
+
+
+def reproducible_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The results table without its wall-clock columns: identical for the same inputs, seed and models."""
+    return frame.drop(columns=[c for c in TIMING_COLUMNS if c in frame.columns])
+
+
 def results_frame(result: AuditResult) -> pd.DataFrame:
     """One row per image x face x method x attack x recognizer, in a stable order."""
     frame = pd.DataFrame([asdict(row) for row in result.rows])

@@ -128,18 +128,73 @@ def build_tiny_img2img_pipeline(inpaint):
     return pipeline
 
 
+def build_tiny_upscale_pipeline(inpaint):
+    """A Stable Diffusion x4 upscaler with random tiny weights: a 7-channel class-conditioned UNet
+    (latents + low-resolution image, noise level as class) and a VAE that upsamples by 4."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline, UNet2DConditionModel
+
+    torch.manual_seed(2)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=7, out_channels=4,
+        cross_attention_dim=8, norm_num_groups=4, attention_head_dim=2, num_class_embeds=400,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(4, 4, 4), in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=2, layers_per_block=1, scaling_factor=0.08333,
+    )
+    pipeline = StableDiffusionUpscalePipeline(
+        vae=vae, text_encoder=inpaint.text_encoder, tokenizer=inpaint.tokenizer, unet=unet, low_res_scheduler=DDPMScheduler(),
+        scheduler=DDIMScheduler(prediction_type="v_prediction"), max_noise_level=350,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def save_tiny_ddpm(folder: Path) -> Path:
+    """An unconditional DDPM (UNet2DModel + DDPMScheduler, the google/ddpm-celebahq-256 layout) with random
+    tiny weights, saved as a diffusers folder so the real loader reads it."""
+    import torch
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(3)
+    unet = UNet2DModel(
+        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), add_attention=False,
+    )
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_ddpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_ddpm(tmp_path_factory.mktemp("tiny_ddpm"))
+
+
 @pytest.fixture
-def tiny_inpainting(tmp_path_factory: pytest.TempPathFactory):
-    """Inject a tiny random inpainting pipeline as the `synthetic` method's model; records the calls."""
+def tiny_upscaler_folder(tmp_path: Path) -> Path:
+    """The tiny x4 upscaler saved as a diffusers folder, for the real loader."""
+    pipeline = build_tiny_upscale_pipeline(build_tiny_inpainting_pipeline(tmp_path))
+    pipeline.save_pretrained(tmp_path / "x4")
+    return tmp_path / "x4"
+
+
+@pytest.fixture
+def tiny_inpainting(tmp_path_factory: pytest.TempPathFactory, tiny_ddpm: Path):
+    """Inject tiny random diffusion models for every default model id (inpainting, img2img, the x4
+    upscaler; the DDPM face prior is read from a saved folder by the real loader); records the calls."""
     from redteam import diffusion
 
     inpaint = build_tiny_inpainting_pipeline(tmp_path_factory.mktemp("tiny_sd"))
-    img2img = build_tiny_img2img_pipeline(inpaint)
+    models = {"inpaint": inpaint, "img2img": build_tiny_img2img_pipeline(inpaint), "upscale": build_tiny_upscale_pipeline(inpaint)}
     calls: list[tuple[str, str]] = []
 
     def loader(kind, model, device):
         calls.append((kind, model))
-        return inpaint if kind == "inpaint" else img2img
+        if kind == "prior":
+            return diffusion.load_pipeline(kind, str(tiny_ddpm), device)
+        return models[kind]
 
     diffusion.set_pipeline_loader(loader)
     yield calls

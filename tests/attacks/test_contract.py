@@ -15,7 +15,10 @@ from redteam.run import attack_window
 FACE = FaceGeometry(box=(30.0, 24.0, 94.0, 104.0), landmarks=((50, 55), (74, 55), (62, 70), (52, 88), (72, 88)), score=0.99)
 CANDIDATES = ("gaussian_blur:sigma=2", "mosaic:block=8", "noise:sigma=0.1", "jpeg:quality=10", "box:margin=0.1")
 #: Small settings where an attack's defaults would be slow with the tiny test models.
-SMALL = {"sdedit": "sdedit:size=32,steps=4", "inpaint": "inpaint:size=32,steps=2"}
+SMALL = {
+    "sdedit": "sdedit:size=32,steps=4", "inpaint": "inpaint:size=32,steps=2", "sd_upscale": "sd_upscale:size=32,steps=2",
+    "diffpir": "diffpir:size=32,steps=4",
+}
 
 
 def save_random_esrgan(path=None, scale=4):
@@ -51,9 +54,10 @@ def test_attack_contract(name, monkeypatch, tmp_path, sample_dir, tiny_inpaintin
 
         monkeypatch.setenv("REDTEAM_CACHE", str(tmp_path))
         train_inversion(sample_dir / "joe_biden", "mosaic:block=8", minutes=5, max_steps=2)
-    if name == "sr":  # a random-weight Real-ESRGAN-architecture checkpoint where the catalog looks
-        save_random_esrgan()
-    attack = build_attack(SMALL.get(name, name))
+    spec = SMALL.get(name, name)
+    if name == "sr":  # a random-weight Real-ESRGAN-architecture checkpoint given as a file
+        spec = f"sr:checkpoint={save_random_esrgan(tmp_path / 'x4.pth')}"
+    attack = build_attack(spec)
     assert isinstance(attack.tier, ThreatTier)
     assert attack.summary() and attack.__doc__ and "References" in attack.__doc__
     spec = next(s for s in CANDIDATES if attack.applicable(MethodInfo("m", build_method(s)))[0])
@@ -123,6 +127,9 @@ def test_super_resolution_loads_any_spandrel_checkpoint_and_tiles(tmp_path):
     info, anonymized, _ = window_for("mosaic:block=8")
     assert not build_attack("sr").applicable(info)[0]  # no checkpoint yet: skipped with the reason
     assert "redteam models" in build_attack("sr").applicable(info)[1]
+    save_random_esrgan()  # other weights where the catalog's Real-ESRGAN belongs: refused, not used
+    ok, reason = build_attack("sr").applicable(info)
+    assert not ok and "does not match the published" in reason and "redteam models import realesrgan_x4plus" in reason
     path = save_random_esrgan(tmp_path / "x2.pth", scale=2)
     whole = build_attack(f"sr:checkpoint={path}")
     tiled = build_attack(f"sr:checkpoint={path},tile=32")
@@ -157,6 +164,55 @@ def test_diffusion_attacks_run_end_to_end_with_tiny_pipelines(tiny_inpainting):
     assert not build_attack("inpaint").applicable(MethodInfo("px", build_method("mosaic")))[0]
 
 
+def test_the_x4_upscaler_loads_from_a_saved_folder_and_keeps_the_window_size(tiny_upscaler_folder):
+    from redteam import diffusion
+
+    folder = tiny_upscaler_folder
+    diffusion.set_pipeline_loader(None)
+    info, anonymized, _ = window_for("mosaic:block=8")
+    attack = build_attack(f"sd_upscale:model={folder},size=32,steps=2")
+    assert attack.applicable(info)[0] and attack.tier is ThreatTier.RECONSTRUCTION
+    first = attack.reconstruct(anonymized, method=info, generator=torch.Generator().manual_seed(0))
+    assert first.shape == anonymized.shape and not torch.equal(first, anonymized)
+    assert torch.equal(first, attack.reconstruct(anonymized, method=info, generator=torch.Generator().manual_seed(0)))
+    assert not torch.equal(first, attack.reconstruct(anonymized, method=info, generator=torch.Generator().manual_seed(5)))
+
+
+@pytest.mark.parametrize("spec", ["mosaic:block=8", "gaussian_blur:sigma=2", "box:margin=0.1", "noise:sigma=0.1"])
+def test_diffpir_samples_a_face_consistent_with_the_method_operator(spec, tiny_ddpm):
+    """A random prior knows nothing of faces, so the data step carries the result: under the method's
+    operator the reconstruction must reproduce the anonymized measurement, only inside the region."""
+    from attacks.posterior import window_operator
+
+    info, anonymized, _ = window_for(spec)
+    attack = build_attack(f"diffpir:model={tiny_ddpm},size=64,steps=16,weight=0.01")  # weight: trust the data over a random prior
+    assert attack.applicable(info)[0] and attack.tier is ThreatTier.ADAPTIVE
+    restored = attack.reconstruct(anonymized, method=info, generator=torch.Generator().manual_seed(0))
+    x0, y0, x1, y1 = info.region_of(info.reference)
+    outside = torch.ones(anonymized.shape[-2:], dtype=torch.bool)
+    outside[y0:y1, x0:x1] = False
+    assert torch.equal(restored[..., outside], anonymized[..., outside])  # nothing outside the region changes
+    assert not torch.equal(restored, anonymized)
+    physics, (bx0, by0, bx1, by1) = window_operator(info, tuple(anonymized.shape[-2:]))
+    before, after = anonymized[..., by0:by1, bx0:bx1], restored[..., by0:by1, bx0:bx1]
+    measured = physics.A(before)
+    target = measured if measured.shape != before.shape else before
+    error = (physics.A(after) - target).abs().mean().item()
+    noise = (physics.A(torch.rand_like(before)) - target).abs().mean().item()
+    assert error < noise / 4, (spec, error, noise)
+    again = attack.reconstruct(anonymized, method=info, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(restored, again)
+
+
+def test_diffpir_needs_a_linear_known_operator_and_the_prior(tiny_ddpm):
+    attack = build_attack(f"diffpir:model={tiny_ddpm}")
+    assert "observed" in attack.applicable(MethodInfo("observed", None))[1]
+    assert "non-linear" in attack.applicable(MethodInfo("q", build_method("jpeg:quality=10")))[1]
+    assert "no known operator" in attack.applicable(MethodInfo("k", build_method("k_same")))[1]
+    missing = build_attack("diffpir:model=/nonexistent/prior").applicable(MethodInfo("m", build_method("mosaic")))
+    assert not missing[0] and "huggingface-cli download" in missing[1]
+
+
 def test_diffusion_attacks_are_skipped_with_the_reason_when_the_model_is_missing(monkeypatch):
     from redteam import diffusion
 
@@ -164,3 +220,19 @@ def test_diffusion_attacks_are_skipped_with_the_reason_when_the_model_is_missing
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ok, reason = build_attack("sdedit:model=/nonexistent/model").applicable(MethodInfo("m", None))
     assert not ok and "huggingface-cli download" in reason
+
+
+@pytest.mark.parametrize("spec", ["mosaic:block=8", "gaussian_blur:sigma=2", "box:margin=0.1,shape=ellipse", "downsample:factor=4", "motion_blur"])
+def test_diffpir_measurement_model_explains_the_anonymized_window(spec):
+    """The operator DiffPIR inverts maps the original window to what the method published (up to 8-bit
+    rounding and the blur's border), and a different image to something else."""
+    from attacks.posterior import window_operator
+
+    info, anonymized, original = window_for(spec)
+    physics, (x0, y0, x1, y1) = window_operator(info, tuple(anonymized.shape[-2:]))
+    published, truth = anonymized[..., y0:y1, x0:x1], original[..., y0:y1, x0:x1]
+    measured = physics.A(published)
+    target = measured if measured.shape != published.shape else published
+    explained = (physics.A(truth) - target).abs().mean().item()
+    other = (physics.A(torch.flip(truth, dims=(-1,))) - target).abs().mean().item()
+    assert explained < 0.015 < other, (spec, explained, other)  # downsample: bicubic display, cell means only about right
