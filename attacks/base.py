@@ -109,6 +109,11 @@ class Attack(ABC):
             return False, f"needs a known method; '{method.name}' is an observed folder without a spec"
         return True, ""
 
+    def provenance(self, method: MethodInfo) -> dict[str, str]:
+        """The exact models behind this attack for `method` (file hashes, hub snapshots), recorded in
+        summary.json so an audit can be reproduced and signed. Empty for model-free attacks."""
+        return {}
+
     @abstractmethod
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
         """Reconstruct a batch.

@@ -29,6 +29,9 @@ class ChainAttack(Attack):
                 return False, f"stage {stage.name}: {reason}"
         return True, ""
 
+    def provenance(self, method: MethodInfo) -> dict[str, str]:
+        return {f"{stage.name}.{key}": value for stage in self.stages for key, value in stage.provenance(method).items()}
+
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
         out = images
         for stage in self.stages:

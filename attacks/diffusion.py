@@ -18,7 +18,7 @@ from PIL import Image
 
 from attacks.base import Attack, MethodInfo, ThreatTier
 from redteam.anonymizers.base import Parameter
-from redteam.diffusion import diffusion_parameters, get_pipeline, pick_device
+from redteam.diffusion import diffusion_parameters, get_pipeline, model_provenance, pick_device
 from redteam.errors import ModelUnavailableError
 
 DEFAULT_IMG2IMG_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -53,6 +53,9 @@ class _Diffusion(Attack):
         except ModelUnavailableError as error:
             return False, f"{error.message}; {error.fix}"
         return True, ""
+
+    def provenance(self, method: MethodInfo) -> dict[str, str]:
+        return model_provenance(str(self.values["model"]))
 
     def _seed(self, generator: torch.Generator) -> torch.Generator:
         return torch.Generator(device="cpu").manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))

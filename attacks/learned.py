@@ -199,10 +199,26 @@ class LearnedInversion(Attack):
         if not path.is_file():
             return False, f"no trained inversion for '{method.reference.spec}': run `redteam attack train --method \"{method.reference.spec}\" --faces DIR`"
         record = self._record(path)
+        from redteam.weights import cached_sha256
+
+        if record.get("checkpoint_sha256") != cached_sha256(path):
+            return False, f"{path} does not match the SHA-256 in its training record; retrain with `redteam attack train`"
         overlap = {f["sha256"] for f in record.get("corpus_files", [])} & method.audited_hashes
         if overlap:
             return False, f"{path} was trained on {len(overlap)} of the audited originals; train on other faces"
         return True, ""
+
+    def provenance(self, method: MethodInfo) -> dict[str, str]:
+        from redteam.weights import cached_sha256
+
+        if method.reference is None:
+            return {}
+        path = checkpoint_path(method.reference.spec)
+        record = self._record(path)
+        return {
+            "checkpoint": str(path), "sha256": cached_sha256(path), "corpus_files": str(len(record.get("corpus_files", []))),
+            "steps": str(record.get("steps", "?")),
+        }
 
     @staticmethod
     def _record(path: Path) -> dict:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from attacks.base import Attack, MethodInfo, ThreatTier
 from redteam.anonymizers.base import Parameter
 from redteam.anonymizers.mosaic import box_downsampling
-from redteam.diffusion import get_pipeline, pick_device
+from redteam.diffusion import get_pipeline, model_provenance, pick_device
 from redteam.errors import ModelUnavailableError
 
 DEFAULT_PRIOR = "google/ddpm-celebahq-256"
@@ -159,6 +159,9 @@ class DiffPIRAttack(Attack):
 
     def _prior(self) -> torch.nn.Module:
         return get_pipeline("prior", str(self.values["model"]), self._device())
+
+    def provenance(self, method: MethodInfo) -> dict[str, str]:
+        return model_provenance(str(self.values["model"]))
 
     def applicable(self, method: MethodInfo) -> tuple[bool, str]:
         if not method.is_known:

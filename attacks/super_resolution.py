@@ -81,6 +81,12 @@ class SuperResolution(Attack):
             return False, f"{error.message}; {error.fix}"
         return True, ""
 
+    def provenance(self, method: MethodInfo) -> dict[str, str]:
+        from redteam.weights import cached_sha256
+
+        path = resolve_checkpoint(str(self.values["checkpoint"]))
+        return {"checkpoint": str(path), "sha256": cached_sha256(path)}
+
     def _run_tiled(self, model: Any, image: torch.Tensor) -> torch.Tensor:
         tile, overlap, scale = int(self.values["tile"]), 16, int(model.scale)
         height, width = image.shape[-2:]

@@ -283,10 +283,10 @@ def models_list() -> None:
     from rich.table import Table
 
     from redteam import terminal
-    from redteam.weights import MODEL_FILES
+    from redteam.weights import HUB_MODELS, MODEL_FILES
 
     table = Table(title="Model files")
-    for column in ("name", "status", "location", "size", "source", "licence", "description"):
+    for column in ("name", "status", "location", "size", "source", "integrity", "licence", "description"):
         table.add_column(column, overflow="fold")
     for entry in MODEL_FILES.values():
         path = entry.path()
@@ -294,14 +294,31 @@ def models_list() -> None:
         size = f"{path.stat().st_size / 1e6:.1f} MB" if available and path else (
             f"{entry.size_bytes / 1e6:.1f} MB (expected)" if entry.size_bytes else "-"
         )
+        integrity = (
+            f"SHA-256 {entry.sha256}" if entry.sha256 else f"SHA-256 prefix {entry.sha256_prefix}" if entry.sha256_prefix
+            else "ships in the package" if entry.ships_in_package else "no published hash"
+        )
         table.add_row(
             entry.name,
             "[green]available[/green]" if available else "[red]missing[/red]",
             str(path),
             size,
             "pip package" if entry.ships_in_package else str(entry.url),
+            integrity,
             entry.licence,
             entry.description,
+        )
+    for hub in HUB_MODELS.values():
+        snapshot = hub.snapshot()
+        table.add_row(
+            hub.name,
+            "[green]available[/green]" if snapshot else "[red]missing[/red]",
+            str(snapshot) if snapshot else "HF_HOME hub cache",
+            f"~{hub.size_bytes / 1e9:.1f} GB" if hub.size_bytes >= 1e9 else f"~{hub.size_bytes / 1e6:.0f} MB",
+            f"hub:{hub.hub_id}",
+            f"LFS SHA-256 per file, checked by huggingface_hub; commit {snapshot.name}" if snapshot else "LFS SHA-256 per file, checked by huggingface_hub",
+            hub.licence,
+            hub.description,
         )
     terminal.stdout.print(table)
 
@@ -338,7 +355,15 @@ def models_import(
 ) -> None:
     """Verify a hand-carried weight file and copy it to where the loader looks."""
     from redteam import terminal
-    from redteam.weights import import_model_file
+    from redteam.errors import InputError
+    from redteam.weights import HUB_MODELS, import_model_file
+
+    if name in HUB_MODELS:
+        raise InputError(
+            f"'{name}' is a hub model (a folder of files), not a single weight file",
+            fix=f"copy the HF_HOME folder of a machine that ran `redteam models download {name}`, "
+            "or give the attack model=/path/to/the/diffusers/folder",
+        )
 
     target = import_model_file(name, file, _validator(name))
     terminal.stdout.print(f"imported {name}: {target}")
@@ -347,9 +372,13 @@ def models_import(
 @models_app.command("download")
 @guarded
 def models_download(name: Annotated[str, typer.Argument(help="Catalog name, see `redteam models`.")]) -> None:
-    """Download a model file where the network allows (verifying its published hash)."""
+    """Download a model file or hub model where the network allows (verifying its published hash)."""
     from redteam import terminal
-    from redteam.weights import download_model_file
+    from redteam.weights import HUB_MODELS, download_hub_model, download_model_file
+
+    if name in HUB_MODELS:
+        terminal.stdout.print(f"downloaded {name}: {download_hub_model(name)}")
+        return
 
     target = download_model_file(name)
     validate = _validator(name)

@@ -28,7 +28,10 @@ def _offline() -> bool:
 
 
 def _build(kind: PipelineKind, model: str) -> Any:
-    """Load one model of `kind` (no caching, no device placement)."""
+    """Load one model of `kind` (no caching, no device placement); `model` may be a catalog name."""
+    from redteam.weights import hub_id
+
+    model = hub_id(model)
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components" would interleave with our progress display
@@ -85,6 +88,21 @@ def set_pipeline_loader(loader: PipelineLoader | None) -> None:
     """Inject a pipeline loader (tests build tiny random pipelines); None restores the default."""
     global _loader
     _loader = loader or load_pipeline
+
+
+def model_provenance(model: str) -> dict[str, str]:
+    """Which diffusion model exactly: a local folder as given, or a hub id with its cached snapshot commit."""
+    from redteam.weights import hub_id
+
+    resolved = hub_id(model)
+    if Path(resolved).is_dir():
+        return {"model": str(Path(resolved).resolve())}
+    try:
+        from huggingface_hub import snapshot_download
+
+        return {"model": resolved, "revision": Path(snapshot_download(resolved, local_files_only=True)).name}
+    except Exception:  # noqa: BLE001 - not cached here (e.g. a test's injected model)
+        return {"model": resolved, "revision": "unknown (not in the local hub cache)"}
 
 
 def diffusion_parameters(model: str, *, steps: int, guidance: float, prompt: str) -> tuple:

@@ -157,6 +157,7 @@ class AuditResult:
     input_hashes: dict[str, str]
     timings: dict[str, float]
     attack_seconds: dict[str, dict[str, float]]
+    attack_models: dict[str, dict[str, dict[str, str]]]  # method -> attack -> checkpoint hashes / hub snapshots
     cache_stats: dict[str, int]
     environment: dict[str, str]
 
@@ -264,6 +265,7 @@ class AuditRun:
         self.conversions: dict[str, int] = {}
         self.input_hashes: dict[str, str] = {}
         self.attack_seconds: dict[str, dict[str, float]] = {}
+        self.attack_models: dict[str, dict[str, dict[str, str]]] = {}
 
     # -- inputs ---------------------------------------------------------------------------------
     def _load(self, path: Path, label: str, method: str | None) -> LoadedImage | None:
@@ -461,6 +463,9 @@ class AuditRun:
                 ok, reason = attack.applicable(info)
                 if ok:
                     runnable.append(attack)
+                    provenance = attack.provenance(info)
+                    if provenance:
+                        self.attack_models.setdefault(source.name, {})[attack.name] = provenance
                 else:
                     skipped.append(SkippedAttack(source.name, attack.name, reason))
                     self.log(f"{source.name}: attack {attack.name} skipped: {reason}")
@@ -510,6 +515,7 @@ class AuditRun:
             input_hashes=dict(sorted(self.input_hashes.items())),
             timings={k: round(v, 4) for k, v in self.clock.seconds.items()},
             attack_seconds={m: {a: round(t, 4) for a, t in per.items()} for m, per in self.attack_seconds.items()},
+            attack_models=self.attack_models,
             cache_stats=cache_stats,
             environment=environment(),
         )

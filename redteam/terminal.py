@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,9 +13,10 @@ from rich.table import Table
 from attacks.base import TIER_ORDER
 from redteam.run import AuditResult, ProgressFn
 
-# Logs of CI jobs are not terminals: give tables room instead of rich's 80-column default.
-stdout = Console() if Console().is_terminal else Console(width=160)
-stderr = Console(stderr=True) if Console(stderr=True).is_terminal else Console(stderr=True, width=160)
+# Logs of CI jobs are not terminals: give tables room (COLUMNS, else 160) instead of rich's 80-column default.
+_WIDTH = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 160
+stdout = Console() if Console().is_terminal else Console(width=_WIDTH)
+stderr = Console(stderr=True) if Console(stderr=True).is_terminal else Console(stderr=True, width=_WIDTH)
 
 _STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow"}
 

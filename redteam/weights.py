@@ -107,19 +107,18 @@ class ModelFile:
         (an attack silently run with other weights would weaken the audit). Digests are remembered per
         (path, size, mtime), so a 350 MB checkpoint is hashed once per process."""
         path = self.require()
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if key not in _verified:
-            try:
-                self.verify(path)
-            except InputError as error:
-                raise ModelUnavailableError(error.message, fix=error.fix + f", or `redteam models import {self.name} FILE`") from None
-            _verified.add(key)
+        try:
+            self.check(path, cached_sha256(path))
+        except InputError as error:
+            raise ModelUnavailableError(error.message, fix=error.fix + f", or `redteam models import {self.name} FILE`") from None
         return path
 
     def verify(self, path: Path) -> str:
         """SHA-256 of `path`; raises InputError if it contradicts the published hash."""
-        digest = sha256_file(path)
+        return self.check(path, sha256_file(path))
+
+    def check(self, path: Path, digest: str) -> str:
+        """Raise InputError if `digest` (of `path`) contradicts the published hash; else return it."""
         if self.sha256 is not None and digest != self.sha256:
             raise InputError(
                 f"{path}: SHA-256 {digest} does not match the published {self.sha256} for '{self.name}'",
@@ -134,7 +133,16 @@ class ModelFile:
         return digest
 
 
-_verified: set[tuple[str, int, int]] = set()
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def cached_sha256(path: Path) -> str:
+    """sha256_file, remembered per (path, size, mtime) for the process: large checkpoints hash once."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _digests:
+        _digests[key] = sha256_file(path)
+    return _digests[key]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -235,6 +243,76 @@ MODEL_FILES: dict[str, ModelFile] = {
         ),
     )
 }
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """A diffusers model on the Hugging Face hub, used by an attack or a method.
+
+    Integrity: huggingface_hub checks every LFS file against its SHA-256 as it downloads; the snapshot's
+    commit is shown by `redteam models` and recorded with the run. Attacks accept the catalog name,
+    the hub id or a local diffusers folder as `model=`.
+
+    Attributes:
+        name: catalog key.
+        hub_id: the hub repository.
+        description: what it is and which attack or method uses it.
+        licence: the weights' licence as their model card states it.
+        size_bytes: approximate download (fp32 weights, no safety checker), for planning.
+    """
+
+    name: str
+    hub_id: str
+    description: str
+    licence: str
+    size_bytes: int
+
+    def snapshot(self) -> Path | None:
+        """The local snapshot folder in HF_HOME, or None when it was never downloaded."""
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(self.hub_id, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not in the cache (or huggingface_hub missing)
+            return None
+
+    def is_available(self) -> bool:
+        return self.snapshot() is not None
+
+
+HUB_MODELS: dict[str, HubModel] = {
+    entry.name: entry
+    for entry in (
+        HubModel("ddpm_celebahq", "google/ddpm-celebahq-256", "DDPM face prior, CelebA-HQ 256 (attack `diffpir`)",
+                 "Apache-2.0 (weights); CelebA-HQ images are for non-commercial research", 455_000_000),
+        HubModel("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.5 img2img (attack `sdedit`)",
+                 "CreativeML OpenRAIL-M", 4_300_000_000),
+        HubModel("sd15_inpainting", "stable-diffusion-v1-5/stable-diffusion-inpainting",
+                 "Stable Diffusion 1.5 inpainting (attack `inpaint`, method `synthetic`)", "CreativeML OpenRAIL-M", 4_300_000_000),
+        HubModel("sd_x4_upscaler", "stabilityai/stable-diffusion-x4-upscaler", "Stable Diffusion x4 upscaler (attack `sd_upscale`)",
+                 "CreativeML Open RAIL++-M", 3_500_000_000),
+    )
+}
+
+
+def hub_id(model: str) -> str:
+    """A catalog name of HUB_MODELS as its hub id; anything else (hub id, folder) unchanged."""
+    return HUB_MODELS[model].hub_id if model in HUB_MODELS else model
+
+
+def download_hub_model(name: str) -> Path:
+    """Fetch the files a diffusers pipeline needs into HF_HOME (hashes checked by huggingface_hub)."""
+    entry = HUB_MODELS[name]
+    try:
+        from diffusers import DiffusionPipeline
+
+        return Path(DiffusionPipeline.download(entry.hub_id, safety_checker=None))
+    except Exception as error:  # noqa: BLE001 - offline, gated, interrupted: the model is not available
+        raise ModelUnavailableError(
+            f"could not download '{name}' ({entry.hub_id}): {type(error).__name__}: {error}",
+            fix=f"on a connected machine run `redteam models download {name}` (or `huggingface-cli download {entry.hub_id}`) "
+            "and copy its HF_HOME folder here",
+        ) from error
 
 
 def get_model_file(name: str) -> ModelFile:

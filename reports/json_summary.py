@@ -67,6 +67,7 @@ def summary_dict(result: AuditResult) -> dict[str, Any]:
             "input_hashes": result.input_hashes,
             "timings_seconds": result.timings,
             "attack_seconds": result.attack_seconds,
+            "attack_models": result.attack_models,
             "cache": result.cache_stats,
         }
     )

@@ -58,3 +58,14 @@ def test_untrained_method_is_skipped_with_the_command_to_train(cache):
     assert not ok and "redteam attack train" in reason
     ok, reason = build_attack("learned").applicable(MethodInfo("m", None))
     assert not ok and "observed" in reason
+
+
+def test_a_checkpoint_that_differs_from_its_record_is_refused(cache, sample_dir):
+    spec = "mosaic:block=12"
+    path = train_inversion(sample_dir / "barack_obama", spec, minutes=5, max_steps=2, seed=1)
+    method = MethodInfo("m", build_method(spec))
+    assert build_attack("learned").applicable(method)[0]
+    assert build_attack("learned").provenance(method)["steps"] == "2"
+    torch.save(TinyUNet().state_dict(), path)  # swapped weights: not what the record describes
+    ok, reason = build_attack("learned").applicable(method)
+    assert not ok and "does not match the SHA-256 in its training record" in reason

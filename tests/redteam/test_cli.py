@@ -10,8 +10,8 @@ import torch
 from facenet_pytorch import InceptionResnetV1
 
 
-def redteam(*args, cwd=None):
-    env = dict(os.environ, COLUMNS="200")
+def redteam(*args, cwd=None, columns=200):
+    env = dict(os.environ, COLUMNS=str(columns))
     return subprocess.run([sys.executable, "-m", "redteam", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
@@ -138,6 +138,17 @@ def test_models_lists_and_imports_weights(tmp_path, offline_environment):
     assert offline.returncode == 4 and "redteam models import alexnet_trunk" in offline.stderr
 
 
+def test_models_catalog_includes_the_attack_checkpoints_and_hub_models(tmp_path, offline_environment):
+    listing = redteam("models", columns=1000)
+    for text in ("realesrgan_x4plus", "4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1", "gfpgan_v1.4",
+                 "hub:google/ddpm-celebahq-256", "hub:stabilityai/stable-diffusion-x4-upscaler", "OpenRAIL"):
+        assert text in listing.stdout, text
+    offline = redteam("models", "download", "ddpm_celebahq")
+    assert offline.returncode == 4 and "HF_HOME" in offline.stderr and "Traceback" not in offline.stderr
+    refused = redteam("models", "import", "sd_x4_upscaler", tmp_path)
+    assert refused.returncode != 0 and "hub model" in refused.stderr
+
+
 def test_list_commands_show_the_registries():
     attacks = redteam("list", "attacks")
     assert attacks.returncode == 0 and "parrot" in attacks.stdout and "naive" in attacks.stdout
@@ -179,3 +190,19 @@ def test_attack_command_reconstructs_a_folder(sample_dir, tmp_path, hashes_of):
     assert hashes_of(anonymized) == before
     wrong = redteam("attack", anonymized, tmp_path / "x", "--attack", "wiener")
     assert wrong.returncode == 3 and "no blur stage" in wrong.stderr
+
+
+def test_attack_train_saves_a_checkpoint_with_its_record(tmp_path, sample_dir, hashes_of):
+    corpus = sample_dir / "joe_biden"
+    before = hashes_of(corpus)
+    trained = redteam("attack", "train", "--method", "mosaic:block=8", "--faces", corpus, "--minutes", "0.1", "--out", tmp_path / "inv.pt", "--device", "cpu")
+    assert trained.returncode == 0, trained.stderr
+    record = json.loads((tmp_path / "inv.json").read_text())
+    assert record["spec"] == "mosaic:block=8" and record["steps"] > 0 and len(record["corpus_files"]) == len(list(corpus.iterdir()))
+    assert (tmp_path / "inv.pt").is_file() and hashes_of(corpus) == before
+    missing = redteam("attack", "train", "--method", "mosaic:block=8", "--faces", tmp_path / "nowhere", "--minutes", "0.1")
+    assert missing.returncode != 0 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
+    zero = redteam("attack", "train", "--method", "mosaic:block=8", "--faces", corpus, "--minutes", "0")
+    assert zero.returncode == 2 and "--minutes must be positive" in zero.stderr
+    unknown = redteam("attack", "train", "--method", "smudge", "--faces", corpus)
+    assert unknown.returncode == 3 and "smudge" in unknown.stderr  # a bad method spec is a configuration error

@@ -166,3 +166,28 @@ def test_attacks_auto_runs_what_applies_and_says_why_it_skipped_the_rest(origina
     frame = results_frame(result)
     mosaic = frame[frame["method"] == "mosaic"].groupby("attack")["distance"].mean()
     assert mosaic["lanczos"] < mosaic["none"]
+
+
+def test_attack_models_and_compute_cost_are_recorded(sample_dir, tmp_path, cache_dir):
+    """summary.json names the exact checkpoint (SHA-256) behind each model-backed attack, and every row
+    carries the seconds its reconstruction took."""
+    import json
+
+    import torch
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    from reports.json_summary import write_summary
+    from redteam.weights import sha256_file
+
+    checkpoint = tmp_path / "x2.pth"
+    torch.manual_seed(0)
+    torch.save(ESRGAN(num_filters=8, num_blocks=1, scale=2).state_dict(), checkpoint)
+    sr = f"sr:checkpoint={checkpoint}"
+    methods = (MethodSource("mosaic", "reference", spec="mosaic:block=12"),)
+    result = AuditRun(config(sample_dir, tmp_path, cache_dir, methods=methods, attacks=("none", f"bicubic|{sr}"))).run()
+    assert result.attack_models == {"mosaic": {f"bicubic|{sr}": {f"{sr}.checkpoint": str(checkpoint), f"{sr}.sha256": sha256_file(checkpoint)}}}
+    summary = json.loads(write_summary(result, tmp_path / "report").read_text())
+    assert summary["attack_models"]["mosaic"][f"bicubic|{sr}"][f"{sr}.sha256"] == sha256_file(checkpoint)
+    table = results_frame(result)
+    chained = table[table["attack"] == f"bicubic|{sr}"]
+    assert len(chained) == 5 and (chained["attack_seconds"] > 0).all()
