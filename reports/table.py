@@ -9,7 +9,6 @@ import pandas as pd
 
 from redteam.run import AuditResult
 
-
 #: Columns that measure the machine, not the audit: left out when two runs are compared for equality.
 TIMING_COLUMNS = ("attack_seconds",)
 

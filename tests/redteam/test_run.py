@@ -176,8 +176,8 @@ def test_attack_models_and_compute_cost_are_recorded(sample_dir, tmp_path, cache
     import torch
     from spandrel.architectures.ESRGAN import ESRGAN
 
-    from reports.json_summary import write_summary
     from redteam.weights import sha256_file
+    from reports.json_summary import write_summary
 
     checkpoint = tmp_path / "x2.pth"
     torch.manual_seed(0)
