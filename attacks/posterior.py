@@ -148,7 +148,7 @@ class DiffPIRAttack(Attack):
         Parameter("model", str, DEFAULT_PRIOR, "hub id or local folder of an unconditional diffusers DDPM face model"),
         Parameter("steps", int, 50, "diffusion steps (network evaluations)", 2, 1000),
         Parameter("size", int, 256, "the prior's working resolution: the region is upsampled by an integer factor to about this", 16, 2048),
-        Parameter("weight", float, 7.0, "DiffPIR's lambda: weight of the data term", 0.01, 1000.0),
+        Parameter("weight", float, 7.0, "DiffPIR's lambda: how much the prior is trusted against the data (larger = more prior)", 0.01, 1000.0),
         Parameter("zeta", float, 0.3, "DiffPIR's zeta: fraction of fresh noise per step", 0.0, 1.0),
         Parameter("noise", float, 0.02, "measurement noise std assumed beyond the method's own (8-bit rounding)", 0.001, 0.5),
         Parameter("device", str, "auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda")),

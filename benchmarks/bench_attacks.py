@@ -27,6 +27,7 @@ from redteam.datasets import discover_images
 from redteam.faces import FaceDetector
 from redteam.images import load_image
 from redteam.run import AuditRun
+from reports.table import results_frame
 
 DEFAULT_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces" / "dev" / "identities"
 #: The attacker's corpus for the learned inversion: photos that are never audited here.
@@ -80,11 +81,14 @@ def main() -> None:
             cache_dir=work / "cache",
         )
         result = AuditRun(config).run()
+    seconds = results_frame(result).groupby(["method", "attack"])["attack_seconds"].mean()
     table = {}
     for v in result.metric_verdicts:
         if v.metric in ("rank1", "rank1_other"):
             table.setdefault((v.method, v.attack, v.tier), {})[v.metric] = v
-    print(f"{'method':<11} {'attack':<16} {'tier':<15} {'rank-1 same photo [95% CI]':<32} {'rank-1 other photo [95% CI]':<32}")
+    print(f"\n{len(result.faces)} faces, gallery {result.gallery_size}, recognizer dlib; k/n rate [95% Wilson CI] (chance)\n")
+    print("| method | attack | tier | rank-1, same photo | rank-1, other photo | s/face |")
+    print("|---|---|---|---|---|---|")
     for (method, attack, tier), metrics in table.items():
         cells = []
         for metric in ("rank1", "rank1_other"):
@@ -93,9 +97,11 @@ def main() -> None:
                 cells.append("n/a")
                 continue
             e = v.estimate
-            cells.append(f"{e.successes:>2}/{e.trials:<2} {e.rate:5.0%} [{e.low:4.0%}, {e.high:4.0%}] ch {v.chance:3.0%}")
-        print(f"{method:<11} {attack:<16} {tier:<15} {cells[0]:<32} {cells[1]:<32}")
-    print("skipped:", "; ".join(f"{s.method}/{s.attack}" for s in result.skipped_attacks))
+            cells.append(f"{e.successes}/{e.trials} {e.rate:.0%} [{e.low:.0%}, {e.high:.0%}] ({v.chance:.0%})")
+        print(f"| {method} | {attack} | {tier} | {cells[0]} | {cells[1]} | {seconds.get((method, attack), float('nan')):.2f} |")
+    print("\nskipped:")
+    for s in result.skipped_attacks:
+        print(f"- {s.method} / {s.attack}: {s.reason}")
 
 
 if __name__ == "__main__":

@@ -68,13 +68,20 @@ def load_pipeline(kind: PipelineKind, model: str, device: torch.device) -> Any:
             loaded = _build(kind, model)
         except Exception as error:  # noqa: BLE001 - any hub/cache failure means the model is unavailable
             _failed[key] = ModelUnavailableError(
-                f"{kind} model '{model}' could not be loaded ({type(error).__name__}: {error})",
-                fix=f"on a connected machine run `huggingface-cli download {model}` and copy HF_HOME, "
-                "or give model=/path/to/a/local/diffusers/folder",
+                f"{kind} model '{model}' could not be loaded ({type(error).__name__}: {error})", fix=_download_hint(model)
             )
             raise _failed[key] from error
         _loaded[key] = loaded.to(device)
     return _loaded[key]
+
+
+def _download_hint(model: str) -> str:
+    from redteam.weights import HUB_MODELS, hub_id
+
+    resolved = hub_id(model)
+    names = [entry.name for entry in HUB_MODELS.values() if entry.hub_id == resolved]
+    fetch = f"`redteam models download {names[0]}`" if names else f"`huggingface-cli download {resolved}`"
+    return f"on a connected machine run {fetch} and copy HF_HOME here (with HF_HUB_OFFLINE=1), or give model=/path/to/a/local/diffusers/folder"
 
 
 _loader: PipelineLoader = load_pipeline

@@ -211,6 +211,8 @@ def test_diffpir_needs_a_linear_known_operator_and_the_prior(tiny_ddpm):
     assert "no known operator" in attack.applicable(MethodInfo("k", build_method("k_same")))[1]
     missing = build_attack("diffpir:model=/nonexistent/prior").applicable(MethodInfo("m", build_method("mosaic")))
     assert not missing[0] and "huggingface-cli download" in missing[1]
+    default = build_attack("diffpir").applicable(MethodInfo("m", build_method("mosaic")))  # the catalog's prior, not cached here
+    assert not default[0] and "redteam models download ddpm_celebahq" in default[1]
 
 
 def test_diffusion_attacks_are_skipped_with_the_reason_when_the_model_is_missing(monkeypatch):

@@ -1,6 +1,7 @@
 """Tests with the real downloaded weights (marker `weights`); they skip with the reason when absent.
 
-Run them on a machine prepared with `redteam models download facenet_vggface2 alexnet_trunk`:
+Run them on a machine prepared with `redteam models download facenet_vggface2 alexnet_trunk`
+(and `realesrgan_x4plus`, `ddpm_celebahq`, `sd_x4_upscaler` for the attacks):
     pytest -m weights
 """
 
@@ -61,3 +62,49 @@ def test_real_esrgan_checkpoint_loads_and_upscales(real_torch_home):
         pytest.skip(f"real Real-ESRGAN checkpoint absent: {reason}")
     window = torch.rand(1, 3, 96, 80, generator=torch.Generator().manual_seed(0))
     assert attack.reconstruct(window, method=MethodInfo("m", None), generator=torch.Generator()).shape == window.shape
+
+
+def _demo_face_window(sample_dir, spec):
+    from attacks import MethodInfo
+    from redteam.anonymizers import build_method
+    from redteam.images import to_tensor
+    from redteam.run import attack_window
+
+    pixels = load_image(sample_dir / "barack_obama" / "obama.jpg").pixels
+    face = FaceDetector().detect(pixels)[0]
+    method = build_method(spec)
+    anonymized = method.apply(pixels, [face], torch.Generator().manual_seed(0))
+    x0, y0, x1, y1 = attack_window(anonymized.shape, face, method)
+    info = MethodInfo("m", method, face, (x0, y0), anonymized.shape)
+    return info, to_tensor(anonymized[y0:y1, x0:x1])
+
+
+def test_real_ddpm_face_prior_reconstructs_a_mosaic_consistent_with_its_cells(sample_dir):
+    """google/ddpm-celebahq-256 from HF_HOME (`redteam models download ddpm_celebahq`)."""
+    from attacks import build_attack
+    from attacks.posterior import window_operator
+
+    info, window = _demo_face_window(sample_dir, "mosaic:block=12")
+    attack = build_attack("diffpir:steps=20")
+    ok, reason = attack.applicable(info)
+    if not ok:
+        pytest.skip(f"real DDPM face prior absent: {reason}")
+    restored = attack.reconstruct(window, method=info, generator=torch.Generator().manual_seed(0))
+    physics, (x0, y0, x1, y1) = window_operator(info, tuple(window.shape[-2:]))
+    cells = physics.A(window[..., y0:y1, x0:x1])
+    assert (physics.A(restored[..., y0:y1, x0:x1]) - cells).abs().mean() < 0.02
+    assert not torch.equal(restored, window)
+
+
+def test_real_x4_upscaler_runs(sample_dir):
+    """stabilityai/stable-diffusion-x4-upscaler from HF_HOME (`redteam models download sd_x4_upscaler`)."""
+    from attacks import build_attack
+
+    info, window = _demo_face_window(sample_dir, "mosaic:block=12")
+    attack = build_attack("sd_upscale:steps=5,size=256")
+    ok, reason = attack.applicable(info)
+    if not ok:
+        pytest.skip(f"real x4 upscaler absent: {reason}")
+    restored = attack.reconstruct(window, method=info, generator=torch.Generator().manual_seed(0))
+    assert restored.shape == window.shape and 0 <= restored.min() and restored.max() <= 1
+    assert not torch.equal(restored, window)
