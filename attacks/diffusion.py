@@ -60,6 +60,18 @@ class _Diffusion(Attack):
     def _seed(self, generator: torch.Generator) -> torch.Generator:
         return torch.Generator(device="cpu").manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
 
+    def _each_image(self, images: torch.Tensor, generator: torch.Generator, input_size: int, **arguments: object) -> torch.Tensor:
+        """Run the pipeline on every window (resized to `input_size`) with the shared prompt, steps and
+        guidance plus `arguments`, and resize each result back to its window."""
+        pipeline, out = self._pipeline(), []
+        for image in images:
+            result = pipeline(
+                prompt=str(self.values["prompt"]), image=_to_pil(image, input_size), num_inference_steps=int(self.values["steps"]),
+                guidance_scale=float(self.values["guidance"]), generator=self._seed(generator), output_type="np", **arguments,
+            ).images[0]
+            out.append(_from_array(result, *image.shape[-2:]))
+        return torch.stack(out)
+
 
 class SDEdit(_Diffusion):
     """SDEdit: noise the anonymized face to `strength` and denoise it with a diffusion model.
@@ -77,16 +89,7 @@ class SDEdit(_Diffusion):
     )
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
-        pipeline, size = self._pipeline(), int(self.values["size"])
-        out = []
-        for image in images:
-            result = pipeline(
-                prompt=str(self.values["prompt"]), image=_to_pil(image, size), strength=float(self.values["strength"]),
-                num_inference_steps=int(self.values["steps"]), guidance_scale=float(self.values["guidance"]),
-                generator=self._seed(generator), output_type="np",
-            ).images[0]
-            out.append(_from_array(result, *image.shape[-2:]))
-        return torch.stack(out)
+        return self._each_image(images, generator, int(self.values["size"]), strength=float(self.values["strength"]))
 
 
 class SDUpscale(_Diffusion):
@@ -110,16 +113,7 @@ class SDUpscale(_Diffusion):
     )
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
-        pipeline, size = self._pipeline(), int(self.values["size"])
-        out = []
-        for image in images:
-            result = pipeline(
-                prompt=str(self.values["prompt"]), image=_to_pil(image, max(8, size // 4)), noise_level=int(self.values["noise_level"]),
-                num_inference_steps=int(self.values["steps"]), guidance_scale=float(self.values["guidance"]),
-                generator=self._seed(generator), output_type="np",
-            ).images[0]
-            out.append(_from_array(result, *image.shape[-2:]))
-        return torch.stack(out)
+        return self._each_image(images, generator, max(8, int(self.values["size"]) // 4), noise_level=int(self.values["noise_level"]))
 
 
 class DiffusionInpaint(_Diffusion):

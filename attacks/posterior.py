@@ -145,7 +145,7 @@ class DiffPIRAttack(Attack):
     tier = ThreatTier.ADAPTIVE
     needs_known_method = True
     parameters = (
-        Parameter("model", str, DEFAULT_PRIOR, "hub id or local folder of an unconditional diffusers DDPM face model"),
+        Parameter("model", str, DEFAULT_PRIOR, "catalog name (`redteam models`), hub id or local folder of an unconditional diffusers DDPM face model"),
         Parameter("steps", int, 50, "diffusion steps (network evaluations)", 2, 1000),
         Parameter("size", int, 256, "the prior's working resolution: the region is upsampled by an integer factor to about this", 16, 2048),
         Parameter("weight", float, 7.0, "DiffPIR's lambda: how much the prior is trusted against the data (larger = more prior)", 0.01, 1000.0),

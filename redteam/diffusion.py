@@ -118,7 +118,7 @@ def diffusion_parameters(model: str, *, steps: int, guidance: float, prompt: str
     from redteam.anonymizers.base import Parameter
 
     return (
-        Parameter("model", str, model, "hub id or local folder of a diffusers pipeline"),
+        Parameter("model", str, model, "catalog name (`redteam models`), hub id or local folder of a diffusers pipeline"),
         Parameter("steps", int, steps, "denoising steps", 1, 500),
         Parameter("guidance", float, guidance, "classifier-free guidance scale", 0.0, 30.0),
         Parameter("size", int, 512, "the model's working resolution (square)", 32, 2048),

@@ -86,6 +86,11 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
         "unavailable": result.unavailable,
         "blockers": list(result.blockers),
         "models": result.recognizers,
+        "attack_models": [
+            {"method": method, "attack": attack, "details": "; ".join(f"{key}={value}" for key, value in details.items())}
+            for method, per_attack in sorted(result.attack_models.items())
+            for attack, details in sorted(per_attack.items())
+        ],
         "include_originals": result.config.include_originals_in_report,
         "histograms": {},
         "examples": [],

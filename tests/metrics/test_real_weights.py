@@ -64,6 +64,16 @@ def test_real_esrgan_checkpoint_loads_and_upscales(real_torch_home):
     assert attack.reconstruct(window, method=MethodInfo("m", None), generator=torch.Generator()).shape == window.shape
 
 
+def _runnable_or_skip(spec, info, what):
+    from attacks import build_attack
+
+    attack = build_attack(spec)
+    ok, reason = attack.applicable(info)
+    if not ok:
+        pytest.skip(f"{what} absent: {reason}")
+    return attack
+
+
 def _demo_face_window(sample_dir, spec):
     from attacks import MethodInfo
     from redteam.anonymizers import build_method
@@ -81,14 +91,10 @@ def _demo_face_window(sample_dir, spec):
 
 def test_real_ddpm_face_prior_reconstructs_a_mosaic_consistent_with_its_cells(sample_dir):
     """google/ddpm-celebahq-256 from HF_HOME (`redteam models download ddpm_celebahq`)."""
-    from attacks import build_attack
     from attacks.posterior import window_operator
 
     info, window = _demo_face_window(sample_dir, "mosaic:block=12")
-    attack = build_attack("diffpir:steps=20")
-    ok, reason = attack.applicable(info)
-    if not ok:
-        pytest.skip(f"real DDPM face prior absent: {reason}")
+    attack = _runnable_or_skip("diffpir:steps=20", info, "real DDPM face prior")
     restored = attack.reconstruct(window, method=info, generator=torch.Generator().manual_seed(0))
     physics, (x0, y0, x1, y1) = window_operator(info, tuple(window.shape[-2:]))
     cells = physics.A(window[..., y0:y1, x0:x1])
@@ -98,13 +104,8 @@ def test_real_ddpm_face_prior_reconstructs_a_mosaic_consistent_with_its_cells(sa
 
 def test_real_x4_upscaler_runs(sample_dir):
     """stabilityai/stable-diffusion-x4-upscaler from HF_HOME (`redteam models download sd_x4_upscaler`)."""
-    from attacks import build_attack
-
     info, window = _demo_face_window(sample_dir, "mosaic:block=12")
-    attack = build_attack("sd_upscale:steps=5,size=256")
-    ok, reason = attack.applicable(info)
-    if not ok:
-        pytest.skip(f"real x4 upscaler absent: {reason}")
+    attack = _runnable_or_skip("sd_upscale:steps=5,size=256", info, "real x4 upscaler")
     restored = attack.reconstruct(window, method=info, generator=torch.Generator().manual_seed(0))
     assert restored.shape == window.shape and 0 <= restored.min() and restored.max() <= 1
     assert not torch.equal(restored, window)

@@ -187,6 +187,9 @@ def test_attack_models_and_compute_cost_are_recorded(sample_dir, tmp_path, cache
     result = AuditRun(config(sample_dir, tmp_path, cache_dir, methods=methods, attacks=("none", f"bicubic|{sr}"))).run()
     assert result.attack_models == {"mosaic": {f"bicubic|{sr}": {f"{sr}.checkpoint": str(checkpoint), f"{sr}.sha256": sha256_file(checkpoint)}}}
     summary = json.loads(write_summary(result, tmp_path / "report").read_text())
+    from reports.markdown import write_markdown
+
+    assert sha256_file(checkpoint) in write_markdown(result, tmp_path / "report").read_text()
     assert summary["attack_models"]["mosaic"][f"bicubic|{sr}"][f"{sr}.sha256"] == sha256_file(checkpoint)
     table = results_frame(result)
     chained = table[table["attack"] == f"bicubic|{sr}"]
