@@ -33,6 +33,10 @@ from redteam.diffusion import get_pipeline, model_provenance, pick_device
 from redteam.errors import ModelUnavailableError
 
 DEFAULT_PRIOR = "google/ddpm-celebahq-256"
+#: Context kept around a same-size operator's region, as a fraction of the region's longer side (16 px at least).
+CONTEXT_RING = 0.15
+#: Conjugate-gradient iterations of the data step (deepinv solves it iteratively for composed operators).
+PROX_ITERATIONS = 15
 
 
 class PaddedDenoiser(torch.nn.Module):
@@ -70,7 +74,7 @@ def _window_operator_class() -> type:
     from deepinv.physics import LinearPhysics
 
     class WindowOperator(LinearPhysics):
-        """y = M_id x + M_op A(x restricted to the region): the whole face window as the method saw it.
+        """y = M_id x + M_op A(x restricted to the region): the region and its context as the method left them.
 
         Pixels outside the region (and inside it where the method's shape left the original, e.g. an
         ellipse's corners) are measured as they are; pixels the method changed at full strength are
@@ -101,8 +105,8 @@ def _window_operator_class() -> type:
 def window_operator(method: MethodInfo, window: tuple[int, int]) -> tuple[Any, tuple[int, int, int, int]] | None:
     """The operator DiffPIR inverts and the box (in window coordinates) it works on, or None.
 
-    Same-size operators (blur, noise, masks) work on the whole window (`WindowOperator`), so a box fill
-    is inpainted from the kept context. Shape-changing ones (mosaic, downsample) work on the region,
+    Same-size operators (blur, noise, masks) work on the region plus a ring of kept context
+    (`WindowOperator`), so a box fill is inpainted from its surroundings. Shape-changing ones (mosaic, downsample) work on the region,
     cropped to the whole cells the operator measures.
     """
     reference = method.reference
@@ -116,11 +120,15 @@ def window_operator(method: MethodInfo, window: tuple[int, int]) -> tuple[Any, t
         return None
     probe = torch.zeros(1, 3, *shape)
     if operator.A(probe).shape == probe.shape:
+        ring = max(16, round(CONTEXT_RING * max(shape)))  # kept pixels around the region that condition the sample
+        cx0, cy0, cx1, cy1 = max(0, x0 - ring), max(0, y0 - ring), min(width, x1 + ring), min(height, y1 + ring)
+        crop = (cy1 - cy0, cx1 - cx0)
         strength = torch.from_numpy(reference.stages[0].region_mask((0, 0, shape[1], shape[0]), method.face)).float()
-        identity, through = torch.ones(window), torch.zeros(window)
-        identity[y0:y1, x0:x1] = (strength == 0).float()
-        through[y0:y1, x0:x1] = (strength >= 1).float()
-        return _window_operator_class()(operator, (x0, y0, x1, y1), identity, through), (0, 0, width, height)
+        identity, through = torch.ones(crop), torch.zeros(crop)
+        inner = (x0 - cx0, y0 - cy0, x1 - cx0, y1 - cy0)
+        identity[inner[1] : inner[3], inner[0] : inner[2]] = (strength == 0).float()
+        through[inner[1] : inner[3], inner[0] : inner[2]] = (strength >= 1).float()
+        return _window_operator_class()(operator, inner, identity, through), (cx0, cy0, cx1, cy1)
     covered = operator.A_adjoint(operator.A(probe)).shape[-2:]
     if tuple(covered) != shape:  # a mosaic's partial cells at the right and bottom edge are not in the operator
         shape = (min(shape[0], covered[0]), min(shape[1], covered[1]))
@@ -190,6 +198,7 @@ class DiffPIRAttack(Attack):
         fine = physics * box_downsampling(scale) if scale > 1 else physics
         sigma = float(np.hypot(float(self.values["noise"]), declared_noise(method)))
         fine.noise_model = GaussianNoise(sigma=sigma)
+        fine.set_ls_solver("CG", max_iter=PROX_ITERATIONS, tol=1e-4)  # an approximate data step per diffusion step is enough
         fine, physics = fine.to(device), physics.to(device)
         prior = self._prior()
         sampler = DiffPIR(

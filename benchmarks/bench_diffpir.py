@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from attacks import MethodInfo, build_attack
+from attacks.posterior import window_operator
 from redteam.anonymizers import build_method
 from redteam.faces import FaceDetector
 from redteam.images import load_image, to_tensor
@@ -59,18 +60,19 @@ def main() -> None:
         parameters = sum(p.numel() for p in prior.parameters())
         print(f"prior: {model if args.model else 'ddpm-celebahq-256 architecture, random weights'}, {parameters / 1e6:.1f}M parameters")
         print(f"face: {face.width:.0f} px wide in {image.shape[1]}x{image.shape[0]}; {args.steps} steps on {args.device}\n")
-        print("| method | window | seconds/face | seconds/step |")
-        print("|---|---|---|---|")
+        print("| method | attack window | prior works on | seconds/face | seconds/step |")
+        print("|---|---|---|---|---|")
         for spec in SPECS:
             method = build_method(spec)
             anonymized = method.apply(image, [face], torch.Generator().manual_seed(0))
             x0, y0, x1, y1 = attack_window(anonymized.shape, face, method)
             info = MethodInfo(spec, method, face, (x0, y0), anonymized.shape)
             window = to_tensor(anonymized[y0:y1, x0:x1])
+            _, (bx0, by0, bx1, by1) = window_operator(info, tuple(window.shape[-2:]))
             began = time.perf_counter()
             attack.reconstruct(window, method=info, generator=torch.Generator().manual_seed(0))
             spent = time.perf_counter() - began
-            print(f"| {spec} | {x1 - x0}x{y1 - y0} | {spent:.1f} | {spent / args.steps:.2f} |")
+            print(f"| {spec} | {x1 - x0}x{y1 - y0} | {bx1 - bx0}x{by1 - by0} | {spent:.1f} | {spent / args.steps:.2f} |")
 
 
 if __name__ == "__main__":
