@@ -103,6 +103,12 @@ class Attack(ABC):
         changed = [f"{k}={v}" for k, v in sorted(self.values.items()) if v != defaults[k]]
         return type(self).name + (":" + ",".join(changed) if changed else "")
 
+    def use_device(self, device: torch.device) -> Attack:
+        """Follow the run's `--device` unless the attack's spec chose one (`device=auto` is the default)."""
+        if self.values.get("device") == "auto":
+            self.values["device"] = str(device)
+        return self
+
     def applicable(self, method: MethodInfo) -> tuple[bool, str]:
         """Whether the attack can run against `method`, and if not, why."""
         if self.needs_known_method and not method.is_known:

@@ -29,6 +29,11 @@ class ChainAttack(Attack):
                 return False, f"stage {stage.name}: {reason}"
         return True, ""
 
+    def use_device(self, device: torch.device) -> ChainAttack:
+        for stage in self.stages:
+            stage.use_device(device)
+        return self
+
     def provenance(self, method: MethodInfo) -> dict[str, str]:
         return {f"{stage.name}.{key}": value for stage in self.stages for key, value in stage.provenance(method).items()}
 

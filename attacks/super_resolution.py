@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from attacks.base import Attack, MethodInfo, ThreatTier
 from redteam.anonymizers.base import Parameter
+from redteam.diffusion import pick_device
 from redteam.errors import ModelUnavailableError
 
 _loaded: dict[tuple[str, str], Any] = {}
@@ -71,8 +72,7 @@ class SuperResolution(Attack):
     )
 
     def _device(self) -> torch.device:
-        choice = str(self.values["device"])
-        return torch.device("cuda" if choice == "auto" and torch.cuda.is_available() else ("cpu" if choice == "auto" else choice))
+        return pick_device(str(self.values["device"]))
 
     def applicable(self, method: MethodInfo) -> tuple[bool, str]:
         try:

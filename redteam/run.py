@@ -541,7 +541,7 @@ class AuditRun:
                 attacks.append(build_attack(spec))
         if not attacks:
             raise UsageError("no attack selected", fix="use --attack none (the naive tier) at least")
-        return attacks
+        return [attack.use_device(self.device) for attack in attacks]
 
     def _methods(self) -> list[tuple[MethodSource, Anonymizer | None]]:
         if not self.config.methods:

@@ -52,7 +52,7 @@ def attack_folder(
     progress: Callable[[str, int, int], None] = lambda stage, done, total: None,
 ) -> AttackSummary:
     """Reconstruct every anonymized image under `anonymized` into `out` (never inside an input)."""
-    attack = build_attack(attack_spec)
+    attack = build_attack(attack_spec).use_device(torch.device(device))
     spec = method_spec or read_declared_spec(anonymized)
     reference = build_method(spec) if spec else None
     info = MethodInfo(anonymized.name, reference)

@@ -238,3 +238,10 @@ def test_diffpir_measurement_model_explains_the_anonymized_window(spec):
     explained = (physics.A(truth) - target).abs().mean().item()
     other = (physics.A(torch.flip(truth, dims=(-1,))) - target).abs().mean().item()
     assert explained < 0.015 < other, (spec, explained, other)  # downsample: bicubic display, cell means only about right
+
+
+def test_attacks_follow_the_run_device_unless_their_spec_chose_one():
+    chain = build_attack("sr|diffpir:device=cpu").use_device(torch.device("cuda:1"))
+    assert [stage.values["device"] for stage in chain.stages] == ["cuda:1", "cpu"]
+    assert build_attack("sdedit").use_device(torch.device("cpu")).values["device"] == "cpu"
+    assert build_attack("wiener").use_device(torch.device("cpu")).values == {}  # no device parameter: unchanged
