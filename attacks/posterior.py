@@ -6,9 +6,10 @@ step with a proximal step on ||A x - y||^2, so the reconstruction is a face the 
 also reproduces the anonymized pixels under the method's own operator: a mosaic's cell means, a blur,
 the kept pixels around a box, a noisy face.
 
-The prior works near its training resolution: the face region is upsampled by an integer factor s to
-about `size` pixels and the operator becomes A o D_s (D_s = mean over s x s cells), so the data term is
-exact on the native pixels; the result is averaged back down by s.
+The prior works near its training resolution: a small face region is upsampled by an integer factor s
+to about `size` pixels and the operator becomes A o D_s (D_s = mean over s x s cells), so the data term
+is exact on the native pixels and the result is averaged back down by s; a region larger than `size`
+is sampled at `size` and the operator becomes A o U (U = bilinear upsampling to the native crop).
 
 References:
     Zhu et al., "Denoising Diffusion Models for Plug-and-Play Image Restoration" (DiffPIR), CVPRW 2023,
@@ -136,6 +137,28 @@ def window_operator(method: MethodInfo, window: tuple[int, int]) -> tuple[Any, t
     return operator, (x0, y0, x0 + shape[1], y0 + shape[0])
 
 
+def prior_resampling(shape: tuple[int, int], size: int) -> tuple[Any | None, tuple[int, int]]:
+    """The linear map from the prior's working image to the native crop, and the working shape.
+
+    A crop smaller than `size` is upsampled by the integer factor s nearest to size / side, and the map
+    is the mean over s x s cells (exact: the native pixel is the mean of its cells). A larger crop is
+    worked on at `size` on its longer side and the map is bilinear upsampling (a band limit at the
+    prior's scale), with the adjoint computed by deepinv. None when the crop is used as it is.
+    """
+    from deepinv.physics import LinearPhysics
+
+    longest = max(shape)
+    if longest <= size:
+        scale = max(1, round(size / longest))
+        return (box_downsampling(scale) if scale > 1 else None), (shape[0] * scale, shape[1] * scale)
+    work = (max(2, round(shape[0] * size / longest)), max(2, round(shape[1] * size / longest)))
+
+    def upsample(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return F.interpolate(x, size=shape, mode="bilinear", align_corners=False)
+
+    return LinearPhysics(A=upsample, img_size=(3, *work)), work
+
+
 def declared_noise(method: MethodInfo) -> float:
     stage = method.stage("noise")
     return float(stage.values["sigma"]) if stage is not None else 0.0
@@ -194,8 +217,9 @@ class DiffPIRAttack(Attack):
         if working is None:
             return images.clone()
         physics, (x0, y0, x1, y1) = working
-        device, scale = self._device(), max(1, round(int(self.values["size"]) / max(y1 - y0, x1 - x0)))
-        fine = physics * box_downsampling(scale) if scale > 1 else physics
+        device = self._device()
+        resample, work_shape = prior_resampling((y1 - y0, x1 - x0), int(self.values["size"]))
+        fine = physics * resample if resample is not None else physics
         sigma = float(np.hypot(float(self.values["noise"]), declared_noise(method)))
         fine.noise_model = GaussianNoise(sigma=sigma)
         fine.set_ls_solver("CG", max_iter=PROX_ITERATIONS, tol=1e-4)  # an approximate data step per diffusion step is enough
@@ -211,11 +235,11 @@ class DiffPIRAttack(Attack):
             observed = image[None, :, y0:y1, x0:x1].float().to(device)
             measured = physics.A(observed)
             y = measured if measured.shape != observed.shape else observed
-            start = F.interpolate(observed, scale_factor=scale, mode="nearest") if scale > 1 else observed
+            start = F.interpolate(observed, size=work_shape, mode="bilinear", align_corners=False)
             seed = int(torch.randint(1, 2**31 - 1, (1,), generator=generator))
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
                 sample = sampler(y, fine, seed=seed, x_init=start)
-            restored = (F.avg_pool2d(sample, scale) if scale > 1 else sample).clamp(0.0, 1.0).cpu()[0]
+            restored = (resample.A(sample) if resample is not None else sample).clamp(0.0, 1.0).cpu()[0]
             keep = changed[y0:y1, x0:x1][None]
             out[index, :, y0:y1, x0:x1] = torch.where(keep, restored, image[:, y0:y1, x0:x1])
         return out

@@ -178,14 +178,18 @@ def test_the_x4_upscaler_loads_from_a_saved_folder_and_keeps_the_window_size(tin
     assert not torch.equal(first, attack.reconstruct(anonymized, method=info, generator=torch.Generator().manual_seed(5)))
 
 
-@pytest.mark.parametrize("spec", ["mosaic:block=8", "gaussian_blur:sigma=2", "box:margin=0.1", "noise:sigma=0.1"])
-def test_diffpir_samples_a_face_consistent_with_the_method_operator(spec, tiny_ddpm):
+@pytest.mark.parametrize(
+    "spec, size",
+    [("mosaic:block=8", 64), ("gaussian_blur:sigma=2", 64), ("box:margin=0.1", 64), ("noise:sigma=0.1", 64),
+     ("mosaic:block=8", 200), ("gaussian_blur:sigma=2", 48)],  # integer upsampling of the region; bilinear from below
+)
+def test_diffpir_samples_a_face_consistent_with_the_method_operator(spec, size, tiny_ddpm):
     """A random prior knows nothing of faces, so the data step carries the result: under the method's
     operator the reconstruction must reproduce the anonymized measurement, only inside the region."""
     from attacks.posterior import window_operator
 
     info, anonymized, _ = window_for(spec)
-    attack = build_attack(f"diffpir:model={tiny_ddpm},size=64,steps=16,weight=0.01")  # weight: trust the data over a random prior
+    attack = build_attack(f"diffpir:model={tiny_ddpm},size={size},steps=16,weight=0.01")  # weight: trust the data over a random prior
     assert attack.applicable(info)[0] and attack.tier is ThreatTier.ADAPTIVE
     restored = attack.reconstruct(anonymized, method=info, generator=torch.Generator().manual_seed(0))
     x0, y0, x1, y1 = info.region_of(info.reference)
