@@ -10,6 +10,8 @@ either save them to a folder or inject them with `set_pipeline_loader`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -25,6 +27,19 @@ _failed: dict[tuple[str, str, str], ModelUnavailableError] = {}  # try the hub o
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no")
+
+
+@contextmanager
+def _quiet_diffusers() -> Iterator[None]:
+    """diffusers warns on every load (no `accelerate`, old scheduler configs); errors still raise."""
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)
 
 
 def _build(kind: PipelineKind, model: str) -> Any:
@@ -65,7 +80,8 @@ def load_pipeline(kind: PipelineKind, model: str, device: torch.device) -> Any:
         except ImportError as error:
             raise ModelUnavailableError("diffusers or deepinv is not installed", fix="pip install diffusers transformers deepinv") from error
         try:
-            loaded = _build(kind, model)
+            with _quiet_diffusers():
+                loaded = _build(kind, model)
         except Exception as error:  # noqa: BLE001 - any hub/cache failure means the model is unavailable
             _failed[key] = ModelUnavailableError(
                 f"{kind} model '{model}' could not be loaded ({type(error).__name__}: {error})", fix=_download_hint(model)
@@ -97,13 +113,26 @@ def set_pipeline_loader(loader: PipelineLoader | None) -> None:
     _loader = loader or load_pipeline
 
 
+def folder_digest(folder: Path) -> str:
+    """One SHA-256 over a local diffusers folder's weight and config files (relative path + file hash)."""
+    import hashlib
+
+    from redteam.weights import cached_sha256
+
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix in (".safetensors", ".bin", ".json", ".txt", ".model"):
+            digest.update(f"{path.relative_to(folder).as_posix()}:{cached_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
 def model_provenance(model: str) -> dict[str, str]:
     """Which diffusion model exactly: a local folder as given, or a hub id with its cached snapshot commit."""
     from redteam.weights import hub_id
 
     resolved = hub_id(model)
     if Path(resolved).is_dir():
-        return {"model": str(Path(resolved).resolve())}
+        return {"model": str(Path(resolved).resolve()), "weights_sha256": folder_digest(Path(resolved))}
     try:
         from huggingface_hub import snapshot_download
 

@@ -183,7 +183,11 @@ class Clock:
 
 def environment() -> dict[str, str]:
     versions = {"python": platform.python_version(), "platform": platform.platform()}
-    for package in ("face-anon-redteam", "torch", "torchvision", "facenet-pytorch", "dlib-bin", "lpips", "scikit-image", "numpy", "pillow"):
+    packages = (
+        "face-anon-redteam", "torch", "torchvision", "facenet-pytorch", "dlib-bin", "lpips", "scikit-image", "numpy", "pillow",
+        "deepinv", "diffusers", "transformers", "spandrel", "kornia",
+    )
+    for package in packages:
         try:
             versions[package] = version(package)
         except PackageNotFoundError:

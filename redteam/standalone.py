@@ -106,6 +106,7 @@ def attack_folder(
         )
     record = {
         "schema": "redteam-attack/1", "attack": attack.name, "tier": attack.tier.value, "method": spec, "seed": seed,
+        "models": attack.provenance(info),
         "geometry": "originals" if originals else "detected on the anonymized images",
         "environment": environment(), "files": files, "skipped": [{"file": f, "reason": r} for f, r in skipped],
     }

@@ -249,3 +249,17 @@ def test_attacks_follow_the_run_device_unless_their_spec_chose_one():
     assert [stage.values["device"] for stage in chain.stages] == ["cuda:1", "cpu"]
     assert build_attack("sdedit").use_device(torch.device("cpu")).values["device"] == "cpu"
     assert build_attack("wiener").use_device(torch.device("cpu")).values == {}  # no device parameter: unchanged
+
+
+def test_diffusion_provenance_names_the_exact_weights(tiny_ddpm, tmp_path):
+    import shutil
+
+    first = build_attack(f"diffpir:model={tiny_ddpm}").provenance(MethodInfo("m", build_method("mosaic")))
+    assert first["model"] == str(tiny_ddpm.resolve()) and len(first["weights_sha256"]) == 64
+    copy = shutil.copytree(tiny_ddpm, tmp_path / "copy")
+    assert build_attack(f"diffpir:model={copy}").provenance(MethodInfo("m", None))["weights_sha256"] == first["weights_sha256"]
+    weights = next(copy.rglob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    assert build_attack(f"diffpir:model={copy}").provenance(MethodInfo("m", None))["weights_sha256"] != first["weights_sha256"]
+    hub = build_attack("sd_upscale").provenance(MethodInfo("m", None))
+    assert hub == {"model": "stabilityai/stable-diffusion-x4-upscaler", "revision": "unknown (not in the local hub cache)"}
