@@ -83,18 +83,36 @@ def load_pipeline(kind: PipelineKind, model: str, device: torch.device) -> Any:
             with _quiet_diffusers():
                 loaded = _build(kind, model)
         except Exception as error:  # noqa: BLE001 - any hub/cache failure means the model is unavailable
-            _failed[key] = ModelUnavailableError(
-                f"{kind} model '{model}' could not be loaded ({type(error).__name__}: {error})", fix=_download_hint(model)
-            )
+            _failed[key] = ModelUnavailableError(f"{kind} model '{model}' {_failure(model, error)}", fix=_download_hint(model))
             raise _failed[key] from error
         _loaded[key] = loaded.to(device)
     return _loaded[key]
+
+
+def _path_like(model: str) -> bool:
+    return not Path(model).is_dir() and (model.startswith(("/", ".", "~")) or model.count("/") != 1)
+
+
+def _failure(model: str, error: Exception) -> str:
+    """Why a model did not load, in one line: the library's own message only when it says more."""
+    from redteam.weights import hub_id
+
+    resolved = hub_id(model)
+    if Path(resolved).is_dir():
+        return f"could not be loaded from its folder ({type(error).__name__}: {error})"
+    if _path_like(resolved):
+        return "is neither a local folder nor a hub id (org/name)"
+    if _offline():
+        return "is not in the local hub cache (HF_HOME), and HF_HUB_OFFLINE=1 forbids downloading it"
+    return f"could not be downloaded ({type(error).__name__}: {error})"
 
 
 def _download_hint(model: str) -> str:
     from redteam.weights import HUB_MODELS, hub_id
 
     resolved = hub_id(model)
+    if _path_like(resolved):
+        return "give model= an existing diffusers folder (with model_index.json), a catalog name (`redteam models`) or a hub id"
     names = [entry.name for entry in HUB_MODELS.values() if entry.hub_id == resolved]
     fetch = f"`redteam models download {names[0]}`" if names else f"`huggingface-cli download {resolved}`"
     return f"on a connected machine run {fetch} and copy HF_HOME here (with HF_HUB_OFFLINE=1), or give model=/path/to/a/local/diffusers/folder"

@@ -214,7 +214,7 @@ def test_diffpir_needs_a_linear_known_operator_and_the_prior(tiny_ddpm):
     assert "non-linear" in attack.applicable(MethodInfo("q", build_method("jpeg:quality=10")))[1]
     assert "no known operator" in attack.applicable(MethodInfo("k", build_method("k_same")))[1]
     missing = build_attack("diffpir:model=/nonexistent/prior").applicable(MethodInfo("m", build_method("mosaic")))
-    assert not missing[0] and "huggingface-cli download" in missing[1]
+    assert not missing[0] and "neither a local folder nor a hub id" in missing[1] and "existing diffusers folder" in missing[1]
     default = build_attack("diffpir").applicable(MethodInfo("m", build_method("mosaic")))  # the catalog's prior, not cached here
     assert not default[0] and "redteam models download ddpm_celebahq" in default[1]
 
@@ -225,7 +225,7 @@ def test_diffusion_attacks_are_skipped_with_the_reason_when_the_model_is_missing
     diffusion.set_pipeline_loader(None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ok, reason = build_attack("sdedit:model=/nonexistent/model").applicable(MethodInfo("m", None))
-    assert not ok and "huggingface-cli download" in reason
+    assert not ok and "neither a local folder nor a hub id" in reason
 
 
 @pytest.mark.parametrize("spec", ["mosaic:block=8", "gaussian_blur:sigma=2", "box:margin=0.1,shape=ellipse", "downsample:factor=4", "motion_blur"])
