@@ -34,6 +34,7 @@ def _quiet_diffusers() -> Iterator[None]:
     """diffusers warns on every load (no `accelerate`, old scheduler configs); errors still raise."""
     from diffusers.utils import logging as diffusers_logging
 
+    diffusers_logging.disable_progress_bar()  # "Loading pipeline components" would interleave with our progress display
     level = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()
     try:
@@ -47,14 +48,11 @@ def _build(kind: PipelineKind, model: str) -> Any:
     from redteam.weights import hub_id
 
     model = hub_id(model)
-    from diffusers.utils import logging as diffusers_logging
-
-    diffusers_logging.disable_progress_bar()  # "Loading pipeline components" would interleave with our progress display
     if kind == "prior":
         from deepinv.models import DiffusersDenoiserWrapper
 
         folder = model
-        if not Path(model).is_dir():  # a hub id: resolve it to the local snapshot first when offline
+        if not Path(model).is_dir():  # a hub id: the wrapper cannot be told to stay offline, so resolve it first
             from huggingface_hub import snapshot_download
 
             folder = snapshot_download(model, local_files_only=_offline())
@@ -146,17 +144,13 @@ def folder_digest(folder: Path) -> str:
 
 def model_provenance(model: str) -> dict[str, str]:
     """Which diffusion model exactly: a local folder as given, or a hub id with its cached snapshot commit."""
-    from redteam.weights import hub_id
+    from redteam.weights import cached_snapshot, hub_id
 
     resolved = hub_id(model)
     if Path(resolved).is_dir():
         return {"model": str(Path(resolved).resolve()), "weights_sha256": folder_digest(Path(resolved))}
-    try:
-        from huggingface_hub import snapshot_download
-
-        return {"model": resolved, "revision": Path(snapshot_download(resolved, local_files_only=True)).name}
-    except Exception:  # noqa: BLE001 - not cached here (e.g. a test's injected model)
-        return {"model": resolved, "revision": "unknown (not in the local hub cache)"}
+    snapshot = cached_snapshot(resolved)  # None for a model not cached here (e.g. a test's injected one)
+    return {"model": resolved, "revision": snapshot.name if snapshot else "unknown (not in the local hub cache)"}
 
 
 def diffusion_parameters(model: str, *, steps: int, guidance: float, prompt: str) -> tuple:

@@ -269,15 +269,20 @@ class HubModel:
 
     def snapshot(self) -> Path | None:
         """The local snapshot folder in HF_HOME, or None when it was never downloaded."""
-        try:
-            from huggingface_hub import snapshot_download
-
-            return Path(snapshot_download(self.hub_id, local_files_only=True))
-        except Exception:  # noqa: BLE001 - not in the cache (or huggingface_hub missing)
-            return None
+        return cached_snapshot(self.hub_id)
 
     def is_available(self) -> bool:
         return self.snapshot() is not None
+
+
+def cached_snapshot(repository: str) -> Path | None:
+    """The local snapshot folder of a hub repository in HF_HOME (its name is the commit), or None."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repository, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not in the cache (or huggingface_hub missing)
+        return None
 
 
 HUB_MODELS: dict[str, HubModel] = {
