@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 
 from redteam.anonymizers.base import Anonymizer, Parameter
@@ -59,6 +60,20 @@ class MethodInfo:
             return None
         x0, y0, x1, y1 = regions[0]
         return (x0 - self.origin[0], y0 - self.origin[1], x1 - self.origin[0], y1 - self.origin[1])
+
+    def changed_pixels(self, stage: Anonymizer, shape: tuple[int, int]) -> np.ndarray:
+        """Bool mask over an h x w window: the pixels `stage` changed (inside its region's shape, feather
+        included), all False when the region is unknown."""
+        height, width = shape
+        changed = np.zeros((height, width), dtype=bool)
+        region = self.region_of(stage)
+        if region is None:
+            return changed
+        x0, y0, x1, y1 = region
+        inside = stage.region_mask(region, self.face) > 0
+        cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+        changed[cy0:cy1, cx0:cx1] = inside[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+        return changed
 
     def stage(self, *names: str) -> Anonymizer | None:
         """The last stage of the known method whose name is one of `names`, or None."""

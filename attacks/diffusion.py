@@ -138,14 +138,9 @@ class DiffusionInpaint(_Diffusion):
         """The masked pixels: the known stage's mask, else the window's most common exact colour."""
         height, width = image.shape[-2:]
         stage = method.stage(*MASKING)
-        region = method.region_of(stage) if stage is not None else None
         mask = np.zeros((height, width), dtype=bool)
-        if stage is not None and region is not None:
-            x0, y0, x1, y1 = region
-            inside = stage.region_mask(region, method.face) > 0  # type: ignore[arg-type]
-            cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
-            mask[cy0:cy1, cx0:cx1] = inside[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-            return mask
+        if stage is not None and method.region_of(stage) is not None:
+            return method.changed_pixels(stage, (height, width))
         pixels = (image.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8).reshape(-1, 3)
         colours, counts = np.unique(pixels, axis=0, return_counts=True)
         if counts.max() >= 0.05 * len(pixels):

@@ -178,7 +178,7 @@ class DiffPIRAttack(Attack):
     parameters = (
         Parameter("model", str, DEFAULT_PRIOR, "catalog name (`redteam models`), hub id or local folder of an unconditional diffusers DDPM face model"),
         Parameter("steps", int, 50, "diffusion steps (network evaluations)", 2, 1000),
-        Parameter("size", int, 256, "the prior's working resolution: the region is upsampled by an integer factor to about this", 16, 2048),
+        Parameter("size", int, 256, "the prior's working resolution: the region is resampled to about this on its longer side", 16, 2048),
         Parameter("weight", float, 7.0, "DiffPIR's lambda: how much the prior is trusted against the data (larger = more prior)", 0.01, 1000.0),
         Parameter("zeta", float, 0.3, "DiffPIR's zeta: fraction of fresh noise per step", 0.0, 1.0),
         Parameter("noise", float, 0.02, "measurement noise std assumed beyond the method's own (8-bit rounding)", 0.001, 0.5),
@@ -197,10 +197,10 @@ class DiffPIRAttack(Attack):
     def applicable(self, method: MethodInfo) -> tuple[bool, str]:
         if not method.is_known:
             return False, f"needs the method's operator; '{method.name}' is an observed folder without a spec"
-        if method.reference.physics((32, 32)) is None:  # type: ignore[union-attr]
-            note = method.reference.operator_note or "no deepinv operator"  # type: ignore[union-attr]
-            return False, f"'{method.name}' has no known operator ({note})"
         if region_operator(method, (32, 32)) is None:
+            if method.reference.physics((32, 32)) is None:  # type: ignore[union-attr]
+                note = method.reference.operator_note or "no deepinv operator"  # type: ignore[union-attr]
+                return False, f"'{method.name}' has no known operator ({note})"
             return False, f"'{method.name}' has a non-linear operator; DiffPIR's data step needs a linear one"
         try:
             self._prior()
@@ -217,6 +217,7 @@ class DiffPIRAttack(Attack):
         if working is None:
             return images.clone()
         physics, (x0, y0, x1, y1) = working
+        reference_stage = method.reference.stages[0]  # type: ignore[union-attr]  # window_operator found it
         device = self._device()
         resample, work_shape = prior_resampling((y1 - y0, x1 - x0), int(self.values["size"]))
         fine = physics * resample if resample is not None else physics
@@ -229,7 +230,7 @@ class DiffPIRAttack(Attack):
             model=PaddedDenoiser(prior, unet_multiple(prior)), data_fidelity=L2(), sigma=sigma,
             max_iter=int(self.values["steps"]), zeta=float(self.values["zeta"]), lambda_=float(self.values["weight"]), device=device,
         )
-        changed = restored_pixels(method, images.shape[-2:])
+        changed = torch.from_numpy(method.changed_pixels(reference_stage, tuple(images.shape[-2:])))  # type: ignore[arg-type]
         out = images.clone()
         for index, image in enumerate(images):
             observed = image[None, :, y0:y1, x0:x1].float().to(device)
@@ -243,17 +244,3 @@ class DiffPIRAttack(Attack):
             keep = changed[y0:y1, x0:x1][None]
             out[index, :, y0:y1, x0:x1] = torch.where(keep, restored, image[:, y0:y1, x0:x1])
         return out
-
-
-def restored_pixels(method: MethodInfo, window: tuple[int, int]) -> torch.Tensor:
-    """Window pixels the method changed (its region's shape, feather included): the only ones replaced."""
-    changed = torch.zeros(tuple(window), dtype=torch.bool)
-    stage = method.reference.stages[0] if method.reference is not None else None
-    region = method.region_of(stage) if stage is not None else None
-    if region is None:
-        return changed
-    height, width = window
-    strength = stage.region_mask(region, method.face) > 0  # type: ignore[union-attr]
-    x0, y0, x1, y1 = max(0, region[0]), max(0, region[1]), min(width, region[2]), min(height, region[3])
-    changed[y0:y1, x0:x1] = torch.from_numpy(strength[y0 - region[1] : y1 - region[1], x0 - region[0] : x1 - region[0]])
-    return changed
