@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from attacks.base import Attack, MethodInfo, ThreatTier
 from redteam.atomic import write_atomically, write_text_atomically
 from redteam.errors import InputError, ModelUnavailableError
+from redteam.weights import cached_sha256
 
 TRAINING_SIZE = 96
 
@@ -199,8 +200,6 @@ class LearnedInversion(Attack):
         if not path.is_file():
             return False, f"no trained inversion for '{method.reference.spec}': run `redteam attack train --method \"{method.reference.spec}\" --faces DIR`"
         record = self._record(path)
-        from redteam.weights import cached_sha256
-
         if record.get("checkpoint_sha256") != cached_sha256(path):
             return False, f"{path} does not match the SHA-256 in its training record; retrain with `redteam attack train`"
         overlap = {f["sha256"] for f in record.get("corpus_files", [])} & method.audited_hashes
@@ -209,8 +208,6 @@ class LearnedInversion(Attack):
         return True, ""
 
     def provenance(self, method: MethodInfo) -> dict[str, str]:
-        from redteam.weights import cached_sha256
-
         if method.reference is None:
             return {}
         path = checkpoint_path(method.reference.spec)
