@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from attacks.base import Attack, MethodInfo, ThreatTier
 from redteam.atomic import write_atomically, write_text_atomically
 from redteam.errors import InputError, ModelUnavailableError
-from redteam.weights import cached_sha256
+from redteam.weights import cached_sha256, sha256_file
 
 TRAINING_SIZE = 96
 
@@ -171,7 +171,7 @@ def train_inversion(
         "steps": step, "seconds": round(time.perf_counter() - began, 1), "seed": seed, "corpus": str(faces_dir.resolve()),
         "corpus_files": [{"file": rel, "sha256": digest} for rel, digest in pairs.files], "face_windows": count,
         "loss_first_100": float(np.mean(losses[:100])) if losses else None, "loss_last_100": float(np.mean(losses[-100:])) if losses else None,
-        "environment": environment(), "checkpoint_sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+        "environment": environment(), "checkpoint_sha256": sha256_file(target),
     }
     write_text_atomically(target.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     log(f"saved {target} after {step} steps")

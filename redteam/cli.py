@@ -355,15 +355,7 @@ def models_import(
 ) -> None:
     """Verify a hand-carried weight file and copy it to where the loader looks."""
     from redteam import terminal
-    from redteam.errors import InputError
-    from redteam.weights import HUB_MODELS, import_model_file
-
-    if name in HUB_MODELS:
-        raise InputError(
-            f"'{name}' is a hub model (a folder of files), not a single weight file",
-            fix=f"copy the HF_HOME folder of a machine that ran `redteam models download {name}`, "
-            "or give the attack model=/path/to/the/diffusers/folder",
-        )
+    from redteam.weights import import_model_file
 
     target = import_model_file(name, file, _validator(name))
     terminal.stdout.print(f"imported {name}: {target}")

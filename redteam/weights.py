@@ -335,6 +335,12 @@ def import_model_file(name: str, source: Path, validate: Callable[[Path], None] 
     The copy goes to a temporary file beside the target and is renamed into place, so an interrupted
     import never leaves a partial file where the loader would trust it.
     """
+    if name in HUB_MODELS:
+        raise InputError(
+            f"'{name}' is a hub model (a folder of files), not a single weight file",
+            fix=f"copy the HF_HOME folder of a machine that ran `redteam models download {name}`, "
+            "or give the attack model=/path/to/the/diffusers/folder",
+        )
     entry = get_model_file(name)
     if entry.ships_in_package:
         raise InputError(f"model '{name}' ships inside a pip package and cannot be imported", fix="reinstall the project")

@@ -24,6 +24,8 @@ def test_import_verifies_the_published_hash_and_copies_atomically(tmp_path, offl
         import_model_file("dlib_resnet", wrong)
     with pytest.raises(InputError, match="unknown model"):
         import_model_file("arcface", wrong)
+    with pytest.raises(InputError, match="is a hub model"):
+        import_model_file("ddpm_celebahq", wrong)
 
 
 def test_download_fails_closed_without_network(monkeypatch):
