@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from attacks.base import TIER_ORDER, Attack, MethodInfo, ThreatTier
+from attacks.base import TIER_ORDER, Applicability, Attack, AttackNotApplicable, MethodInfo, ThreatTier
 from attacks.chain import ChainAttack
 from attacks.deconvolution import BlindDeconvolution, RichardsonLucy, TVDeconvolution, WienerDeconvolution
 from attacks.denoising import JpegDeblock, NonLocalMeansDenoise
@@ -26,7 +26,7 @@ ATTACKS: dict[str, type[Attack]] = {
 }
 ATTACKS.update(load_entry_points("redteam.attacks", Attack))
 
-__all__ = ["ATTACKS", "Attack", "ChainAttack", "MethodInfo", "ThreatTier", "TIER_ORDER", "build_attack"]
+__all__ = ["ATTACKS", "Applicability", "Attack", "AttackNotApplicable", "ChainAttack", "MethodInfo", "ThreatTier", "TIER_ORDER", "build_attack"]
 
 
 def build_attack(spec: str) -> Attack:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, Literal
@@ -25,6 +26,37 @@ class ThreatTier(str, Enum):
 
 
 TIER_ORDER: tuple[ThreatTier, ...] = tuple(ThreatTier)
+
+
+@dataclass(frozen=True)
+class Applicability:
+    """Whether an attack can run against a method; unpacks as ``ok, reason``.
+
+    Attributes:
+        model_missing: it would apply, but a model or weight file it needs is not on this machine (an
+            attack the user requested or the policy requires then makes the audit exit 4).
+    """
+
+    ok: bool
+    reason: str = ""
+    model_missing: bool = False
+
+    def __iter__(self) -> Iterator[bool | str]:
+        return iter((self.ok, self.reason))
+
+    def __getitem__(self, index: int) -> bool | str:
+        return (self.ok, self.reason)[index]
+
+    @classmethod
+    def of(cls, value: Applicability | tuple[bool, str]) -> Applicability:
+        """Accept a plugin's plain ``(ok, reason)`` tuple too."""
+        return value if isinstance(value, Applicability) else cls(bool(value[0]), str(value[1]))
+
+
+class AttackNotApplicable(Exception):  # noqa: N818 - it is an outcome, not a failure
+    """Raised by `reconstruct` for one face it cannot attack (e.g. no mosaic grid shows): that face gets
+    no result for the attack, with this reason in the report, instead of an unchanged copy passed off as
+    a reconstruction."""
 
 
 @dataclass(frozen=True)
@@ -124,11 +156,11 @@ class Attack(ABC):
             self.values["device"] = str(device)
         return self
 
-    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+    def applicable(self, method: MethodInfo) -> Applicability:
         """Whether the attack can run against `method`, and if not, why."""
         if self.needs_known_method and not method.is_known:
-            return False, f"needs a known method; '{method.name}' is an observed folder without a spec"
-        return True, ""
+            return Applicability(False, f"needs a known method; '{method.name}' is an observed folder without a spec")
+        return Applicability(True)
 
     def provenance(self, method: MethodInfo) -> dict[str, str]:
         """The exact models behind this attack for `method` (file hashes, hub snapshots), recorded in

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from attacks.base import TIER_ORDER, Attack, MethodInfo, ThreatTier
+from attacks.base import TIER_ORDER, Applicability, Attack, MethodInfo, ThreatTier
 
 
 class ChainAttack(Attack):
@@ -22,12 +22,12 @@ class ChainAttack(Attack):
         self.tier = max((stage.tier for stage in self.stages), key=TIER_ORDER.index)  # type: ignore[misc]
         self.gallery_domain = "anonymized" if any(s.gallery_domain == "anonymized" for s in self.stages) else "clean"  # type: ignore[misc]
 
-    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+    def applicable(self, method: MethodInfo) -> Applicability:
         for stage in self.stages:
-            ok, reason = stage.applicable(method)
-            if not ok:
-                return False, f"stage {stage.name}: {reason}"
-        return True, ""
+            verdict = Applicability.of(stage.applicable(method))
+            if not verdict.ok:
+                return Applicability(False, f"stage {stage.name}: {verdict.reason}", verdict.model_missing)
+        return Applicability(True)
 
     def use_device(self, device: torch.device) -> ChainAttack:
         for stage in self.stages:

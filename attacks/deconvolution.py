@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from skimage.restoration import richardson_lucy, wiener
 
-from attacks.base import Attack, MethodInfo, ThreatTier
+from attacks.base import Applicability, Attack, MethodInfo, ThreatTier
 
 BLURS = ("gaussian_blur", "box_blur", "motion_blur")
 
@@ -49,12 +49,12 @@ class _Deconvolution(Attack):
     tier = ThreatTier.ADAPTIVE
     needs_known_method = True
 
-    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+    def applicable(self, method: MethodInfo) -> Applicability:
         if not method.is_known:
-            return False, f"needs the blur kernel; '{method.name}' is an observed folder without a spec"
+            return Applicability(False, f"needs the blur kernel; '{method.name}' is an observed folder without a spec")
         if method.stage(*BLURS) is None:
-            return False, f"'{method.name}' has no blur stage"
-        return True, ""
+            return Applicability(False, f"'{method.name}' has no blur stage")
+        return Applicability(True)
 
     def deconvolve(self, window: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -112,8 +112,40 @@ class RichardsonLucy(_Deconvolution):
         return np.clip(np.stack(channels, axis=2)[pad:-pad, pad:-pad], 0.0, 1.0)
 
 
+def valid_blur_fft(kernel: torch.Tensor, shape: tuple[int, int]):
+    """The blur as a deepinv LinearPhysics on an extended domain: x is the window grown by the kernel's
+    radius, A(x) the blurred window ("valid" convolution, the same pixels a replicate-padded blur reads
+    inside the window), computed with FFTs (exact: the circular wrap only touches the cropped border).
+
+    Args:
+        kernel: 1 x 1 x k x k (odd k), centred.
+        shape: (h, w) of the blurred window (the measurement).
+    """
+    from deepinv.physics import LinearPhysics
+
+    size = kernel.shape[-1]
+    radius = size // 2
+    height, width = shape[0] + 2 * radius, shape[1] + 2 * radius
+    padded = torch.zeros((height, width), dtype=torch.float32)
+    padded[:size, :size] = kernel[0, 0].float()
+    spectrum = torch.fft.rfft2(torch.roll(padded, shifts=(-radius, -radius), dims=(0, 1)))
+
+    def forward(x: torch.Tensor, **_: object) -> torch.Tensor:
+        blurred = torch.fft.irfft2(torch.fft.rfft2(x) * spectrum, s=(height, width))
+        return blurred[..., radius : height - radius, radius : width - radius]
+
+    def adjoint(y: torch.Tensor, **_: object) -> torch.Tensor:
+        full = torch.nn.functional.pad(y, (radius, radius, radius, radius))
+        return torch.fft.irfft2(torch.fft.rfft2(full) * spectrum.conj(), s=(height, width))
+
+    return LinearPhysics(A=forward, A_adjoint=adjoint)
+
+
 class TVDeconvolution(_Deconvolution):
     """Total-variation regularised deconvolution with the declared operator (deepinv PGD, 25 iterations).
+
+    The unknown is the window grown by the kernel's radius, so the data term compares exactly the
+    published pixels with the blur of what lies around them (no assumed padding); the blur runs as FFTs.
 
     References:
         Rudin, Osher and Fatemi, Physica D 1992; deepinv `optim_builder("PGD", prior=TVPrior())`.
@@ -125,16 +157,20 @@ class TVDeconvolution(_Deconvolution):
         from deepinv.optim import optim_builder
         from deepinv.optim.data_fidelity import L2
         from deepinv.optim.prior import TVPrior
-        from deepinv.physics import Blur
 
         kernel = torch.from_numpy(known_kernel(method)).float()[None, None]  # type: ignore[arg-type]
-        physics = Blur(filter=kernel, padding="replicate")
+        if kernel.shape[-1] % 2 == 0:  # an even box: centre it in an odd kernel
+            kernel = torch.nn.functional.pad(kernel, (1, 0, 1, 0))
+        radius = kernel.shape[-1] // 2
+        physics = valid_blur_fft(kernel, (images.shape[-2], images.shape[-1]))
         solver = optim_builder(
             iteration="PGD", prior=TVPrior(n_it_max=8), data_fidelity=L2(),
             params_algo={"stepsize": 1.0, "lambda": 0.002}, max_iter=25, early_stop=False,
         )
+        measured = images.float()
+        start = torch.nn.functional.pad(measured, (radius, radius, radius, radius), mode="replicate")
         with torch.no_grad():
-            restored = solver(images.float(), physics, init=images.float())
+            restored = solver(measured, physics, init=start)[..., radius : radius + images.shape[-2], radius : radius + images.shape[-1]]
         return only_in_region(images, restored.clamp(0.0, 1.0), method)
 
 

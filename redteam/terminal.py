@@ -12,6 +12,7 @@ from rich.table import Table
 
 from attacks.base import TIER_ORDER
 from redteam.run import AuditResult, ProgressFn
+from reports.table import format_limit
 
 # Logs of CI jobs are not terminals: give tables room (COLUMNS, else 160) instead of rich's 80-column default.
 _WIDTH = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 160
@@ -70,12 +71,15 @@ def print_result(result: AuditResult) -> None:
         e = v.estimate
         rate = "n/a (n=0)" if e.trials == 0 else f"{e.rate:.0%} ({e.successes}/{e.trials}) [{e.low:.0%}, {e.high:.0%}]"
         chance = "n/a" if v.chance != v.chance else f"{v.chance:.0%}"
-        rates.add_row(v.method, v.tier, v.attack, v.recognizer, v.metric, rate, chance, f"{v.limit:.0%}", _styled(v.verdict.value))
+        rates.add_row(v.method, v.tier, v.attack, v.recognizer, v.metric, rate, chance, format_limit(v.limit), _styled(v.verdict.value))
     stdout.print(rates)
     for blocker in result.blockers:
-        stderr.print(f"[bold red]policy requirement not met:[/bold red] {blocker}")
+        stderr.print(f"[bold red]requested or required but unavailable (no PASS, exit 4):[/bold red] {blocker}", soft_wrap=True, highlight=False)
+    skipped_by_reason: dict[tuple[str, str], list[str]] = {}
     for skipped in result.skipped_attacks:
-        stderr.print(f"[yellow]skipped[/yellow] {skipped.method}/{skipped.attack}: {skipped.reason}")
+        skipped_by_reason.setdefault((skipped.attack, skipped.reason), []).append(skipped.method)
+    for (attack, reason), methods in skipped_by_reason.items():
+        stderr.print(f"[yellow]skipped[/yellow] {attack} for {', '.join(methods)}: {reason}", soft_wrap=True, highlight=False)
     if result.issues:
         counts: dict[str, int] = {}
         for issue in result.issues:

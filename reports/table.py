@@ -44,9 +44,11 @@ def verdict_frame(result: AuditResult) -> pd.DataFrame:
                 "ci_low": v.estimate.low,
                 "ci_high": v.estimate.high,
                 "chance": None if math.isnan(v.chance) else v.chance,
-                "limit": v.limit,
+                "limit": None if math.isnan(v.limit) else v.limit,
                 "verdict": v.verdict.value,
                 "reason": v.reason,
+                "degenerate_probes": v.degenerate,
+                "distractors_needed": v.distractors_needed,
             }
         )
     frame = pd.DataFrame(records)
@@ -61,3 +63,8 @@ def format_rate(successes: int, trials: int, low: float, high: float) -> str:
     if trials == 0:
         return "n/a (n=0)"
     return f"{successes / trials:.0%} ({successes}/{trials}) [{low:.0%}, {high:.0%}]"
+
+
+def format_limit(limit: float | None) -> str:
+    """A policy limit as a percentage; "none" for a tier the policy sets no limits for."""
+    return "none" if limit is None or (isinstance(limit, float) and math.isnan(limit)) else f"{float(limit):.0%}"

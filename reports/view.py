@@ -13,7 +13,7 @@ import pandas as pd
 
 from redteam.run import AuditResult
 from reports.plots import distance_histograms, png_bytes
-from reports.table import format_rate, results_frame, verdict_frame
+from reports.table import format_limit, format_rate, results_frame, verdict_frame
 
 
 def _mean(series: pd.Series) -> str:
@@ -51,7 +51,7 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
                 "metric": v["metric"], "n": int(v["n"]),
                 "rate": format_rate(int(v["successes"]), int(v["n"]), float(v["ci_low"]), float(v["ci_high"])),
                 "chance": "n/a" if v["chance"] is None or pd.isna(v["chance"]) else f"{float(v['chance']):.1%}",
-                "limit": f"{float(v['limit']):.0%}", "verdict": v["verdict"], "reason": v["reason"],
+                "limit": format_limit(v["limit"]), "verdict": v["verdict"], "reason": v["reason"],
             }
         )
     quality = []

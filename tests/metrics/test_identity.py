@@ -7,6 +7,8 @@ from metrics.identity import (
     chance_other_photo,
     chance_same_photo,
     cosine_similarity,
+    degenerate_probes,
+    near_duplicate_pairs,
     rank_of_other_photo,
     rank_of_own_original,
 )
@@ -44,3 +46,35 @@ def test_cosine_similarity_is_row_wise():
     a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     b = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     assert cosine_similarity(a, b).tolist() == pytest.approx([1.0, 0.0])
+
+
+def test_a_near_duplicate_of_the_own_photo_is_neither_competitor_nor_other_photo():
+    # Gallery: 0 = own photo, 1 = its re-encoded copy, 2 = another photo of the same person, 3 = someone else.
+    distances = torch.tensor([[0.30, 0.20, 0.40, 0.50]])
+    assert rank_of_own_original(distances, [0]).tolist() == [2.0]  # the copy would push the original down
+    assert rank_of_own_original(distances, [0], [[1]]).tolist() == [1.0]
+    identities = ["a", "a", "a", "b"]
+    assert rank_of_other_photo(distances, [0], ["a"], identities).tolist() == [1.0]  # the copy counted as "another photo"
+    assert rank_of_other_photo(distances, [0], ["a"], identities, [[1]]).tolist() == [1.0]
+    far = torch.tensor([[0.30, 0.20, 0.60, 0.50]])
+    assert rank_of_other_photo(far, [0], ["a"], identities, [[1]]).tolist() == [2.0]  # the real other photo is second
+
+
+def test_near_duplicate_pairs_are_below_the_tolerance():
+    gallery = torch.tensor([[0.0, 0.05, 0.4], [0.05, 0.0, 0.45], [0.4, 0.45, 0.0]])
+    assert near_duplicate_pairs(gallery, 0.15) == [(0, 1, pytest.approx(0.05))]
+
+
+def test_degenerate_probes_blank_collapsed_and_one_identity():
+    keys = ["a", "b", "c", "d"]
+    informative = torch.tensor([[0.0, 0.5, 0.6, 0.7], [0.5, 0.0, 0.5, 0.6], [0.6, 0.5, 0.0, 0.5], [0.7, 0.6, 0.5, 0.0]])
+    assert degenerate_probes([40.0] * 4, informative, keys, ["a", "b", "c", "d"], 0.6) == [None] * 4
+    reasons = degenerate_probes([0.0, 40.0, 40.0, 40.0], informative, keys, ["a", "b", "c", "d"], 0.6)
+    assert reasons[0].startswith("blank") and reasons[1:] == [None] * 3
+    collapsed = informative.clone()
+    collapsed[1, 2] = collapsed[2, 1] = 0.01  # b and c: indistinguishable to the recognizer
+    assert [r is not None for r in degenerate_probes([40.0] * 4, collapsed, keys, ["a", "b", "c", "d"], 0.6)] == [False, True, True, False]
+    same_person = degenerate_probes([40.0] * 2, torch.tensor([[0.0, 0.01], [0.01, 0.0]]), ["a", "a"], ["a", "a"], 0.6)
+    assert same_person == [None, None]  # two photos of one person may be close
+    landing = degenerate_probes([40.0] * 4, informative, keys, ["a", "a", "a", "a"], 0.6)
+    assert all(r is not None and "same gallery identity" in r for r in landing)

@@ -50,7 +50,7 @@ def test_refuses_to_write_into_its_input(originals):
 
 def test_written_folder_declares_its_method_and_matches_the_on_the_fly_audit(sample_dir, tmp_path, cache_dir):
     anonymize_folder(sample_dir, tmp_path / "mosaic", "mosaic:block=12", seed=0)
-    base = dict(originals=sample_dir, out=tmp_path / "report", cache_dir=cache_dir, recognizers=("dlib",))
+    base = dict(originals=sample_dir, out=tmp_path / "report", cache_dir=cache_dir, recognizers=("dlib",), attacks=("none", "parrot"))
     observed = AuditRun(AuditConfig(methods=(MethodSource("m", "observed", folder=tmp_path / "mosaic"),), **base)).run()
     on_the_fly = AuditRun(AuditConfig(methods=(MethodSource("m", "reference", spec="mosaic:block=12"),), **base)).run()
     assert {row.attack for row in observed.rows} == {"none", "parrot"}  # declared: the parrot tier runs

@@ -30,6 +30,7 @@ def test_a_dozen_methods_in_one_audit(sample_dir, tmp_path, cache_dir, tiny_inpa
         cache_dir=cache_dir,
         recognizers=("dlib",),
         builtin_policy="demo_policy.toml",
+        attacks=("none", "parrot"),
     )
     result = AuditRun(config).run()
     assert [v.method for v in result.method_verdicts] == list(METHODS)

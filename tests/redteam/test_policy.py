@@ -25,9 +25,16 @@ def test_builtin_policies_load():
         ({"min_samples": 0, "limits": {"naive": {"rank1": 0.1}}}, "min_samples"),
         ({"required_recognizers": ["arcface"], "limits": {"naive": {"rank1": 0.1}}}, "arcface"),
         ({"colour": "red", "limits": {"naive": {"rank1": 0.1}}}, "unknown key"),
+        ({"limits": {"parrot": {"rank1": 0.1}}}, "cannot measure"),
+        ({"limits": {"naive": {}}}, "at least one metric"),
+        ({"required_attacks": ["telepathy"], "limits": {"naive": {"rank1": 0.1}}}, "telepathy"),
     ],
 )
 def test_invalid_policies_say_what_is_wrong(data, message):
+    if "required_attacks" in data:
+        with pytest.raises(ConfigError, match=message):
+            parse_policy(data, "test.toml", RECOGNIZERS, ("none", "bicubic"))
+        return
     with pytest.raises(ConfigError, match=message) as error:
         parse_policy(data, "test.toml", RECOGNIZERS)
     assert error.value.fix
@@ -38,3 +45,20 @@ def test_broken_toml_is_a_config_error(tmp_path):
     path.write_text("confidence = = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_policy(path, RECOGNIZERS)
+
+
+def test_builtin_default_requires_reconstruction_and_adaptive_when_declared():
+    default = load_policy(None, RECOGNIZERS)
+    assert default.tiers_required(declared=False) == ("naive", "reconstruction")
+    assert default.tiers_required(declared=True) == ("naive", "reconstruction", "adaptive")
+    for tier in ("naive", "reconstruction", "parrot", "adaptive"):
+        assert default.limits_for(tier), tier  # every tier that can run is judged
+
+
+def test_default_limits_fill_tiers_without_a_table():
+    policy = parse_policy({"limits": {"naive": {"rank1": 0.2}, "default": {"verify": 0.1, "rank1_other": 0.05}}}, "t.toml", RECOGNIZERS)
+    assert policy.limits_for("naive") == {"rank1": 0.2}
+    assert policy.limits_for("adaptive") == {"verify": 0.1, "rank1_other": 0.05}
+    assert policy.limits_for("parrot") == {"rank1_other": 0.05}
+    assert parse_policy({"limits": {"naive": {"rank1": 0.2}}}, "t.toml", RECOGNIZERS).limits_for("adaptive") is None
+    assert policy.to_json()["limits"]["default"] == {"verify": 0.1, "rank1_other": 0.05}

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from attacks import Attack, AttackNotApplicable, ThreatTier
 from redteam.anonymizers import build_method
 from redteam.config import AuditConfig, MethodSource
-from redteam.errors import InputError, ModelUnavailableError, UsageError
+from redteam.errors import InputError, UsageError
 from redteam.faces import FaceDetector
 from redteam.images import load_image
 from redteam.run import AuditRun
@@ -34,6 +35,7 @@ def config(originals, tmp_path, cache_dir, **overrides):
         methods=(MethodSource("blur", "reference", spec="gaussian_blur:sigma=2"),),
         cache_dir=cache_dir,
         recognizers=("dlib",),
+        attacks=("none", "parrot"),  # the quick tiers; the default (auto) is tested on its own
     )
     values.update(overrides)
     return AuditConfig(**values)
@@ -66,10 +68,12 @@ def test_every_input_problem_is_counted_not_dropped(originals, tmp_path, cache_d
     kinds = Counter(issue.kind for issue in result.issues)
     assert kinds == Counter(
         {"unreadable": 2, "no_face": 1, "unsupported_file": 1, "multi_face": 1,
-         "missing_counterpart": 1, "size_mismatch": 1, "resized": 1}
+         "missing_counterpart": 1, "size_mismatch": 1, "resized": 1, "near_duplicate": 1}
     )
     by_path = {(i.kind, i.path) for i in result.issues}
     assert ("unreadable", "barack_obama/cut.jpg") in by_path and ("no_face", "wall.png") in by_path
+    (twins,) = [i for i in result.issues if i.kind == "near_duplicate"]  # the group photo's left face is obama2.jpg
+    assert "group.jpg#0" in twins.detail and "obama2.jpg#0" in twins.detail
     group_faces = [f for f in result.faces if f.image == "group.jpg"]
     assert len(group_faces) == 2 and all(f.identity is None for f in group_faces)
     audited = {row.image for row in result.rows}
@@ -109,12 +113,14 @@ def test_results_table_has_one_row_per_face_method_attack_recognizer(originals, 
     assert naive["chance_rank1"].tolist() == pytest.approx([0.2] * 5)
     assert naive["ssim"].between(0, 1).all() and naive["anonymized_face_detected"].all()
     verdict = {v.method: v.verdict.value for v in result.method_verdicts}
-    assert verdict == {"blur": "INCONCLUSIVE"}  # default policy: 5 faces < min_samples 30
+    assert verdict == {"blur": "FAIL"}  # default policy: 5 faces < min_samples 30, but verify 5/5 is a clear FAIL
 
 
 def test_fail_closed_when_no_recognizer_or_bad_requests(originals, tmp_path, cache_dir):
-    with pytest.raises(ModelUnavailableError, match="no face recognizer"):
-        AuditRun(config(originals, tmp_path, cache_dir, recognizers=("facenet",))).run()
+    nothing = AuditRun(config(originals, tmp_path, cache_dir, recognizers=("facenet",))).run()
+    assert not nothing.rows and nothing.model_unavailable  # the CLI writes the reports and exits 4
+    assert any("no face recognizer is available" in b for b in nothing.blockers)
+    assert nothing.method_verdicts[0].verdict.value == "INCONCLUSIVE"
     with pytest.raises(UsageError, match="unknown attack"):
         AuditRun(config(originals, tmp_path, cache_dir, attacks=("telepathy",))).run()
     with pytest.raises(UsageError, match="used twice"):
@@ -125,10 +131,13 @@ def test_fail_closed_when_no_recognizer_or_bad_requests(originals, tmp_path, cac
         AuditRun(config(originals, tmp_path, cache_dir, device="cuda"))
 
 
-def test_gallery_distractors_enlarge_the_gallery(originals, tmp_path, cache_dir, sample_dir):
-    result = AuditRun(config(originals, tmp_path, cache_dir, gallery=sample_dir / "joe_biden")).run()
+def test_gallery_distractors_enlarge_the_gallery(originals, tmp_path, cache_dir, sample_dir, shared_faces):
+    result = AuditRun(config(originals, tmp_path, cache_dir, gallery=shared_faces / "dev" / "identities" / "paul_rudd")).run()
     assert result.gallery_size == 6
     assert {row.gallery_size for row in result.rows} == {6}
+    same_file = AuditRun(config(originals, tmp_path, cache_dir, gallery=sample_dir / "joe_biden")).run()
+    assert same_file.gallery_size == 5  # a gallery file identical to an original is counted once
+    assert [i.path for i in same_file.issues if i.kind == "duplicate"] == ["gallery:biden.jpg"]
 
 
 def test_calibrated_threshold_is_used_and_reported(originals, tmp_path, cache_dir):
@@ -158,7 +167,7 @@ def test_attacks_auto_runs_what_applies_and_says_why_it_skipped_the_rest(origina
     assert ("blur", "wiener", "adaptive") in ran and ("blur", "wiener|denoise", "adaptive") in ran
     skipped = {(s.method, s.attack): s.reason for s in result.skipped_attacks}
     assert "no blur stage" in skipped[("mosaic", "wiener")]
-    assert "no mosaic or downsampling stage" in skipped[("blur", "bicubic")]
+    assert "no mosaic, pixelate or downsampling stage" in skipped[("blur", "bicubic")]
     assert set(result.attack_seconds["blur"]) >= {"none", "wiener", "tv_deconv"}
     verdict_tiers = {(v.method, v.tier) for v in result.metric_verdicts}
     assert ("blur", "adaptive") in verdict_tiers and ("mosaic", "reconstruction") in verdict_tiers
@@ -194,3 +203,45 @@ def test_attack_models_and_compute_cost_are_recorded(sample_dir, tmp_path, cache
     table = results_frame(result)
     chained = table[table["attack"] == f"bicubic|{sr}"]
     assert len(chained) == 5 and (chained["attack_seconds"] > 0).all()
+
+
+class _Picky(Attack):
+    """Refuses the faces of one image (as the blind grid estimate does when no grid shows)."""
+
+    name = "picky"
+    tier = ThreatTier.RECONSTRUCTION
+
+    def reconstruct(self, images, *, method, generator):
+        if method.face is not None and method.image_shape is not None and method.image_shape[:2] == (558, 558):
+            raise AttackNotApplicable("no grid shows on this face")
+        return images
+
+
+def test_faces_an_attack_cannot_handle_have_no_result_and_block_pass(originals, tmp_path, cache_dir, monkeypatch):
+    from attacks import ATTACKS
+
+    monkeypatch.setitem(ATTACKS, "picky", _Picky)
+    policy = tmp_path / "policy.toml"
+    policy.write_text("min_samples = 1\nrequired_tiers = []\n[limits.default]\nverify = 0.9\n")
+    methods = (MethodSource("box", "reference", spec="box:margin=0.5"),)
+    result = AuditRun(config(originals, tmp_path, cache_dir, methods=methods, attacks=("none", "picky"), policy=policy)).run()
+    picky = [row for row in result.rows if row.attack == "picky"]
+    assert len(picky) == 4 and "eileen_collins/astronaut.jpg" not in {row.image for row in picky}
+    (verdict,) = result.method_verdicts
+    assert verdict.verdict.value == "INCONCLUSIVE"
+    assert any("'picky' with dlib has results for 4 of 5" in reason for reason in verdict.reasons)
+    assert any("no grid shows on this face" in reason for reason in verdict.reasons)
+    quick = AuditRun(config(originals, tmp_path, cache_dir, methods=methods, attacks=("none",), policy=policy)).run()
+    assert quick.method_verdicts[0].verdict.value == "PASS"  # the same audit without the picky attack
+
+
+def test_a_required_attack_that_does_not_apply_blocks_pass(originals, tmp_path, cache_dir):
+    policy = tmp_path / "policy.toml"
+    policy.write_text("min_samples = 1\nrequired_tiers = []\nrequired_attacks = ['wiener']\n[limits.default]\nverify = 0.9\n")
+    methods = (MethodSource("box", "reference", spec="box:margin=0.5"),)
+    result = AuditRun(config(originals, tmp_path, cache_dir, methods=methods, attacks=("none", "wiener"), policy=policy)).run()
+    (verdict,) = result.method_verdicts
+    assert verdict.verdict.value == "INCONCLUSIVE" and not result.blockers
+    assert any("policy requires attack 'wiener', which does not apply" in reason for reason in verdict.reasons)
+    unselected = AuditRun(config(originals, tmp_path, cache_dir, methods=methods, attacks=("none",), policy=policy)).run()
+    assert any("did not select: add --attack wiener" in reason for reason in unselected.method_verdicts[0].reasons)

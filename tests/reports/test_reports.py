@@ -24,6 +24,7 @@ def result(sample_dir, cache_dir, tmp_path_factory):
         cache_dir=cache_dir,
         recognizers=("dlib",),
         builtin_policy="demo_policy.toml",
+        attacks=("none", "parrot"),
     )
     return AuditRun(config).run()
 
