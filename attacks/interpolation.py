@@ -1,7 +1,9 @@
 """Interpolation upscaling of mosaic and downsampled faces: recover the cell grid, then resample it.
 
-The grid (cell size and phase) comes from the declared method when it is known, and is otherwise
-estimated blindly from the runs of identical pixels a mosaic leaves.
+The grid (pitch and phase per axis) comes from the declared method when it is known, and is otherwise
+estimated blindly, with sub-pixel pitch, from the steps a mosaic leaves (`attacks.grid`). A face where
+no grid shows is not attacked: `reconstruct` raises AttackNotApplicable, so the face gets no result for
+the attack (and the method cannot PASS) instead of an unchanged copy counted as a reconstruction.
 
 References:
     McPherson, Shokri and Shmatikov, "Defeating Image Obfuscation with Deep Learning", 2016; Keys,
@@ -15,89 +17,50 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from PIL import Image
 
-from attacks.base import Attack, MethodInfo, ThreatTier
-
-
-def changes_profile(window: np.ndarray, axis: int) -> np.ndarray:
-    """Share of pixels that differ from their next neighbour, per column gap (axis=1) or row gap (axis=0)."""
-    changes = ~np.all(np.diff(window.astype(np.int16), axis=axis) == 0, axis=2)
-    return changes.mean(axis=0) if axis == 1 else changes.mean(axis=1)
-
-
-def _periodicity(profile: np.ndarray, largest: int) -> tuple[int, int, float]:
-    """The (period, phase) whose positions change most often compared with all others."""
-    best = (0, 0, 0.0)
-    for cell in range(2, min(largest, len(profile) // 2) + 1):
-        for phase in range(cell):
-            on = np.zeros(len(profile), dtype=bool)
-            on[phase::cell] = True
-            if on.all() or not on.any():
-                continue
-            score = float(profile[on].mean() - profile[~on].mean())
-            if score > best[2] + 1e-9:
-                best = (cell, phase, score)
-    return best
-
-
-def estimate_grid(window: np.ndarray, largest: int = 48, min_score: float = 0.3) -> tuple[int, int, int] | None:
-    """Blind estimate of a mosaic's (cell, first column, first row) of its grid, or None if no grid shows.
-
-    Inside a mosaic, neighbouring pixels differ only across cell boundaries, which recur every `cell`
-    pixels; elsewhere they differ almost everywhere.
-    """
-    cell, phase_x, score = _periodicity(changes_profile(window, axis=1), largest)
-    if cell < 2 or score < min_score:
-        return None
-    rows = changes_profile(window, axis=0)
-    phase_y = int(np.argmax([rows[p::cell].mean() if len(rows[p::cell]) else 0.0 for p in range(cell)]))
-    return cell, (phase_x + 1) % cell, (phase_y + 1) % cell
+from attacks.base import Applicability, Attack, AttackNotApplicable, MethodInfo, ThreatTier
+from attacks.grid import AxisGrid, estimate_grid, resample_grid
+from redteam.anonymizers.mosaic import pixel_cells
 
 
 class _Interpolation(Attack):
     tier = ThreatTier.RECONSTRUCTION
-    resample: ClassVar[int]
-    targets = ("mosaic", "downsample")
+    kernel: ClassVar[str]
+    targets = ("mosaic", "pixelate", "downsample")
 
-    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+    def applicable(self, method: MethodInfo) -> Applicability:
         if method.is_known and method.stage(*self.targets) is None:
-            return False, f"'{method.name}' has no mosaic or downsampling stage"
-        return True, ""
+            return Applicability(False, f"'{method.name}' has no mosaic, pixelate or downsampling stage")
+        return Applicability(True)
 
-    def _grid(self, window: np.ndarray, method: MethodInfo) -> tuple[int, int, int, tuple[int, int, int, int]]:
+    def _grid(self, window: np.ndarray, method: MethodInfo) -> tuple[AxisGrid, AxisGrid, tuple[int, int, int, int]]:
+        """The grid and the box it covers in the window: declared, or estimated blindly."""
         height, width = window.shape[:2]
         stage = method.stage(*self.targets)
         region = method.region_of(stage) if stage is not None else None
         if stage is not None and region is not None:
-            cell = int(stage.values.get("block", stage.values.get("factor")))
             x0, y0, x1, y1 = region
-            return cell, x0, y0, (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
+            box = (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
+            if stage.name == "pixelate":  # round(size / pitch) cells of fractional width per axis
+                columns, rows = pixel_cells(x1 - x0, float(stage.values["pitch"])), pixel_cells(y1 - y0, float(stage.values["pitch"]))
+                return AxisGrid((x1 - x0) / columns, float(x0), 1.0, columns + 1), AxisGrid((y1 - y0) / rows, float(y0), 1.0, rows + 1), box
+            cell = float(stage.values.get("block", stage.values.get("factor")))
+            columns, rows = int((x1 - x0) // cell) + 1, int((y1 - y0) // cell) + 1
+            return AxisGrid(cell, float(x0), 1.0, columns), AxisGrid(cell, float(y0), 1.0, rows), box
         estimate = estimate_grid(np.round(window * 255).astype(np.uint8))
         if estimate is None:
-            return 0, 0, 0, (0, 0, width, height)
-        cell, px, py = estimate
-        return cell, px % cell, py % cell, (0, 0, width, height)
+            raise AttackNotApplicable("no mosaic grid shows in this face's window (blind estimate)")
+        return estimate.x, estimate.y, estimate.box
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
         out = images.clone()
         for index, image in enumerate(images):
             window = image.permute(1, 2, 0).double().numpy()
-            cell, px, py, (x0, y0, x1, y1) = self._grid(window, method)
-            if cell < 2:
-                continue  # no grid found: nothing to undo
-            left, top = x0 + (px - x0) % cell, y0 + (py - y0) % cell
-            cols, rows = (x1 - left) // cell, (y1 - top) // cell
-            if cols < 2 or rows < 2:
-                continue
-            area = window[top : top + rows * cell, left : left + cols * cell]
-            cells = area.reshape(rows, cell, cols, cell, 3).mean(axis=(1, 3)).astype(np.float32)
-            channels = [
-                np.asarray(Image.fromarray(cells[..., c], mode="F").resize((cols * cell, rows * cell), self.resample))
-                for c in range(3)
-            ]
-            restored = np.clip(np.stack(channels, axis=2), 0.0, 1.0)
-            out[index, :, top : top + rows * cell, left : left + cols * cell] = torch.from_numpy(restored).permute(2, 0, 1).float()
+            grid_x, grid_y, box = self._grid(window, method)
+            restored = resample_grid(window, grid_x, grid_y, box, self.kernel)
+            if restored is None:
+                raise AttackNotApplicable(f"fewer than 2 x 2 whole mosaic cells in this face's window (pitch {grid_x.pitch:.1f} px)")
+            out[index] = torch.from_numpy(restored).permute(2, 0, 1).float()
         return out
 
 
@@ -109,7 +72,7 @@ class BicubicUpscale(_Interpolation):
     """
 
     name = "bicubic"
-    resample = Image.BICUBIC
+    kernel = "bicubic"
 
 
 class LanczosUpscale(_Interpolation):
@@ -120,4 +83,4 @@ class LanczosUpscale(_Interpolation):
     """
 
     name = "lanczos"
-    resample = Image.LANCZOS
+    kernel = "lanczos"

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from attacks.base import Attack, MethodInfo, ThreatTier
+from attacks.base import Applicability, Attack, MethodInfo, ThreatTier
 from redteam.atomic import write_atomically, write_text_atomically
 from redteam.errors import InputError, ModelUnavailableError
 from redteam.weights import cached_sha256, sha256_file
@@ -69,11 +69,16 @@ def checkpoint_path(spec: str, folder: Path | None = None) -> Path:
 
 def preprocess(window: torch.Tensor, method: MethodInfo) -> torch.Tensor:
     """What the network sees: for a mosaic or downsampling, the Lanczos-resampled cell grid (the
-    network learns what interpolation cannot undo); otherwise the anonymized window itself."""
+    network learns what interpolation cannot undo); otherwise, or when the grid cannot be placed (no
+    face geometry and no grid showing), the anonymized window itself."""
+    from attacks.base import AttackNotApplicable
     from attacks.interpolation import LanczosUpscale
 
     if method.stage(*LanczosUpscale.targets) is not None:
-        return LanczosUpscale().reconstruct(window, method=method, generator=torch.Generator())
+        try:
+            return LanczosUpscale().reconstruct(window, method=method, generator=torch.Generator())
+        except AttackNotApplicable:
+            return window
     return window
 
 
@@ -193,19 +198,23 @@ class LearnedInversion(Attack):
         super().__init__(**values)
         self._models: dict[str, TinyUNet] = {}
 
-    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+    def applicable(self, method: MethodInfo) -> Applicability:
         if method.reference is None:
-            return False, f"needs a known method; '{method.name}' is an observed folder without a spec"
+            return Applicability(False, f"needs a known method; '{method.name}' is an observed folder without a spec")
         path = checkpoint_path(method.reference.spec)
         if not path.is_file():
-            return False, f"no trained inversion for '{method.reference.spec}': run `redteam attack train --method \"{method.reference.spec}\" --faces DIR`"
+            return Applicability(
+                False,
+                f"no trained inversion for '{method.reference.spec}': run `redteam attack train --method \"{method.reference.spec}\" --faces DIR`",
+                model_missing=True,
+            )
         record = self._record(path)
         if record.get("checkpoint_sha256") != cached_sha256(path):
-            return False, f"{path} does not match the SHA-256 in its training record; retrain with `redteam attack train`"
+            return Applicability(False, f"{path} does not match the SHA-256 in its training record; retrain with `redteam attack train`", model_missing=True)
         overlap = {f["sha256"] for f in record.get("corpus_files", [])} & method.audited_hashes
         if overlap:
-            return False, f"{path} was trained on {len(overlap)} of the audited originals; train on other faces"
-        return True, ""
+            return Applicability(False, f"{path} was trained on {len(overlap)} of the audited originals; train on other faces", model_missing=True)
+        return Applicability(True)
 
     def provenance(self, method: MethodInfo) -> dict[str, str]:
         if method.reference is None:

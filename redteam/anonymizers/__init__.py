@@ -7,7 +7,7 @@ from redteam.anonymizers.blur import BoxBlur, GaussianBlur, MotionBlur
 from redteam.anonymizers.box import EyeBar, SolidBox
 from redteam.anonymizers.jpeg import Jpeg
 from redteam.anonymizers.ksame import KSame
-from redteam.anonymizers.mosaic import Downsample, Mosaic
+from redteam.anonymizers.mosaic import Downsample, Mosaic, Pixelate
 from redteam.anonymizers.noise import Noise
 from redteam.anonymizers.pipeline import Pipeline
 from redteam.anonymizers.spec import parse_method_spec
@@ -16,7 +16,7 @@ from redteam.plugins import load_entry_points
 
 METHODS: dict[str, type[Anonymizer]] = {
     method.name: method
-    for method in (GaussianBlur, BoxBlur, MotionBlur, Mosaic, Downsample, SolidBox, EyeBar, Noise, Jpeg, KSame, SyntheticFace)
+    for method in (GaussianBlur, BoxBlur, MotionBlur, Mosaic, Pixelate, Downsample, SolidBox, EyeBar, Noise, Jpeg, KSame, SyntheticFace)
 }
 METHODS.update(load_entry_points("redteam.methods", Anonymizer))
 

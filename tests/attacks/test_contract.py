@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.filters import gaussian
 
-from attacks import ATTACKS, MethodInfo, ThreatTier, build_attack
+from attacks import ATTACKS, AttackNotApplicable, MethodInfo, ThreatTier, build_attack
 from redteam.anonymizers import build_method
 from redteam.errors import UsageError
 from redteam.faces import FaceGeometry
@@ -98,16 +98,20 @@ def test_attacks_bring_the_face_closer_to_the_original(attack, spec, smooth):
 
 
 def test_blind_grid_estimate_finds_the_mosaic():
-    from attacks.interpolation import estimate_grid
+    from attacks.grid import estimate_grid
 
     info, anonymized, _ = window_for("mosaic:block=8")
     window = (anonymized[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     region = info.region_of(info.reference)
-    assert estimate_grid(window) == (8, region[0] % 8, region[1] % 8)
+    grid = estimate_grid(window)
+    assert grid is not None and grid.x.pitch == pytest.approx(8, abs=0.02) and grid.y.pitch == pytest.approx(8, abs=0.02)
+    assert (grid.x.phase - region[0]) % 8 == pytest.approx(0, abs=0.05) or (grid.x.phase - region[0]) % 8 == pytest.approx(8, abs=0.05)
     assert estimate_grid(scene()) is None
     blind = MethodInfo("observed", None)
     restored = build_attack("bicubic").reconstruct(anonymized, method=blind, generator=torch.Generator())
     assert not torch.equal(restored, anonymized)
+    with pytest.raises(AttackNotApplicable, match="no mosaic grid"):
+        build_attack("bicubic").reconstruct(torch.from_numpy(scene()).permute(2, 0, 1)[None].float() / 255, method=blind, generator=torch.Generator())
 
 
 def test_chains_apply_in_order_and_take_the_strongest_tier():
