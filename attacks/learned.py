@@ -93,13 +93,15 @@ def make_pairs(faces_dir: Path, spec: str, *, seed: int, log: Callable[[str], No
     """Face windows of the corpus, clean and anonymized with the exact method, at TRAINING_SIZE."""
     from redteam.anonymize import image_seed
     from redteam.anonymizers import FaceSet, build_method
+    from redteam.cache import Cache, content_key, default_cache_dir
     from redteam.datasets import discover_images
-    from redteam.faces import FaceDetector
+    from redteam.faces import FaceDetector, FaceGeometry
     from redteam.images import load_image, to_tensor
     from redteam.run import attack_window
 
     method = build_method(spec)
     detector = FaceDetector()
+    cache = Cache(default_cache_dir())
     loaded = []
     for entry in discover_images(faces_dir, role="training faces").entries:
         try:
@@ -107,7 +109,13 @@ def make_pairs(faces_dir: Path, spec: str, *, seed: int, log: Callable[[str], No
         except InputError as error:
             log(f"skipped {entry.rel}: {error.message}")
             continue
-        faces = detector.detect(image.pixels)
+        key = content_key(image.sha256, detector.cache_key)  # the audit's detection cache: one detection per corpus file
+        cached = cache.get_json("detections", key)
+        if cached is not None:
+            faces = [FaceGeometry.from_json(face) for face in cached]
+        else:
+            faces = detector.detect(image.pixels)
+            cache.put_json("detections", key, [face.to_json() for face in faces])
         if faces:
             loaded.append((entry.rel, image, faces))
     if not loaded:

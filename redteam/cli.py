@@ -251,6 +251,9 @@ DEMO_METHODS = (
     ("mosaic", "mosaic:block=12"),
     ("box", "box:color=black,margin=0.5"),
 )
+#: The demo runs the default selection restricted to the attacks that need no model file, so that it
+#: takes the same couple of minutes whether or not Real-ESRGAN or diffusion weights are installed.
+DEMO_ATTACKS = ("none", "parrot", "bicubic", "lanczos", "blind_deconv", "denoise", "jpeg_deblock", "wiener", "richardson_lucy", "tv_deconv")
 
 
 @app.command()
@@ -269,6 +272,7 @@ def demo(
         out=out,
         methods=tuple(MethodSource(name, "reference", spec=spec) for name, spec in DEMO_METHODS),
         builtin_policy="demo_policy.toml",
+        attacks=DEMO_ATTACKS,
         device=device,
         cache_dir=cache_dir,
     )

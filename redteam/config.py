@@ -16,9 +16,11 @@ class MethodSource:
     Attributes:
         name: label in the run and reports (unique).
         kind: "reference" (applied on the fly from `spec`) or "observed" (the user's files).
-        spec: the canonical method spec of a reference method.
+        spec: the canonical method spec of a reference method, or of an observed one whose method is
+            known: declared by its folder's record, or identified from its pairs.
         folder: an observed folder mirroring the originals.
         files: an observed method's (original_rel, anonymized path) pairs from a manifest.
+        spec_origin: where `spec` came from: "given", "declared" or "identified".
     """
 
     name: str
@@ -26,6 +28,7 @@ class MethodSource:
     spec: str | None = None
     folder: Path | None = None
     files: tuple[tuple[str, Path], ...] = ()
+    spec_origin: str = "given"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class AuditConfig:
     batch_size: int = 32
     examples_per_method: int = 4
     size_tolerance: float = 0.01
+    probes: tuple[str, ...] | None = None  # originals (relative paths) to attack; None: all. The others stay in the gallery.
 
     def to_json(self) -> dict[str, Any]:
         def convert(value: Any) -> Any:

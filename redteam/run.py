@@ -35,6 +35,8 @@ from redteam.datasets import Dataset, discover_images, find_counterpart
 from redteam.diffusion import no_downloads
 from redteam.errors import ConfigError, InputError, UsageError
 from redteam.faces import FaceDetector, FaceGeometry, box_crop, match_detections
+from redteam.identify import MAX_PAIRS as IDENTIFY_PAIRS
+from redteam.identify import Identification, Pair, identify
 from redteam.images import LoadedImage, load_image, to_tensor, to_uint8
 from redteam.policy import Policy, load_policy
 from redteam.scoring import GalleryEntry, chip_spread, identified, same_photo_columns, score_probes
@@ -158,6 +160,7 @@ class AuditResult:
     attack_seconds: dict[str, dict[str, float]]
     attack_models: dict[str, dict[str, dict[str, str]]]  # method -> attack -> checkpoint hashes / hub snapshots
     cache_stats: dict[str, int]
+    identifications: dict[str, Identification]  # observed method -> the operator fitted from its pairs
     environment: dict[str, str]
 
     @property
@@ -257,6 +260,21 @@ class _GalleryState:
     def index(self) -> dict[str, int]:
         return {face.face_id: i for i, face in enumerate(self.faces)}
 
+    def subset(self, columns: list[int]) -> _GalleryState:
+        """The gallery restricted to `columns` (the parrot gallery of an observed folder), with its
+        near-duplicate map renumbered."""
+        position = {column: i for i, column in enumerate(columns)}
+        return _GalleryState(
+            faces=[self.faces[c] for c in columns],
+            entries=[self.entries[c] for c in columns],
+            embeddings={name: values[columns] for name, values in self.embeddings.items()},
+            same_photo={
+                name: {position[c]: tuple(position[t] for t in twins if t in position) for c, twins in mapping.items() if c in position}
+                for name, mapping in self.same_photo.items()
+            },
+            alignments=self.alignments,
+        )
+
 
 def _recognizer_records(recognizers: dict[str, Recognizer], lpips_metric: LPIPSMetric | None) -> dict[str, dict[str, object]]:
     records: dict[str, dict[str, object]] = {
@@ -305,6 +323,7 @@ class AuditRun:
         self._requested_attacks: set[str] = set()  # named explicitly (not through `auto`): must run or block PASS
         self._seen_content: dict[str, str] = {}  # file SHA-256 -> first label (byte-identical duplicates)
         self.face_gaps: dict[str, dict[str, list[str]]] = {}  # method -> reason -> face ids without results
+        self.identifications: dict[str, Identification] = {}  # observed method -> its fitted operator
 
     # -- inputs ---------------------------------------------------------------------------------
     def _load(self, path: Path, label: str, method: str | None) -> LoadedImage | None:
@@ -486,7 +505,12 @@ class AuditRun:
             )
         all_faces = faces + gallery_faces
         all_images = {**images, **gallery_images}
-        self.log(f"{len(faces)} faces in {len(images)} originals; gallery of {len(all_faces)} faces")
+        if config.probes is not None:  # attack a sample; every original stays in the gallery with its identity
+            wanted = set(config.probes)
+            faces = [face for face in faces if face.image in wanted]
+            if not faces:
+                raise InputError("none of the probe files has a detected face", fix="list relative paths of originals with faces")
+        self.log(f"{len(faces)} faces attacked; gallery of {len(all_faces)} faces")
 
         embedders = {name: _Embedder(r, self.cache, self.clock, config.batch_size) for name, r in recognizers.items()}
         alignments: dict[str, dict[str, Hashable]] = {name: {} for name in recognizers}
@@ -530,7 +554,10 @@ class AuditRun:
         examples: list[ExampleFace] = []
         evidence: dict[str, MethodEvidence] = {}
         unreadable = [i.path for i in self.issues if i.kind == "unreadable" and i.method is None]
-        for source, reference in methods:
+        for index, (source, reference) in enumerate(methods):
+            if source.kind == "observed" and reference is None:
+                source, reference = self._identify(source, faces, images)
+                methods[index] = (source, reference)
             if reference is not None and reference.needs_fit:
                 self._fit(source.name, reference, all_faces, all_images)
             info = MethodInfo(source.name, reference, audited_hashes=frozenset(self.input_hashes.values()))
@@ -576,6 +603,36 @@ class AuditRun:
             recognizers=_recognizer_records(recognizers, lpips_metric),
             cache_stats=self._cache_stats(original_stats, embedders),
         )
+
+    def _identify(
+        self, source: MethodSource, faces: list[FaceRecord], images: dict[str, LoadedImage]
+    ) -> tuple[MethodSource, Anonymizer | None]:
+        """Fit the operator of an observed folder from its pairs; a fit within MAX_RESIDUAL makes the
+        method count as declared (spec_origin "identified"): the adaptive tier then runs against it."""
+        by_image: dict[str, list[FaceRecord]] = {}
+        for face in faces:
+            by_image.setdefault(face.image, []).append(face)
+        pairs = []
+        for rel in sorted(by_image):
+            path = self._anonymized_path(source, rel)
+            if path is None or not path.is_file():
+                continue
+            try:
+                anonymized = load_image(path).pixels  # problems are recorded by the audit pass itself
+            except InputError:
+                continue
+            if anonymized.shape == images[rel].pixels.shape:
+                pairs.append(Pair(rel, images[rel].pixels, anonymized, tuple(f.geometry for f in by_image[rel])))
+            if len(pairs) >= IDENTIFY_PAIRS:
+                break
+        with self.clock.measure("identify"):
+            result = identify(pairs)
+        self.identifications[source.name] = result
+        self.log(f"{source.name}: {result.reason}")
+        if not result.identified or result.spec is None:
+            return source, None
+        reference = build_method(result.spec)
+        return replace(source, spec=reference.spec, spec_origin="identified"), reference
 
     def _evidence(
         self,
@@ -643,6 +700,7 @@ class AuditRun:
             attack_seconds={m: {a: round(t, 4) for a, t in per.items()} for m, per in self.attack_seconds.items()},
             attack_models=self.attack_models,
             cache_stats=cache_stats,
+            identifications=dict(self.identifications),
             environment=environment(),
         )
 
@@ -694,7 +752,7 @@ class AuditRun:
                 declared = read_declared_spec(source.folder)
                 if declared is not None:
                     self.log(f"{source.name}: {source.folder} declares its method: {declared}")
-                    source = replace(source, spec=declared)
+                    source = replace(source, spec=declared, spec_origin="declared")
             reference = build_method(source.spec) if source.spec else None
             if reference is not None:
                 source = replace(source, spec=reference.spec)  # canonical spec in every report
@@ -775,7 +833,8 @@ class AuditRun:
                     for name, recognizer in recognizers.items():
                         probe_chips[(attack.name, name)].append(recognizer.crop(reconstructed, alignments[name][face.face_id]))
 
-        parrot_galleries = self._parrot_galleries(info, attacks, all_images, recognizers, embedders, gallery, anonymized_chips)
+        parrot_galleries, parrot_columns = self._parrot_galleries(info, attacks, all_images, recognizers, embedders, gallery, anonymized_chips)
+        parrot_gallery = gallery.subset(parrot_columns)
         rows: list[ResultRow] = []
         for attack in attacks:
             attacked = probe_faces[attack.name]
@@ -789,8 +848,10 @@ class AuditRun:
             if lpips_metric is not None:
                 with self.clock.measure("inference"):
                     lpips_values = [float(v) for v in lpips_metric(reconstructed_tensor, originals_tensor)]
-            own = [gallery.index[f.face_id] for f in attacked]
             same_photo_applies = attack.gallery_domain == "clean"
+            ranked = gallery if same_photo_applies else parrot_gallery
+            columns = ranked.index
+            own = [columns[f.face_id] for f in attacked]
             for name, recognizer in recognizers.items():
                 chips = probe_chips[(attack.name, name)]
                 probes = embedders[name](chips)
@@ -798,11 +859,11 @@ class AuditRun:
                     recognizer,
                     probes,
                     chip_spread(chips),
-                    parrot_galleries[name] if attack.gallery_domain == "anonymized" else gallery.embeddings[name],
-                    gallery.embeddings[name],
+                    parrot_galleries[name] if not same_photo_applies else gallery.embeddings[name],
+                    ranked.embeddings[name],
                     own,
-                    gallery.entries,
-                    gallery.same_photo[name],
+                    ranked.entries,
+                    ranked.same_photo[name],
                 )
                 for i, face in enumerate(attacked):
                     blank = scores.degenerate[i]
@@ -834,7 +895,7 @@ class AuditRun:
                             chance_rank5=scores.chance_rank(i, 5),
                             chance_rank1_other=scores.chance_rank_other(i, 1),
                             chance_rank5_other=scores.chance_rank_other(i, 5),
-                            gallery_size=len(gallery.entries),
+                            gallery_size=len(ranked.entries),
                             gallery_pool=scores.pool[i],
                             other_photos=scores.other_photos[i],
                             probe_degenerate=blank,
@@ -886,24 +947,31 @@ class AuditRun:
         embedders: dict[str, _Embedder],
         gallery: _GalleryState,
         anonymized_chips: dict[str, dict[str, np.ndarray]],
-    ) -> dict[str, torch.Tensor]:
-        """The gallery anonymized with the same method (parrot tier); empty when no attack needs it."""
-        if not any(a.gallery_domain == "anonymized" for a in attacks) or info.reference is None:
-            return {}
+    ) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """The gallery anonymized with the same method (parrot tier) and the gallery columns it holds.
+
+        Faces the method anonymized in this run (a reference method's output, or an observed folder's
+        own files) come as they are; the other gallery faces (distractors, faces without a counterpart)
+        are anonymized with the known operator, or left out when there is none. Empty when no attack
+        needs it."""
+        if not any(a.gallery_domain == "anonymized" for a in attacks):
+            return {}, []
         by_image: dict[str, list[FaceRecord]] = {}
         for face in gallery.faces:
             by_image.setdefault(face.image, []).append(face)
         chips: dict[str, dict[str, np.ndarray]] = {name: dict(anonymized_chips[name]) for name in recognizers}
         for image, image_faces in sorted(by_image.items()):
-            if all(face.face_id in chips[name] for face in image_faces for name in recognizers):
+            if info.reference is None or all(face.face_id in chips[name] for face in image_faces for name in recognizers):
                 continue
             generator = torch.Generator().manual_seed(image_seed(self.config.seed, image))
             with self.clock.measure("anonymize"):
                 anonymized = info.reference.apply(all_images[image].pixels, [f.geometry for f in image_faces], generator)
             for face in image_faces:
                 for name, recognizer in recognizers.items():
-                    chips[name][face.face_id] = recognizer.crop(anonymized, gallery.alignments[name][face.face_id])
-        return {name: embedders[name]([chips[name][face.face_id] for face in gallery.faces]) for name in recognizers}
+                    chips[name].setdefault(face.face_id, recognizer.crop(anonymized, gallery.alignments[name][face.face_id]))
+        first = next(iter(recognizers))
+        columns = [i for i, face in enumerate(gallery.faces) if face.face_id in chips[first]]
+        return {name: embedders[name]([chips[name][gallery.faces[i].face_id] for i in columns]) for name in recognizers}, columns
 
     def _examples(
         self,

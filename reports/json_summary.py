@@ -59,7 +59,14 @@ def summary_dict(result: AuditResult) -> dict[str, Any]:
             "policy": result.policy.to_json(),
             "config": result.config.to_json(),
             "method_specs": {
-                m.name: {"kind": m.kind, "spec": m.spec, "folder": str(m.folder) if m.folder else None, "stages": _stages(m.spec)}
+                m.name: {
+                    "kind": m.kind,
+                    "spec": m.spec,
+                    "spec_origin": m.spec_origin,
+                    "folder": str(m.folder) if m.folder else None,
+                    "stages": _stages(m.spec),
+                    "identification": result.identifications[m.name].to_json() if m.name in result.identifications else None,
+                }
                 for m in result.methods
             },
             "models": result.recognizers,

@@ -38,6 +38,7 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
                 "name": m.method,
                 "kind": source.kind,
                 "spec": source.spec or (str(source.folder) if source.folder else "manifest"),
+                "spec_origin": source.spec_origin if source.kind == "observed" else "reference",
                 "verdict": m.verdict.value,
                 "tiers": dict((tier, v.value) for tier, v in m.tiers),
                 "reasons": list(m.reasons),
@@ -90,6 +91,18 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
             {"method": method, "attack": attack, "details": "; ".join(f"{key}={value}" for key, value in details.items())}
             for method, per_attack in sorted(result.attack_models.items())
             for attack, details in sorted(per_attack.items())
+        ],
+        "identifications": [
+            {
+                "method": name,
+                "spec": found.spec or "-",
+                "residual": "n/a" if found.residual != found.residual else f"{found.residual:.2f}",
+                "identified": found.identified,
+                "faces": len(found.faces),
+                "worst_face": f"{max(f.residual for f in found.faces):.2f}" if found.faces else "n/a",
+                "reason": found.reason,
+            }
+            for name, found in sorted(result.identifications.items())
         ],
         "include_originals": result.config.include_originals_in_report,
         "histograms": {},

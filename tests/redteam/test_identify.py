@@ -1,0 +1,116 @@
+"""Operator identification for observed folders: the family and its parameters are recovered from
+(original, anonymized) pairs, and an audit of an observed folder then runs the parrot and adaptive tiers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from redteam.anonymizers import build_method
+from redteam.config import AuditConfig, MethodSource
+from redteam.faces import FaceDetector
+from redteam.identify import MAX_RESIDUAL, Pair, identify
+from redteam.images import load_image
+from redteam.run import AuditRun
+
+
+@pytest.fixture(scope="module")
+def faces(sample_dir: Path) -> list[tuple[str, np.ndarray, tuple]]:
+    detector = FaceDetector()
+    return [(p.name, load_image(p).pixels, tuple(detector.detect(load_image(p).pixels))) for p in sorted(sample_dir.rglob("*.jpg"))]
+
+
+def pairs_for(spec: str, faces) -> list[Pair]:
+    method = build_method(spec)
+    return [Pair(name, pixels, method.apply(pixels, list(found), torch.Generator().manual_seed(3)), found) for name, pixels, found in faces]
+
+
+def parameter(spec: str, name: str) -> float:
+    return float(re.search(rf"{name}=([0-9.]+)", spec).group(1))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("sigma", [1.7, 7.5])
+def test_gaussian_sigma_within_ten_percent(faces, sigma: float) -> None:
+    found = identify(pairs_for(f"gaussian_blur:sigma={sigma}", faces))
+    assert found.identified and found.spec.startswith("gaussian_blur")
+    assert parameter(found.spec, "sigma") == pytest.approx(sigma, rel=0.10)
+    assert len(found.faces) == 5 and max(f.residual for f in found.faces) <= MAX_RESIDUAL
+
+
+@pytest.mark.parametrize("spec, pitch", [("mosaic:block=11", 11.0), ("pixelate:pitch=13.3", 13.3)])
+def test_mosaic_pitch_within_two_percent(faces, spec: str, pitch: float) -> None:
+    found = identify(pairs_for(spec, faces))
+    assert found.identified and found.spec.split(":")[0] == spec.split(":")[0]
+    fitted = parameter(found.spec, "block" if spec.startswith("mosaic") else "pitch")
+    assert fitted == pytest.approx(pitch, rel=0.02)
+
+
+@pytest.mark.parametrize("quality", [25, 70])
+def test_jpeg_quality_within_ten(faces, quality: int) -> None:
+    found = identify(pairs_for(f"jpeg:quality={quality}", faces))
+    assert found.identified and found.spec.startswith("jpeg")
+    fitted = parameter(found.spec, "quality") if "quality=" in found.spec else 30.0  # 30 is the default
+    assert abs(fitted - quality) <= 10
+
+
+def test_fill_noise_region_and_a_pipeline(faces) -> None:
+    fill = identify(pairs_for("box:color=white,margin=0.3", faces))
+    assert fill.identified and fill.spec == "box:color=white,margin=0.3"
+    noise = identify(pairs_for("noise:sigma=0.06", faces))
+    assert noise.identified and parameter(noise.spec, "sigma") == pytest.approx(0.06, rel=0.1)
+    ellipse = identify(pairs_for("gaussian_blur:sigma=3,margin=0.4,shape=ellipse", faces))
+    assert "shape=ellipse" in ellipse.spec and parameter(ellipse.spec, "margin") == pytest.approx(0.4, abs=0.06)
+    piped = identify(pairs_for("mosaic:block=10 | jpeg:quality=70", faces))
+    assert piped.identified and piped.spec.startswith("mosaic:block=10 | jpeg")
+
+
+def test_an_unknown_operator_is_not_identified(faces) -> None:
+    inverted = [Pair(name, pixels, 255 - pixels, found) for name, pixels, found in faces]  # a negative: no family
+    found = identify(inverted)
+    assert not found.identified and found.residual > MAX_RESIDUAL and "not identified" in found.reason
+
+
+def write_folder(sample_dir: Path, target: Path, transform) -> Path:
+    detector = FaceDetector()
+    for path in sorted(sample_dir.rglob("*.jpg")):
+        image = load_image(path)
+        out = target / path.relative_to(sample_dir).with_suffix(".png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(transform(image.pixels, detector.detect(image.pixels))).save(out)
+    return target
+
+
+def test_an_observed_folder_gets_the_parrot_and_adaptive_tiers(sample_dir: Path, tmp_path: Path, cache_dir: Path) -> None:
+    blur = build_method("gaussian_blur:sigma=3,margin=0.3")
+    folder = write_folder(sample_dir, tmp_path / "tool", lambda pixels, found: blur.apply(pixels, found))
+    negative = write_folder(sample_dir, tmp_path / "negative", lambda pixels, found: 255 - pixels)
+    config = AuditConfig(
+        originals=sample_dir,
+        out=tmp_path / "report",
+        methods=(MethodSource("tool", "observed", folder=folder), MethodSource("negative", "observed", folder=negative)),
+        cache_dir=cache_dir,
+        recognizers=("dlib",),
+        attacks=("none", "parrot", "wiener"),
+        builtin_policy="demo_policy.toml",
+    )
+    result = AuditRun(config).run()
+    tool, other = result.methods
+    assert tool.spec_origin == "identified" and tool.spec.startswith("gaussian_blur") and "sigma=3.0" in tool.spec
+    assert result.identifications["tool"].identified and not result.identifications["negative"].identified
+    tiers = {(row.method, row.tier) for row in result.rows}
+    assert {("tool", "naive"), ("tool", "parrot"), ("tool", "adaptive")} <= tiers
+    assert ("negative", "parrot") in tiers and ("negative", "adaptive") not in tiers  # parrot on its own files
+    parrot = [row for row in result.rows if row.method == "negative" and row.attack == "parrot"]
+    assert {row.gallery_size for row in parrot} == {5} and sum(row.rank1_other is not None for row in parrot) == 3
+    import json
+
+    from reports.json_summary import write_summary
+
+    summary = json.loads(write_summary(result, tmp_path / "report").read_text())
+    assert summary["method_specs"]["tool"]["spec_origin"] == "identified"
+    assert summary["method_specs"]["tool"]["identification"]["residual"] <= MAX_RESIDUAL
