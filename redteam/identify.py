@@ -31,8 +31,10 @@ from scipy import ndimage
 from redteam.anonymizers import build_method
 from redteam.faces import FaceGeometry
 
-#: A candidate within this many grey levels (mean absolute, inside the regions) counts as identified.
+#: A candidate whose median residual (mean absolute, grey levels, inside the regions) is within this,
+#: and which fits at least MIN_CONSISTENT of the faces within twice it, counts as identified.
 MAX_RESIDUAL = 3.0
+MIN_CONSISTENT = 0.8
 #: Pixels differing by more than this between original and anonymized image are "changed".
 CHANGED = 6
 #: Pairs used for the fit (the first ones with a face and a counterpart), and faces used for the
@@ -371,12 +373,14 @@ def identify(pairs: Sequence[Pair]) -> Identification:
         per_face = _residuals(best_spec, faces)
         best = float(np.median(per_face))
     canonical = build_method(best_spec).spec
-    identified = best <= MAX_RESIDUAL
-    reason = (
-        f"identified as {canonical} (median residual {best:.2f} grey levels over {len(faces)} faces)"
-        if identified
-        else f"best fit {canonical} leaves {best:.2f} grey levels (> {MAX_RESIDUAL}): not identified, treated as unknown"
-    )
+    consistent = float(np.mean([r <= 2 * MAX_RESIDUAL for r in per_face]))
+    identified = best <= MAX_RESIDUAL and consistent >= MIN_CONSISTENT
+    if identified:
+        reason = f"identified as {canonical} (median residual {best:.2f} grey levels over {len(faces)} faces)"
+    elif best <= MAX_RESIDUAL:
+        reason = f"{canonical} fits only {consistent:.0%} of the faces within {2 * MAX_RESIDUAL} grey levels: not one operator, treated as unknown"
+    else:
+        reason = f"best fit {canonical} leaves {best:.2f} grey levels (> {MAX_RESIDUAL}): not identified, treated as unknown"
     return Identification(
         spec=canonical,
         residual=best,

@@ -73,6 +73,10 @@ def test_an_unknown_operator_is_not_identified(faces) -> None:
     inverted = [Pair(name, pixels, 255 - pixels, found) for name, pixels, found in faces]  # a negative: no family
     found = identify(inverted)
     assert not found.identified and found.residual > MAX_RESIDUAL and "not identified" in found.reason
+    blur, box = build_method("gaussian_blur:sigma=4"), build_method("box")
+    mixed = [Pair(name, pixels, (blur if i < 2 else box).apply(pixels, list(f)), f) for i, (name, pixels, f) in enumerate(faces)]
+    found = identify(mixed)  # a tool that boxes some faces and blurs others is not one operator
+    assert not found.identified and max(f.residual for f in found.faces) > 2 * MAX_RESIDUAL
 
 
 def write_folder(sample_dir: Path, target: Path, transform) -> Path:
