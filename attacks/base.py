@@ -5,27 +5,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
-from redteam.anonymizers.base import Anonymizer, Parameter
-from redteam.errors import UsageError
-from redteam.faces import FaceGeometry
+from redteam.anonymizers.base import Anonymizer
+from redteam.core.geometry import FaceGeometry
+from redteam.core.params import Configurable, Parameter
+from redteam.core.tiers import TIER_ORDER, ThreatTier
 
-
-class ThreatTier(str, Enum):
-    """Attacker models, weakest first (Newton, Sweeney and Malin 2005; Hao et al., FG 2020)."""
-
-    NAIVE = "naive"
-    RECONSTRUCTION = "reconstruction"
-    PARROT = "parrot"
-    ADAPTIVE = "adaptive"
-
-
-TIER_ORDER: tuple[ThreatTier, ...] = tuple(ThreatTier)
+__all__ = ["TIER_ORDER", "Applicability", "Attack", "AttackNotApplicable", "MethodInfo", "ThreatTier"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +105,7 @@ class MethodInfo:
         return found[-1] if found else None
 
 
-class Attack(ABC):
+class Attack(Configurable, ABC):
     """One attack. `reconstruct` maps anonymized images to the attacker's best estimate.
 
     Attributes:
@@ -126,29 +116,12 @@ class Attack(ABC):
         needs_known_method: True when it only applies to methods whose operator is known.
     """
 
-    name: ClassVar[str]
+    what: ClassVar[str] = "attack"
     tier: ClassVar[ThreatTier]
     gallery_domain: ClassVar[Literal["clean", "anonymized"]] = "clean"
     needs_known_method: ClassVar[bool] = False
     version: ClassVar[str] = "1"
     parameters: ClassVar[tuple[Parameter, ...]] = ()
-
-    def __init__(self, **values: Any) -> None:
-        declared = {p.name: p for p in self.parameters}
-        for key in values:
-            if key not in declared:
-                raise UsageError(
-                    f"attack '{self.name}' has no parameter '{key}'",
-                    fix="valid parameters: " + ("; ".join(p.describe() for p in self.parameters) or "none"),
-                )
-        self.values: dict[str, Any] = {p.name: values.get(p.name, p.default) for p in self.parameters}
-
-    @property
-    def spec(self) -> str:
-        """Name plus every non-default parameter, e.g. ``sr:checkpoint=/models/x.pth``."""
-        defaults = {p.name: p.default for p in self.parameters}
-        changed = [f"{k}={v}" for k, v in sorted(self.values.items()) if v != defaults[k]]
-        return type(self).name + (":" + ",".join(changed) if changed else "")
 
     def use_device(self, device: torch.device) -> Attack:
         """Follow the run's `--device` unless the attack's spec chose one (`device=auto` is the default)."""

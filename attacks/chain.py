@@ -6,7 +6,8 @@ from typing import Sequence
 
 import torch
 
-from attacks.base import TIER_ORDER, Applicability, Attack, MethodInfo, ThreatTier
+from attacks.base import Applicability, Attack, MethodInfo
+from redteam.core.tiers import TIER_ORDER, ThreatTier
 
 
 class ChainAttack(Attack):

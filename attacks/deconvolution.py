@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from skimage.restoration import richardson_lucy, wiener
 
-from attacks.base import Applicability, Attack, MethodInfo, ThreatTier
+from attacks.base import Applicability, Attack, MethodInfo
+from redteam.core.tiers import ThreatTier
 
 BLURS = ("gaussian_blur", "box_blur", "motion_blur")
 

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma
 
-from attacks.base import Attack, MethodInfo, ThreatTier
+from attacks.base import Attack, MethodInfo
+from redteam.core.tiers import ThreatTier
 
 
 def _per_image(images: torch.Tensor, restore) -> torch.Tensor:  # noqa: ANN001 - a numpy -> numpy callable

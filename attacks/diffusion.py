@@ -2,7 +2,7 @@
 Diffusion x4 upscaler, and inpainting of masked faces (where an audit should show hallucination rather
 than restoration).
 
-Models load lazily through HF_HOME (`redteam.diffusion`); a missing model makes the attack
+Models load lazily through HF_HOME (`redteam.core.hub`); a missing model makes the attack
 inapplicable in `--attacks auto` (with the reason) rather than failing the run.
 
 References:
@@ -16,10 +16,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from attacks.base import Applicability, Attack, MethodInfo, ThreatTier
+from attacks.base import Applicability, Attack, MethodInfo
 from redteam.anonymizers.base import Parameter
-from redteam.diffusion import diffusion_parameters, get_pipeline, model_provenance, pick_device
-from redteam.errors import ModelUnavailableError
+from redteam.core.devices import pick_device
+from redteam.core.errors import ModelUnavailableError
+from redteam.core.hub import diffusion_parameters, get_pipeline, model_provenance
+from redteam.core.tiers import ThreatTier
 
 DEFAULT_IMG2IMG_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_INPAINT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"

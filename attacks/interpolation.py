@@ -18,9 +18,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from attacks.base import Applicability, Attack, AttackNotApplicable, MethodInfo, ThreatTier
+from attacks.base import Applicability, Attack, AttackNotApplicable, MethodInfo
 from attacks.grid import AxisGrid, estimate_grid, resample_grid
 from redteam.anonymizers.mosaic import pixel_cells
+from redteam.core.tiers import ThreatTier
 
 
 class _Interpolation(Attack):

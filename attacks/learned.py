@@ -25,10 +25,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from attacks.base import Applicability, Attack, MethodInfo, ThreatTier
-from redteam.atomic import write_atomically, write_text_atomically
-from redteam.errors import InputError, ModelUnavailableError
-from redteam.weights import cached_sha256, sha256_file
+from attacks.base import Applicability, Attack, MethodInfo
+from redteam.core.atomic import write_atomically, write_text_atomically
+from redteam.core.errors import InputError, ModelUnavailableError
+from redteam.core.provenance import cached_sha256, sha256_file
+from redteam.core.tiers import ThreatTier
 
 TRAINING_SIZE = 96
 
@@ -56,7 +57,7 @@ class TinyUNet(nn.Module):
 
 
 def checkpoint_dir() -> Path:
-    from redteam.cache import default_cache_dir
+    from redteam.core.paths import default_cache_dir
 
     return default_cache_dir() / "inversion"
 
@@ -91,13 +92,15 @@ class TrainingPairs:
 
 def make_pairs(faces_dir: Path, spec: str, *, seed: int, log: Callable[[str], None]) -> TrainingPairs:
     """Face windows of the corpus, clean and anonymized with the exact method, at TRAINING_SIZE."""
-    from redteam.anonymize import image_seed
     from redteam.anonymizers import FaceSet, build_method
-    from redteam.cache import Cache, content_key, default_cache_dir
+    from redteam.cache import Cache, content_key
+    from redteam.core.geometry import FaceGeometry, attack_window
+    from redteam.core.paths import default_cache_dir
+    from redteam.core.seeds import image_seed
+    from redteam.core.tensors import to_tensor
     from redteam.datasets import discover_images
-    from redteam.faces import FaceDetector, FaceGeometry
-    from redteam.images import load_image, to_tensor
-    from redteam.run import attack_window
+    from redteam.faces import FaceDetector
+    from redteam.images import load_image
 
     method = build_method(spec)
     detector = FaceDetector()
@@ -147,7 +150,7 @@ def train_inversion(
 ) -> Path:
     """Train the U-Net on (method(x), x) pairs from `faces_dir` for `minutes` (or `max_steps`); save it."""
     from redteam.anonymizers import build_method
-    from redteam.run import environment
+    from redteam.core.provenance import environment
 
     canonical = build_method(spec).spec
     torch.manual_seed(seed)

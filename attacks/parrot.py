@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from attacks.base import Attack, MethodInfo, ThreatTier
+from attacks.base import Attack, MethodInfo
+from redteam.core.tiers import ThreatTier
 
 
 class ParrotAttack(Attack):

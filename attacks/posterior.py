@@ -27,11 +27,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attacks.base import Applicability, Attack, MethodInfo, ThreatTier
+from attacks.base import Applicability, Attack, MethodInfo
 from redteam.anonymizers.base import Parameter
 from redteam.anonymizers.mosaic import box_downsampling
-from redteam.diffusion import get_pipeline, model_provenance, pick_device
-from redteam.errors import ModelUnavailableError
+from redteam.core.devices import pick_device
+from redteam.core.errors import ModelUnavailableError
+from redteam.core.hub import get_pipeline, model_provenance
+from redteam.core.tiers import ThreatTier
 
 DEFAULT_PRIOR = "google/ddpm-celebahq-256"
 #: Context kept around a same-size operator's region, as a fraction of the region's longer side (16 px at least).

@@ -18,10 +18,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from attacks.base import Applicability, Attack, MethodInfo, ThreatTier
+from attacks.base import Applicability, Attack, MethodInfo
 from redteam.anonymizers.base import Parameter
-from redteam.diffusion import pick_device
-from redteam.errors import ModelUnavailableError
+from redteam.core.devices import pick_device
+from redteam.core.errors import ModelUnavailableError
+from redteam.core.tiers import ThreatTier
 
 _loaded: dict[tuple[str, str], Any] = {}
 #: Reflect padding around each input (tile), as Real-ESRGAN's ncnn runtime pads (10 px).
@@ -31,7 +32,7 @@ PAD = 10
 def resolve_checkpoint(value: str) -> Path:
     """A catalog name (see `redteam models`; checked against its published SHA-256) or a path to a
     .pth/.safetensors file (the user's own choice, used as given and fingerprinted in the run)."""
-    from redteam.weights import MODEL_FILES
+    from redteam.core.weights import MODEL_FILES
 
     if value in MODEL_FILES:
         return MODEL_FILES[value].require_verified()
@@ -84,7 +85,8 @@ class SuperResolution(Attack):
         return Applicability(True)
 
     def provenance(self, method: MethodInfo) -> dict[str, str]:
-        from redteam.weights import cached_sha256, conversion_record
+        from redteam.core.provenance import cached_sha256
+        from redteam.core.weights import conversion_record
 
         path = resolve_checkpoint(str(self.values["checkpoint"]))
         record = {f"conversion.{key}": value for key, value in conversion_record(path).items() if key not in ("model", "file", "sha256")}

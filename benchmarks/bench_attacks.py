@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from attacks.learned import train_inversion
-from redteam.config import AuditConfig, MethodSource
+from redteam.core.config import AuditConfig, MethodSource
 from redteam.datasets import discover_images
 from redteam.faces import FaceDetector
 from redteam.images import load_image

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from redteam.cli import DEMO_METHODS
-from redteam.config import AuditConfig, MethodSource
+from redteam.core.config import AuditConfig, MethodSource
 from redteam.faces import FaceDetector
 from redteam.images import load_image
 from redteam.run import AuditRun

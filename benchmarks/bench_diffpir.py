@@ -22,9 +22,10 @@ import torch
 from attacks import MethodInfo, build_attack
 from attacks.posterior import window_operator
 from redteam.anonymizers import build_method
+from redteam.core.geometry import attack_window
+from redteam.core.tensors import to_tensor
 from redteam.faces import FaceDetector
-from redteam.images import load_image, to_tensor
-from redteam.run import attack_window
+from redteam.images import load_image
 
 SPECS = ("mosaic:block=12", "gaussian_blur:sigma=4", "box")
 

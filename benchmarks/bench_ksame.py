@@ -13,7 +13,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from redteam.config import AuditConfig, MethodSource
+from redteam.core.config import AuditConfig, MethodSource
 from redteam.run import AuditRun
 
 DEFAULT_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces" / "dev" / "identities"

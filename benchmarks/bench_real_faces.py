@@ -146,8 +146,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from redteam.cache import default_cache_dir
-    from redteam.config import AuditConfig, MethodSource
+    from redteam.core.config import AuditConfig, MethodSource
+    from redteam.core.paths import default_cache_dir
     from redteam.run import AuditRun
     from reports.table import results_frame
 

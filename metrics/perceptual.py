@@ -16,8 +16,8 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from metrics.recognizers.base import Availability, file_availability
-from redteam.errors import ModelUnavailableError
-from redteam.weights import get_model_file
+from redteam.core.errors import ModelUnavailableError
+from redteam.core.weights import get_model_file
 
 #: torchvision AlexNet `features` index -> LPIPS slice holding it (lpips/pretrained_networks.py).
 _ALEX_SLICES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3, 6: 3, 7: 3, 8: 4, 9: 4, 10: 5, 11: 5}

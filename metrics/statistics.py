@@ -10,37 +10,12 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from scipy.stats import beta, norm
 
-from redteam.errors import ConfigError
-
-INTERVAL_METHODS = ("wilson", "clopper-pearson")
-
-
-@dataclass(frozen=True)
-class RateEstimate:
-    """k successes out of n trials, with a two-sided confidence interval.
-
-    Attributes:
-        successes: k.
-        trials: n (0 means no evidence: rate is NaN, interval [0, 1]).
-        low, high: interval bounds.
-        confidence: e.g. 0.95.
-        method: "wilson" or "clopper-pearson".
-    """
-
-    successes: int
-    trials: int
-    low: float
-    high: float
-    confidence: float
-    method: str
-
-    @property
-    def rate(self) -> float:
-        return self.successes / self.trials if self.trials else math.nan
+from redteam.core.errors import ConfigError
+from redteam.core.policy import INTERVAL_METHODS
+from redteam.core.results import RateEstimate
 
 
 def _check(successes: int, trials: int, confidence: float) -> None:

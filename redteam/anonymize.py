@@ -20,10 +20,12 @@ import torch
 from PIL import Image
 
 from redteam.anonymizers import FaceSet, build_method
-from redteam.atomic import write_atomically, write_text_atomically
+from redteam.core.atomic import write_atomically, write_text_atomically
+from redteam.core.config import DetectorSettings
+from redteam.core.errors import InputError
+from redteam.core.geometry import FaceGeometry
 from redteam.datasets import check_out_dir, discover_images
-from redteam.errors import InputError
-from redteam.faces import DetectorSettings, FaceDetector, FaceGeometry
+from redteam.faces import FaceDetector
 from redteam.images import LoadedImage, load_image
 
 RECORD_NAME = "redteam-anonymize.json"
@@ -67,7 +69,7 @@ def anonymize_folder(
     progress: Callable[[str, int, int], None] = lambda stage, done, total: None,
 ) -> AnonymizeSummary:
     """Anonymize every image under `source` into `out` (which may not lie inside `source`)."""
-    from redteam.run import environment
+    from redteam.core.provenance import environment
 
     method = build_method(spec)
     check_out_dir(out, [source])

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from redteam.atomic import write_atomically
+from redteam.core.atomic import write_atomically
 
 
 def default_cache_dir() -> Path:

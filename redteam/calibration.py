@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from metrics.recognizers.base import Recognizer, Threshold
-from redteam.errors import ConfigError, InputError
+from redteam.core.errors import ConfigError, InputError
 
 CALIBRATION_FARS = (1e-3, 1e-4)
 

@@ -13,9 +13,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from redteam.config import AuditConfig, MethodSource
-from redteam.errors import ExitCode, RedteamError, UsageError
-from redteam.faces import DetectorSettings
+from redteam.core.config import AuditConfig, DetectorSettings, MethodSource
+from redteam.core.errors import ExitCode, RedteamError, UsageError
 
 app = typer.Typer(
     help="Red-team face anonymization: attack anonymized faces and measure how much identity survives.",
@@ -170,7 +169,7 @@ def anonymize(
     """Write anonymized copies of every image with a reference method; record spec, seed and versions."""
     from redteam import terminal
     from redteam.anonymize import anonymize_folder
-    from redteam.run import resolve_device
+    from redteam.core.devices import resolve_device
 
     with terminal.progress_bar() as progress:
         summary = anonymize_folder(
@@ -210,7 +209,7 @@ def attack_train(
     """Train the learned inversion (small U-Net) on pairs (method(x), x) from a face corpus."""
     from attacks.learned import train_inversion
     from redteam import terminal
-    from redteam.run import resolve_device
+    from redteam.core.devices import resolve_device
 
     if minutes <= 0:
         raise UsageError(f"--minutes must be positive, got {minutes}", fix="e.g. --minutes 3")
@@ -231,8 +230,8 @@ def attack(
 ) -> None:
     """Reconstruct every image of ANONYMIZED into OUT with one attack; records what was done."""
     from redteam import terminal
-    from redteam.diffusion import no_downloads
-    from redteam.run import resolve_device
+    from redteam.core.devices import resolve_device
+    from redteam.core.hub import no_downloads
     from redteam.standalone import attack_folder
 
     with no_downloads(), terminal.progress_bar() as progress:
@@ -294,7 +293,7 @@ def models_list() -> None:
     from rich.table import Table
 
     from redteam import terminal
-    from redteam.weights import HUB_MODELS, MODEL_FILES
+    from redteam.core.weights import HUB_MODELS, MODEL_FILES
 
     table = Table(title="Model files")
     for column in ("name", "status", "location", "size", "source", "integrity", "licence", "description"):
@@ -370,7 +369,7 @@ def models_import(
 ) -> None:
     """Verify a hand-carried weight file and copy it to where the loader looks (or convert it)."""
     from redteam import terminal
-    from redteam.weights import import_model_file
+    from redteam.core.weights import import_model_file
 
     target = import_model_file(name, files, _validator(name))
     terminal.stdout.print(f"imported {name}: {target}")
@@ -381,7 +380,7 @@ def models_import(
 def models_download(name: Annotated[str, typer.Argument(help="Catalog name, see `redteam models`.")]) -> None:
     """Download a model file or hub model where the network allows (verifying its published hash)."""
     from redteam import terminal
-    from redteam.weights import HUB_MODELS, download_hub_model, download_model_file
+    from redteam.core.weights import HUB_MODELS, download_hub_model, download_model_file
 
     if name in HUB_MODELS:
         terminal.stdout.print(f"downloaded {name}: {download_hub_model(name)}")
@@ -406,13 +405,13 @@ def calibrate(
     """Compute verification thresholds at FAR 1e-3 and 1e-4 from labelled pairs."""
     from metrics.recognizers import RECOGNIZERS
     from redteam import terminal
-    from redteam.atomic import write_text_atomically
     from redteam.calibration import calibrate as run_calibration
     from redteam.calibration import pairs_from_identity_folders, read_pairs
-    from redteam.errors import InputError, ModelUnavailableError
+    from redteam.core.atomic import write_text_atomically
+    from redteam.core.devices import resolve_device
+    from redteam.core.errors import InputError, ModelUnavailableError
     from redteam.faces import FaceDetector
     from redteam.images import load_image
-    from redteam.run import resolve_device
 
     if (pairs is None) == (faces is None):
         raise UsageError("give exactly one of --pairs or --faces", fix="e.g. redteam calibrate --faces lfw/ --out thresholds.json")

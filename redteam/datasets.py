@@ -13,7 +13,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from redteam.errors import InputError, UsageError
+from redteam.core.errors import InputError, UsageError
 from redteam.images import SUPPORTED_SUFFIXES, is_image_file
 
 

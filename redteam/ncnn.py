@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from redteam.errors import InputError
+from redteam.core.errors import InputError
 
 FP16_TAG = 0x01306B47
 FP32_TAG = 0

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-import platform
 import time
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -26,148 +24,42 @@ from attacks import ATTACKS, Attack, MethodInfo, build_attack
 from attacks.base import Applicability, AttackNotApplicable
 from metrics.perceptual import LPIPSMetric, psnr, ssim
 from metrics.recognizers import RECOGNIZERS, Recognizer
-from redteam.anonymize import image_seed, read_declared_spec
+from redteam.anonymize import read_declared_spec
 from redteam.anonymizers import Anonymizer, FaceSet, build_method
-from redteam.cache import Cache, content_key, default_cache_dir
+from redteam.cache import Cache, content_key
 from redteam.calibration import load_threshold
-from redteam.config import AuditConfig, MethodSource
+from redteam.core.config import AuditConfig, MethodSource
+from redteam.core.devices import resolve_device
+from redteam.core.errors import ConfigError, InputError, UsageError
+from redteam.core.geometry import FaceGeometry, attack_window, box_crop, match_detections
+from redteam.core.hub import no_downloads
+from redteam.core.paths import default_cache_dir
+from redteam.core.policy import Policy, load_policy
+from redteam.core.provenance import environment
+from redteam.core.results import (
+    AuditResult,
+    ExampleFace,
+    FaceRecord,
+    Identification,
+    InputIssue,
+    LogFn,
+    MethodEvidence,
+    Outcome,
+    ProgressFn,
+    ResultRow,
+    SkippedAttack,
+)
+from redteam.core.seeds import derived_seed, image_seed
+from redteam.core.tensors import to_tensor, to_uint8
 from redteam.datasets import Dataset, discover_images, find_counterpart
-from redteam.diffusion import no_downloads
-from redteam.errors import ConfigError, InputError, UsageError
-from redteam.faces import FaceDetector, FaceGeometry, box_crop, match_detections
-from redteam.identify import MAX_PAIRS as IDENTIFY_PAIRS
-from redteam.identify import Identification, Pair, identify
-from redteam.images import LoadedImage, load_image, to_tensor, to_uint8
-from redteam.policy import Policy, load_policy
-from redteam.scoring import GalleryEntry, chip_spread, identified, same_photo_columns, score_probes
-from redteam.verdict import MethodEvidence, MethodVerdict, MetricVerdict, Outcome, method_verdicts, metric_verdicts
+from redteam.engine.identify import MAX_PAIRS as IDENTIFY_PAIRS
+from redteam.engine.identify import Pair, identify
+from redteam.engine.scoring import GalleryEntry, chip_spread, identified, same_photo_columns, score_probes
+from redteam.engine.verdict import method_verdicts, metric_verdicts
+from redteam.faces import FaceDetector
+from redteam.images import LoadedImage, load_image
 
 METRIC_CROP = 160
-LogFn = Callable[[str], None]
-ProgressFn = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class InputIssue:
-    """An input problem, handled explicitly and counted in the report.
-
-    Attributes:
-        kind: unreadable | missing_counterpart | no_face | multi_face | size_mismatch | resized |
-            unsupported_file | duplicate | near_duplicate.
-        action: what the run did: "skipped" or "audited".
-    """
-
-    kind: str
-    path: str
-    method: str | None
-    detail: str
-    action: str
-
-
-@dataclass(frozen=True)
-class FaceRecord:
-    """One face of an original (or distractor) image, with the geometry found on the original."""
-
-    face_id: str
-    image: str
-    face_index: int
-    identity: str | None
-    geometry: FaceGeometry
-    in_run: bool
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    """One row of the results table: image x face x method x attack x recognizer."""
-
-    image: str
-    face_index: int
-    face_id: str
-    identity: str | None
-    method: str
-    method_kind: str
-    method_spec: str | None
-    tier: str
-    attack: str
-    recognizer: str
-    similarity: float
-    distance: float
-    threshold: float
-    threshold_calibrated: bool
-    verify: bool | None
-    rank: float | None
-    rank1: bool | None
-    rank5: bool | None
-    rank_other: float | None
-    rank1_other: bool | None
-    rank5_other: bool | None
-    chance_rank1: float
-    chance_rank5: float
-    chance_rank1_other: float
-    chance_rank5_other: float
-    gallery_size: int
-    gallery_pool: int  # gallery entries ranked against the own original (near-duplicates of it removed)
-    other_photos: int  # other photos of the same person in the gallery
-    probe_degenerate: str | None  # why this probe carries no identity (blank, collapsed), scored as not identified
-    anonymized_face_detected: bool
-    ssim: float
-    psnr: float
-    lpips: float | None
-    anonymized_sha256: str
-    attack_seconds: float  # wall clock of this face's reconstruction (the image's time shared by its faces); not reproducible
-
-
-@dataclass(frozen=True)
-class ExampleFace:
-    """Crops shown in the report for one face of one method (METRIC_CROP squares, uint8)."""
-
-    method: str
-    face_id: str
-    original: np.ndarray
-    anonymized: np.ndarray
-    reconstructions: tuple[tuple[str, np.ndarray], ...]
-    similarity: tuple[tuple[str, str, float], ...]
-
-
-@dataclass(frozen=True)
-class SkippedAttack:
-    method: str
-    attack: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class AuditResult:
-    """Everything the report writers need; the results rows are the single source of numbers."""
-
-    config: AuditConfig
-    policy: Policy
-    rows: tuple[ResultRow, ...]
-    metric_verdicts: tuple[MetricVerdict, ...]
-    method_verdicts: tuple[MethodVerdict, ...]
-    issues: tuple[InputIssue, ...]
-    conversions: dict[str, int]
-    faces: tuple[FaceRecord, ...]
-    gallery_size: int
-    methods: tuple[MethodSource, ...]
-    recognizers: dict[str, dict[str, object]]
-    unavailable: dict[str, str]
-    blockers: tuple[str, ...]
-    skipped_attacks: tuple[SkippedAttack, ...]
-    examples: tuple[ExampleFace, ...]
-    input_hashes: dict[str, str]
-    timings: dict[str, float]
-    attack_seconds: dict[str, dict[str, float]]
-    attack_models: dict[str, dict[str, dict[str, str]]]  # method -> attack -> checkpoint hashes / hub snapshots
-    cache_stats: dict[str, int]
-    identifications: dict[str, Identification]  # observed method -> the operator fitted from its pairs
-    environment: dict[str, str]
-
-    @property
-    def model_unavailable(self) -> bool:
-        return bool(self.blockers)
-
-
 @dataclass
 class Clock:
     """Accumulates wall time by category (model inference vs. the harness around it)."""
@@ -181,38 +73,6 @@ class Clock:
             yield
         finally:
             self.seconds[category] = self.seconds.get(category, 0.0) + time.perf_counter() - start
-
-
-def environment() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "platform": platform.platform()}
-    packages = (
-        "face-anon-redteam", "torch", "torchvision", "facenet-pytorch", "dlib-bin", "lpips", "scikit-image", "numpy", "pillow",
-        "deepinv", "diffusers", "transformers", "spandrel", "kornia",
-    )
-    for package in packages:
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' picks CUDA when present; asking for CUDA without one is a usage error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise UsageError(f"unknown device '{device}'", fix="use cpu, cuda, cuda:N or auto") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device '{device}' requested but no CUDA GPU is available", fix="use --device cpu or auto")
-    return resolved
-
-
-def derived_seed(seed: int, *parts: str) -> int:
-    """A per-(method, attack, image) seed, independent of processing order."""
-    return int.from_bytes(hashlib.sha256(":".join([str(seed), *parts]).encode()).digest()[:8], "little") & (2**63 - 1)
 
 
 class _Embedder:
@@ -1011,25 +871,6 @@ class AuditRun:
                 )
             )
         return examples
-
-
-def attack_window(shape: tuple[int, ...], face: FaceGeometry, reference: Anonymizer | None) -> tuple[int, int, int, int]:
-    """The part of the image an attack works on for one face, clipped to the image."""
-    height, width = shape[:2]
-    boxes = [region for stage in (reference.stages if reference is not None else ()) for region in stage.regions(shape, [face])]
-    if boxes:
-        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
-        grow_x, grow_y = (x1 - x0) / 4.0, (y1 - y0) / 4.0
-    else:
-        x0, y0, x1, y1 = face.box
-        grow_x, grow_y = (x1 - x0) / 2.0, (y1 - y0) / 2.0
-    return (
-        max(0, int(np.floor(x0 - grow_x))),
-        max(0, int(np.floor(y0 - grow_y))),
-        min(width, int(np.ceil(x1 + grow_x))),
-        min(height, int(np.ceil(y1 + grow_y))),
-    )
 
 
 def _outcomes(rows: Sequence[ResultRow]) -> Iterator[Outcome]:

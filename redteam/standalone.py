@@ -21,12 +21,15 @@ from PIL import Image
 from attacks import AttackNotApplicable, MethodInfo, build_attack
 from redteam.anonymize import read_declared_spec
 from redteam.anonymizers import build_method
-from redteam.atomic import write_atomically, write_text_atomically
+from redteam.core.atomic import write_atomically, write_text_atomically
+from redteam.core.errors import InputError
+from redteam.core.geometry import attack_window
+from redteam.core.provenance import environment
+from redteam.core.seeds import derived_seed
+from redteam.core.tensors import to_tensor, to_uint8
 from redteam.datasets import check_out_dir, discover_images, find_counterpart
-from redteam.errors import InputError
 from redteam.faces import FaceDetector
-from redteam.images import load_image, to_tensor, to_uint8
-from redteam.run import attack_window, derived_seed, environment
+from redteam.images import load_image
 
 RECORD_NAME = "redteam-attack.json"
 

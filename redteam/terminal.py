@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from attacks.base import TIER_ORDER
-from redteam.run import AuditResult, ProgressFn
+from redteam.core.results import AuditResult, ProgressFn
+from redteam.core.tiers import TIER_ORDER
 from reports.table import format_limit
 
 # Logs of CI jobs are not terminals: give tables room (COLUMNS, else 160) instead of rich's 80-column default.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from redteam.run import AuditResult
+from redteam.core.results import AuditResult
 from reports.html import write_html
 from reports.json_summary import write_summary
 from reports.markdown import write_markdown

@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from redteam.atomic import write_text_atomically
-from redteam.run import AuditResult
+from redteam.core.atomic import write_text_atomically
+from redteam.core.results import AuditResult
 from reports.table import verdict_frame
 
 

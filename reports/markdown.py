@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from redteam.atomic import write_text_atomically
-from redteam.run import AuditResult
+from redteam.core.atomic import write_text_atomically
+from redteam.core.results import AuditResult
 from reports.templating import render
 from reports.view import build_view
 

@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from redteam.run import AuditResult
+from redteam.core.results import AuditResult
 
 #: Columns that measure the machine, not the audit: left out when two runs are compared for equality.
 TIMING_COLUMNS = ("attack_seconds",)

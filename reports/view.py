@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from redteam.run import AuditResult
+from redteam.core.results import AuditResult
 from reports.plots import distance_histograms, png_bytes
 from reports.table import format_limit, format_rate, results_frame, verdict_frame
 

@@ -184,7 +184,7 @@ def tiny_upscaler_folder(tmp_path: Path) -> Path:
 def tiny_inpainting(tmp_path_factory: pytest.TempPathFactory, tiny_ddpm: Path):
     """Inject tiny random diffusion models for every default model id (inpainting, img2img, the x4
     upscaler; the DDPM face prior is read from a saved folder by the real loader); records the calls."""
-    from redteam import diffusion
+    from redteam.core import hub as diffusion
 
     inpaint = build_tiny_inpainting_pipeline(tmp_path_factory.mktemp("tiny_sd"))
     models = {"inpaint": inpaint, "img2img": build_tiny_img2img_pipeline(inpaint), "upscale": build_tiny_upscale_pipeline(inpaint)}

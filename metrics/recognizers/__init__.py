@@ -5,7 +5,7 @@ from __future__ import annotations
 from metrics.recognizers.base import Availability, Recognizer, Threshold
 from metrics.recognizers.dlib_resnet import DlibRecognizer
 from metrics.recognizers.facenet import FaceNetRecognizer
-from redteam.plugins import load_entry_points
+from redteam.core.plugins import load_entry_points
 
 RECOGNIZERS: dict[str, type[Recognizer]] = {
     DlibRecognizer.name: DlibRecognizer,

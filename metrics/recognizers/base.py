@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from redteam.faces import FaceGeometry
+from redteam.core.geometry import FaceGeometry
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Availability:
 
 def file_availability(name: str) -> Availability:
     """Availability of a catalog weight file, with the commands that provide it when missing."""
-    from redteam.weights import get_model_file
+    from redteam.core.weights import get_model_file
 
     entry = get_model_file(name)
     if entry.is_available():

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from metrics.recognizers.base import Availability, Recognizer, Threshold
-from redteam.faces import FaceGeometry
-from redteam.weights import get_model_file, sha256_file
+from redteam.core.geometry import FaceGeometry
+from redteam.core.provenance import sha256_file
+from redteam.core.weights import get_model_file
 
 DLIB_THRESHOLD = Threshold(
     value=0.6,

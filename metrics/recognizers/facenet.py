@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from metrics.recognizers.base import Availability, Recognizer, Threshold, file_availability
-from redteam.errors import ModelUnavailableError
-from redteam.faces import FaceGeometry, box_crop
-from redteam.weights import get_model_file, sha256_file
+from redteam.core.errors import ModelUnavailableError
+from redteam.core.geometry import FaceGeometry, box_crop
+from redteam.core.provenance import sha256_file
+from redteam.core.weights import get_model_file
 
 #: Default threshold on the Euclidean distance between L2-normalised embeddings. Source: deepface's
 #: published threshold for "Facenet512" (the same davidsandberg 20180402-114759 weights),

@@ -12,7 +12,7 @@ from redteam.anonymizers.noise import Noise
 from redteam.anonymizers.pipeline import Pipeline
 from redteam.anonymizers.spec import parse_method_spec
 from redteam.anonymizers.synthetic import SyntheticFace
-from redteam.plugins import load_entry_points
+from redteam.core.plugins import load_entry_points
 
 METHODS: dict[str, type[Anonymizer]] = {
     method.name: method

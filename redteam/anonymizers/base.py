@@ -18,51 +18,8 @@ import torch
 from skimage.draw import ellipse as draw_ellipse
 from skimage.filters import gaussian
 
-from redteam.errors import ConfigError
-from redteam.faces import FaceGeometry, enlarged_box
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """One declared parameter of a method, with its type, default and valid range or choices."""
-
-    name: str
-    kind: type
-    default: Any
-    help: str
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[str, ...] | None = None
-
-    def describe(self) -> str:
-        if self.choices:
-            valid = "one of " + ", ".join(self.choices)
-        elif self.kind is str:
-            valid = "text"
-        else:
-            valid = f"{self.kind.__name__} in [{self.minimum}, {self.maximum}]"
-        return f"{self.name}={self.default} ({valid}): {self.help}"
-
-    def coerce(self, method: str, raw: str) -> Any:
-        try:
-            value = self.kind(raw)
-        except ValueError:
-            raise ConfigError(
-                f"method '{method}': parameter '{self.name}' must be a {self.kind.__name__}, got '{raw}'",
-                fix=self.describe(),
-            ) from None
-        if self.choices is not None and value not in self.choices:
-            raise ConfigError(
-                f"method '{method}': parameter '{self.name}' must be one of {', '.join(self.choices)}, got '{raw}'",
-                fix=self.describe(),
-            )
-        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
-            raise ConfigError(
-                f"method '{method}': parameter '{self.name}'={raw} is outside [{self.minimum}, {self.maximum}]",
-                fix=self.describe(),
-            )
-        return value
-
+from redteam.core.geometry import Box, FaceGeometry, enlarged_box
+from redteam.core.params import Configurable, Parameter
 
 REGION_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("margin", float, 0.2, "grow each face box by this fraction of its size on every side", 0.0, 3.0),
@@ -70,8 +27,6 @@ REGION_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("feather", float, 0.0, "soften the region's inner edge over this many pixels (0 = hard edge)", 0.0, 200.0),
     Parameter("region", str, "face", "anonymize each face, or the whole image", choices=("face", "image")),
 )
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -88,7 +43,7 @@ def image_key(pixels: np.ndarray) -> str:
     return hashlib.sha256(str(pixels.shape).encode() + np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
 
-class Anonymizer(ABC):
+class Anonymizer(Configurable, ABC):
     """A reference anonymization method: reproducible from its name and parameters.
 
     Subclasses declare `parameters` (the region parameters are added to every method) and implement
@@ -96,8 +51,7 @@ class Anonymizer(ABC):
     deepinv Physics, or None when the method has none (then `operator_note` says why).
     """
 
-    name: ClassVar[str]
-    parameters: ClassVar[tuple[Parameter, ...]]
+    what: ClassVar[str] = "method"
     reference: ClassVar[str]
     region_defaults: ClassVar[dict[str, Any]] = {}
     linear: ClassVar[bool] = False
@@ -113,26 +67,6 @@ class Anonymizer(ABC):
             if p.name not in own
         )
         return cls.parameters + region
-
-    def __init__(self, **values: Any) -> None:
-        declared = {p.name: p for p in self.all_parameters()}
-        for key in values:
-            if key not in declared:
-                raise ConfigError(
-                    f"method '{self.name}' has no parameter '{key}'",
-                    fix="valid parameters: " + "; ".join(p.describe() for p in self.all_parameters()),
-                )
-        self.values: dict[str, Any] = {p.name: values.get(p.name, p.default) for p in self.all_parameters()}
-
-    @property
-    def spec(self) -> str:
-        """The canonical spec: the name and every non-default value, sorted, e.g. ``gaussian_blur:sigma=2.0``.
-
-        Reports also record `parameters` (every value, defaults included).
-        """
-        defaults = {p.name: p.default for p in self.all_parameters()}
-        changed = [f"{k}={self.values[k]}" for k in sorted(self.values) if self.values[k] != defaults[k]]
-        return self.name + (":" + ",".join(changed) if changed else "")
 
     @property
     def parameters_json(self) -> list[dict[str, Any]]:

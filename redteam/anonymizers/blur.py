@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from scipy.ndimage import uniform_filter
 
 from redteam.anonymizers.base import Anonymizer, Box, Parameter
-from redteam.faces import FaceGeometry
+from redteam.core.geometry import FaceGeometry
 
 
 def gaussian_factor(sigma: float) -> torch.Tensor:

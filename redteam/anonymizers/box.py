@@ -9,7 +9,7 @@ import torch
 from skimage.draw import polygon
 
 from redteam.anonymizers.base import Anonymizer, Box, Parameter
-from redteam.faces import FaceGeometry
+from redteam.core.geometry import FaceGeometry
 
 COLOURS = {"black": (0, 0, 0), "white": (255, 255, 255), "gray": (128, 128, 128)}
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from redteam.anonymizers.base import Anonymizer, Box, Parameter
-from redteam.faces import FaceGeometry
+from redteam.core.geometry import FaceGeometry
 
 
 class Jpeg(Anonymizer):

@@ -17,8 +17,8 @@ import torch
 from skimage.transform import SimilarityTransform, warp
 
 from redteam.anonymizers.base import Anonymizer, Box, FaceSet, Parameter, image_key
-from redteam.errors import ConfigError
-from redteam.faces import FaceGeometry
+from redteam.core.errors import ConfigError
+from redteam.core.geometry import FaceGeometry
 
 #: The common 112 x 112 five-point template (eyes, nose, mouth corners), as used for ArcFace crops.
 TEMPLATE_112 = np.array(

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from redteam.anonymizers.base import Anonymizer, Box, Parameter
-from redteam.faces import FaceGeometry
+from redteam.core.geometry import FaceGeometry
 
 
 def cell_means(area: np.ndarray, block: int) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from redteam.anonymizers.base import Anonymizer, Box, Parameter
-from redteam.faces import FaceGeometry
+from redteam.core.geometry import FaceGeometry
 
 
 class Noise(Anonymizer):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from redteam.anonymizers.base import Anonymizer, FaceSet
-from redteam.faces import FaceGeometry
+from redteam.core.geometry import FaceGeometry
 
 
 class Pipeline(Anonymizer):
@@ -19,7 +19,7 @@ class Pipeline(Anonymizer):
     parameters = ()
 
     def __init__(self, stages: Sequence[Anonymizer]) -> None:  # noqa: D107 - stages, not parameters
-        from redteam.errors import ConfigError
+        from redteam.core.errors import ConfigError
 
         for position, stage in enumerate(stages):
             if stage.needs_fit and position > 0:

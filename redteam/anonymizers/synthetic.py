@@ -2,7 +2,7 @@
 
 The default checkpoint is a Stable Diffusion inpainting model from the Hugging Face hub, loaded lazily
 through HF_HOME (set HF_HUB_OFFLINE=1 on an offline machine that has it cached); see
-`redteam.diffusion`, where tests inject a tiny pipeline. Pipelines such as ``synthetic | gaussian_blur:sigma=4``
+`redteam.core.hub`, where tests inject a tiny pipeline. Pipelines such as ``synthetic | gaussian_blur:sigma=4``
 ("replace, then blur") compose like any other stages.
 
 References:
@@ -18,8 +18,9 @@ import torch
 from PIL import Image
 
 from redteam.anonymizers.base import Anonymizer, Box
-from redteam.diffusion import diffusion_parameters, get_pipeline, pick_device
-from redteam.faces import FaceGeometry
+from redteam.core.devices import pick_device
+from redteam.core.geometry import FaceGeometry
+from redteam.core.hub import diffusion_parameters, get_pipeline
 
 DEFAULT_INPAINTING_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 

@@ -85,7 +85,7 @@ def test_phase_puts_the_lines_on_the_steps(sample_faces) -> None:
 
 @pytest.mark.parametrize("spec", ["none", "gaussian_blur:sigma=4", "gaussian_blur:sigma=12", "box:margin=0.5", "noise:sigma=0.1"])
 def test_no_grid_shows_where_there_is_no_mosaic(sample_faces, spec: str) -> None:
-    from redteam.faces import FaceGeometry
+    from redteam.core.geometry import FaceGeometry
 
     found = []
     for pixels, box in sample_faces:

@@ -9,7 +9,7 @@ import torch
 from attacks import MethodInfo, build_attack
 from attacks.learned import TinyUNet, checkpoint_path, train_inversion
 from redteam.anonymizers import build_method
-from redteam.config import AuditConfig, MethodSource
+from redteam.core.config import AuditConfig, MethodSource
 from redteam.run import AuditRun
 
 

@@ -6,7 +6,7 @@ import torch
 import torchvision
 
 from metrics.perceptual import LPIPSMetric, load_alexnet_trunk, psnr, ssim
-from redteam.errors import InputError, ModelUnavailableError
+from redteam.core.errors import InputError, ModelUnavailableError
 
 
 def test_ssim_and_psnr_are_per_image():

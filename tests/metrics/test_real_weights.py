@@ -77,8 +77,8 @@ def _runnable_or_skip(spec, info, what):
 def _demo_face_window(sample_dir, spec):
     from attacks import MethodInfo
     from redteam.anonymizers import build_method
-    from redteam.images import to_tensor
-    from redteam.run import attack_window
+    from redteam.core.geometry import attack_window
+    from redteam.core.tensors import to_tensor
 
     pixels = load_image(sample_dir / "barack_obama" / "obama.jpg").pixels
     face = FaceDetector().detect(pixels)[0]

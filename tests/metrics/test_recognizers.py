@@ -8,7 +8,7 @@ from facenet_pytorch import InceptionResnetV1
 from metrics.recognizers import RECOGNIZERS
 from metrics.recognizers.dlib_resnet import DlibRecognizer
 from metrics.recognizers.facenet import FaceNetRecognizer
-from redteam.errors import ModelUnavailableError
+from redteam.core.errors import ModelUnavailableError
 from redteam.faces import FaceDetector
 from redteam.images import load_image
 
@@ -81,7 +81,7 @@ def test_facenet_loads_weights_from_torch_home_and_normalises(offline_environmen
     assert embeddings.shape == (3, 512)
     assert torch.allclose(embeddings.norm(dim=1), torch.ones(3), atol=1e-5)
     assert not recognizer.threshold.calibrated
-    from redteam.weights import sha256_file
+    from redteam.core.provenance import sha256_file
 
     assert sha256_file(path) in recognizer.fingerprint
 

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from metrics.statistics import clopper_pearson_interval, rate_interval, wilson_interval
-from redteam.errors import ConfigError
+from redteam.core.errors import ConfigError
 
 
 def test_wilson_matches_published_values():

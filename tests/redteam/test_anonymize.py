@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from redteam.anonymize import RECORD_NAME, anonymize_folder
-from redteam.config import AuditConfig, MethodSource
-from redteam.errors import UsageError
+from redteam.core.config import AuditConfig, MethodSource
+from redteam.core.errors import UsageError
 from redteam.run import AuditRun
 from reports.table import results_frame
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from redteam.anonymizers import METHODS, FaceSet, build_method
-from redteam.errors import ConfigError
-from redteam.faces import FaceGeometry
+from redteam.core.errors import ConfigError
+from redteam.core.geometry import FaceGeometry
 
 FACE = FaceGeometry(box=(20.0, 15.0, 60.0, 65.0), landmarks=((30, 30), (50, 30), (40, 40), (32, 55), (48, 55)), score=0.99)
 

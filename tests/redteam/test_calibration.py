@@ -5,7 +5,7 @@ import pytest
 
 from metrics.recognizers.dlib_resnet import DlibRecognizer
 from redteam.calibration import calibrate, load_threshold, read_pairs, threshold_at_far
-from redteam.errors import ConfigError, InputError
+from redteam.core.errors import ConfigError, InputError
 from redteam.faces import FaceDetector
 from redteam.images import load_image
 

@@ -74,7 +74,7 @@ def test_exit_4_when_lpips_is_required_but_its_trunk_is_missing(originals, tmp_p
         (["--method", "blur=gaussian_blur:sigma=-1"], 3, "outside"),
         (["--method", "blur"], 2, "NAME=VALUE"),
         ([], 2, "no method"),
-        (["--method", "b=box", "--attack", "magic"], 2, "unknown attack"),
+        (["--method", "b=box", "--attack", "magic"], 3, "unknown attack"),
         (["--anonymized", "x=/does/not/exist"], 3, "does not exist"),
         (["--method", "b=box", "--policy", "/does/not/exist.toml"], 3, "cannot be read"),
         (["--method", "b=box", "--bogus-option"], 2, "No such option"),

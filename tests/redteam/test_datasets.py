@@ -1,7 +1,7 @@
 import pytest
 
+from redteam.core.errors import InputError, UsageError
 from redteam.datasets import check_out_dir, discover_images, find_counterpart, read_manifest
-from redteam.errors import InputError, UsageError
 
 
 def touch(path):

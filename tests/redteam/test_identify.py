@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from redteam.anonymizers import build_method
-from redteam.config import AuditConfig, MethodSource
+from redteam.core.config import AuditConfig, MethodSource
+from redteam.engine.identify import MAX_RESIDUAL, Pair, identify
 from redteam.faces import FaceDetector
-from redteam.identify import MAX_RESIDUAL, Pair, identify
 from redteam.images import load_image
 from redteam.run import AuditRun
 

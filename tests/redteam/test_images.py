@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from redteam.errors import InputError
-from redteam.images import load_image, to_tensor, to_uint8
+from redteam.core.errors import InputError
+from redteam.core.tensors import to_tensor, to_uint8
+from redteam.images import load_image
 
 
 def gradient(height=40, width=30):

@@ -1,7 +1,7 @@
 """The demo set through a dozen reference methods at once, including the layered pipeline, k-Same, a
 solid box and a synthetic replacement (tiny random diffusion pipeline): every one is in the report."""
 
-from redteam.config import AuditConfig, MethodSource
+from redteam.core.config import AuditConfig, MethodSource
 from redteam.run import AuditRun
 from reports import write_reports
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from redteam.errors import InputError
+from redteam.core.errors import InputError
 from redteam.ncnn import FP16_TAG, convert_rrdbnet, convert_to_bytes, rrdbnet_keys
 
 
@@ -137,7 +137,6 @@ def test_catalog_import_converts_checks_the_digest_and_copies(tmp_path: Path, of
     assert provenance["sha256"] == expected and provenance["conversion.bin_sha256"] == hashlib.sha256(before[1]).hexdigest()
     target.write_bytes(target.read_bytes()[:-4] + b"\0\0\0\0")  # tampered after import: refused before use
     with pytest.raises(Exception, match="SHA-256"):
-        weights._digests.clear()
         weights.MODEL_FILES["realesrgan_x4plus"].require_verified()
 
 

@@ -8,8 +8,8 @@ from skimage.filters import gaussian as smooth
 
 from redteam.anonymizers import build_method
 from redteam.anonymizers.mosaic import cell_means
-from redteam.errors import ConfigError
-from redteam.faces import FaceGeometry
+from redteam.core.errors import ConfigError
+from redteam.core.geometry import FaceGeometry
 
 QUANTIZATION = 0.5 / 255 + 1e-6  # the only difference allowed: rounding to 8 bits
 FACE = FaceGeometry(box=(16.0, 12.0, 48.0, 52.0), landmarks=((26, 28), (40, 28), (33, 36), (27, 45), (39, 45)), score=0.99)

@@ -1,7 +1,7 @@
 import pytest
 
-from redteam.errors import ConfigError
-from redteam.policy import load_policy, parse_policy
+from redteam.core.errors import ConfigError
+from redteam.core.policy import load_policy, parse_policy
 
 RECOGNIZERS = ("dlib", "facenet")
 

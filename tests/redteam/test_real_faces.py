@@ -3,7 +3,7 @@ mild blur and mosaic and be near chance behind a solid box over the head."""
 
 import pytest
 
-from redteam.config import AuditConfig, MethodSource
+from redteam.core.config import AuditConfig, MethodSource
 from redteam.run import AuditRun
 
 

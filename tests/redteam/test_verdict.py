@@ -1,8 +1,13 @@
 import math
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metrics.identity import chance_other_photo
 from metrics.statistics import wilson_interval
-from redteam.policy import parse_policy
-from redteam.verdict import Outcome, Verdict, decide, method_verdicts, metric_verdicts
+from redteam.core.policy import parse_policy
+from redteam.core.results import MethodEvidence, Outcome, Verdict
+from redteam.engine.verdict import decide, distractors_to_beat, method_verdicts, metric_verdicts
 
 POLICY = parse_policy(
     {"min_samples": 10, "required_tiers": ["naive"], "limits": {"naive": {"rank1": 0.2}, "parrot": {"rank1_other": 0.2}}},
@@ -59,11 +64,6 @@ def test_limit_below_chance_is_flagged():
 
 
 # -- the evidence gate -------------------------------------------------------------------------------
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from metrics.identity import chance_other_photo  # noqa: E402
-from redteam.verdict import MethodEvidence, distractors_to_beat  # noqa: E402
 
 TIERS = ("naive", "reconstruction", "parrot", "adaptive")
 

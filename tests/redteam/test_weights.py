@@ -1,7 +1,7 @@
 import pytest
 
-from redteam.errors import InputError, ModelUnavailableError
-from redteam.weights import MODEL_FILES, download_model_file, get_model_file, import_model_file
+from redteam.core.errors import InputError, ModelUnavailableError
+from redteam.core.weights import MODEL_FILES, download_model_file, get_model_file, import_model_file
 
 
 def test_catalog_resolves_through_torch_home(offline_environment):

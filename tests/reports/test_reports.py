@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from redteam.config import AuditConfig, MethodSource
+from redteam.core.config import AuditConfig, MethodSource
 from redteam.run import AuditRun
 from reports import write_reports
 from reports.table import results_frame

@@ -29,7 +29,8 @@ import numpy as np
 from scipy import ndimage
 
 from redteam.anonymizers import build_method
-from redteam.faces import FaceGeometry
+from redteam.core.geometry import FaceGeometry
+from redteam.core.results import FaceFit, Identification
 
 #: A candidate whose median residual (mean absolute, grey levels, inside the regions) is within this,
 #: and which fits at least MIN_CONSISTENT of the faces within twice it, counts as identified.
@@ -51,47 +52,6 @@ class Pair:
     original: np.ndarray
     anonymized: np.ndarray
     faces: tuple[FaceGeometry, ...]
-
-
-@dataclass(frozen=True)
-class FaceFit:
-    """How well the identified spec reproduces one face: mean absolute error in grey levels."""
-
-    image: str
-    face_index: int
-    residual: float
-
-
-@dataclass(frozen=True)
-class Identification:
-    """The fitted method of an observed folder.
-
-    Attributes:
-        spec: the best candidate's canonical spec (None when nothing could be fitted).
-        residual: its median per-face residual (grey levels).
-        identified: residual within MAX_RESIDUAL: the method counts as declared.
-        faces: the per-face residuals of the spec.
-        candidates: every family's best spec with its residual, best first.
-        reason: what was found, in one line.
-    """
-
-    spec: str | None
-    residual: float
-    identified: bool
-    faces: tuple[FaceFit, ...]
-    candidates: tuple[tuple[str, float], ...]
-    reason: str
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "spec": self.spec,
-            "residual": None if math.isnan(self.residual) else round(self.residual, 3),
-            "identified": self.identified,
-            "max_residual": MAX_RESIDUAL,
-            "reason": self.reason,
-            "faces": [{"image": f.image, "face": f.face_index, "residual": round(f.residual, 3)} for f in self.faces],
-            "candidates": [{"spec": spec, "residual": round(value, 3)} for spec, value in self.candidates],
-        }
 
 
 @dataclass(frozen=True)
@@ -382,6 +342,7 @@ def identify(pairs: Sequence[Pair]) -> Identification:
     else:
         reason = f"best fit {canonical} leaves {best:.2f} grey levels (> {MAX_RESIDUAL}): not identified, treated as unknown"
     return Identification(
+        max_residual=MAX_RESIDUAL,
         spec=canonical,
         residual=best,
         identified=identified,

@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 
 import torch
 
-from redteam.errors import ModelUnavailableError
+from redteam.core.errors import ModelUnavailableError
 
 PipelineKind = Literal["inpaint", "img2img", "upscale", "prior"]
 PipelineLoader = Callable[[PipelineKind, str, torch.device], Any]
@@ -68,7 +68,7 @@ def _quiet_diffusers() -> Iterator[None]:
 
 def _build(kind: PipelineKind, model: str) -> Any:
     """Load one model of `kind` (no caching, no device placement); `model` may be a catalog name."""
-    from redteam.weights import hub_id
+    from redteam.core.weights import hub_id
 
     model = hub_id(model)
     if kind == "prior":
@@ -116,7 +116,7 @@ def _path_like(model: str) -> bool:
 
 def _failure(model: str, error: Exception) -> str:
     """Why a model did not load, in one line: the library's own message only when it says more."""
-    from redteam.weights import hub_id
+    from redteam.core.weights import hub_id
 
     resolved = hub_id(model)
     if Path(resolved).is_dir():
@@ -129,7 +129,7 @@ def _failure(model: str, error: Exception) -> str:
 
 
 def _download_hint(model: str) -> str:
-    from redteam.weights import HUB_MODELS, hub_id
+    from redteam.core.weights import HUB_MODELS, hub_id
 
     resolved = hub_id(model)
     if _path_like(resolved):
@@ -156,7 +156,7 @@ def folder_digest(folder: Path) -> str:
     """One SHA-256 over a local diffusers folder's weight and config files (relative path + file hash)."""
     import hashlib
 
-    from redteam.weights import cached_sha256
+    from redteam.core.provenance import cached_sha256
 
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
@@ -167,7 +167,7 @@ def folder_digest(folder: Path) -> str:
 
 def model_provenance(model: str) -> dict[str, str]:
     """Which diffusion model exactly: a local folder as given, or a hub id with its cached snapshot commit."""
-    from redteam.weights import cached_snapshot, hub_id
+    from redteam.core.weights import cached_snapshot, hub_id
 
     resolved = hub_id(model)
     if Path(resolved).is_dir():

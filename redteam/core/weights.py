@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from redteam.atomic import copy_atomically, write_atomically
-from redteam.errors import InputError, ModelUnavailableError
+from redteam.core.atomic import copy_atomically, write_atomically
+from redteam.core.errors import InputError, ModelUnavailableError
+from redteam.core.provenance import cached_sha256, sha256_file
 
 
 def torch_home() -> Path:
@@ -178,26 +179,6 @@ class ModelFile:
                 fix="download the file again from " + str(self.url),
             )
         return digest
-
-
-_digests: dict[tuple[str, int, int], str] = {}
-
-
-def cached_sha256(path: Path) -> str:
-    """sha256_file, remembered per (path, size, mtime) for the process: large checkpoints hash once."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _digests:
-        _digests[key] = sha256_file(path)
-    return _digests[key]
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 FACENET_VGGFACE2_URL = (

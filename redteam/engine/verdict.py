@@ -17,109 +17,13 @@ INCONCLUSIVE (a FAIL stays a FAIL).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
+from collections.abc import Sequence
 
-from attacks.base import TIER_ORDER
 from metrics.identity import chance_other_photo
-from metrics.statistics import RateEstimate, rate_interval
-from redteam.policy import Policy
-
-
-class Verdict(str, Enum):
-    PASS = "PASS"
-    INCONCLUSIVE = "INCONCLUSIVE"
-    FAIL = "FAIL"
-
-
-_SEVERITY = {Verdict.PASS: 0, Verdict.INCONCLUSIVE: 1, Verdict.FAIL: 2}
-
-
-def worst(verdicts: Iterable[Verdict]) -> Verdict:
-    return max(verdicts, key=_SEVERITY.__getitem__, default=Verdict.INCONCLUSIVE)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One row's outcome for one rate metric (success None = not applicable to this row).
-
-    Attributes:
-        chance: probability that a random ranking scores a success on this row (NaN: no chance level).
-        pool, matches, k: the random-guess model behind `chance` (a success is one of `matches`
-            entries in the top k of `pool`), so the gate can say how many distractors lower it.
-        face_id: the audited face, for the coverage check.
-        degenerate: the probe carries no identity (blank or collapsed) and was scored as the best
-            constant guess (not identified).
-    """
-
-    method: str
-    tier: str
-    attack: str
-    recognizer: str
-    metric: str
-    success: bool | None
-    chance: float
-    pool: int = 0
-    matches: int = 0
-    k: int = 1
-    face_id: str = ""
-    degenerate: bool = False
-
-
-@dataclass(frozen=True)
-class MetricVerdict:
-    """The verdict on one rate: method x tier x attack x recognizer x metric.
-
-    Attributes:
-        limit: the policy's limit (NaN when the tier has no limits: then the verdict is INCONCLUSIVE).
-        distractors_needed: when chance >= limit, how many gallery distractors bring chance below it.
-        degenerate: probes scored as the best constant guess (blank or collapsed embeddings).
-    """
-
-    method: str
-    tier: str
-    attack: str
-    recognizer: str
-    metric: str
-    limit: float
-    estimate: RateEstimate
-    chance: float
-    verdict: Verdict
-    reason: str
-    distractors_needed: int | None = None
-    degenerate: int = 0
-
-
-@dataclass(frozen=True)
-class MethodEvidence:
-    """What ran for one method, for the evidence gate.
-
-    Attributes:
-        faces: audited faces of the method (every face of the run's originals).
-        declared: the method's operator is known (reference, declared spec, identified operator).
-        tiers_run: the tiers with at least one results row.
-        coverage: (attack, recognizer) -> faces with a results row, for every attack that ran.
-        gaps: why faces have no row (e.g. "3 faces: missing_counterpart"), shown when coverage is short.
-        missing: requested or required things that did not run for this method, each with its reason.
-    """
-
-    faces: int
-    declared: bool = False
-    tiers_run: frozenset[str] = frozenset()
-    coverage: dict[tuple[str, str], int] = field(default_factory=dict)
-    gaps: tuple[str, ...] = ()
-    missing: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class MethodVerdict:
-    """A method's overall verdict, its per-tier verdicts and the reasons behind anything not PASS."""
-
-    method: str
-    verdict: Verdict
-    tiers: tuple[tuple[str, Verdict], ...]
-    reasons: tuple[str, ...]
+from metrics.statistics import rate_interval
+from redteam.core.policy import Policy
+from redteam.core.results import MethodEvidence, MethodVerdict, MetricVerdict, Outcome, RateEstimate, Verdict, worst
+from redteam.core.tiers import TIER_ORDER
 
 
 def distractors_to_beat(outcomes: Sequence[Outcome], limit: float, cap: int = 10**7) -> int | None:

@@ -6,7 +6,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from redteam.faces import DetectorSettings
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Detector parameters; each one is written into the report.
+
+    Attributes:
+        min_score: MTCNN face probability below which a detection is discarded.
+        min_face_size: smallest face side in pixels MTCNN searches for.
+    """
+
+    min_score: float = 0.95
+    min_face_size: int = 20
 
 
 @dataclass(frozen=True)

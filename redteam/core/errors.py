@@ -6,13 +6,15 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """The exit-code contract of `redteam audit` (README, "Exit codes")."""
+    """The exit-code contract of every command (README, "Exit codes")."""
 
     ALL_PASS = 0
     NOT_ALL_PASS = 1
     USAGE = 2
     BAD_INPUT = 3
     MODEL_UNAVAILABLE = 4
+    INTERNAL = 5  # a bug: never a verdict
+    INTERRUPTED = 130
 
 
 class RedteamError(Exception):

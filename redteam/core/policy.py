@@ -9,10 +9,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from attacks.base import ThreatTier
-from metrics.statistics import INTERVAL_METHODS
-from redteam.errors import ConfigError, InputError
+from redteam.core.errors import ConfigError, InputError
+from redteam.core.tiers import TIER_NAMES
 
+#: Interval methods a policy may name (metrics.statistics computes them).
+INTERVAL_METHODS = ("wilson", "clopper-pearson")
 #: Rate metrics a policy may limit (columns of the results table holding per-row booleans).
 RATE_METRICS: dict[str, str] = {
     "verify": "verified as the same person as its own original (distance below the recognizer's threshold)",
@@ -124,7 +125,7 @@ def parse_policy(
     min_samples = data.get("min_samples", 30)
     if not isinstance(min_samples, int) or isinstance(min_samples, bool) or min_samples < 1:
         raise ConfigError(f"{where}: min_samples must be a positive integer, got {min_samples!r}", fix="min_samples = 30")
-    tiers = tuple(t.value for t in ThreatTier)
+    tiers = TIER_NAMES
     raw_limits = data.get("limits", {})
     if not isinstance(raw_limits, dict) or not raw_limits:
         raise ConfigError(f"{where}: needs a [limits.<tier>] table with at least one metric", fix="[limits.naive]\nrank1 = 0.10")

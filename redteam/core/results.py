@@ -1,0 +1,307 @@
+"""The result types every stage produces and every report writer reads: input issues, faces, the
+results rows (one per image x face x method x attack x recognizer, the single source of every number),
+outcomes and verdicts, identified operators and the whole audit's result."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from redteam.core.config import AuditConfig, MethodSource
+from redteam.core.geometry import FaceGeometry
+from redteam.core.policy import Policy
+
+
+@dataclass(frozen=True)
+class RateEstimate:
+    """k successes out of n trials, with a two-sided confidence interval.
+
+    Attributes:
+        successes: k.
+        trials: n (0 means no evidence: rate is NaN, interval [0, 1]).
+        low, high: interval bounds.
+        confidence: e.g. 0.95.
+        method: "wilson" or "clopper-pearson".
+    """
+
+    successes: int
+    trials: int
+    low: float
+    high: float
+    confidence: float
+    method: str
+
+    @property
+    def rate(self) -> float:
+        return self.successes / self.trials if self.trials else math.nan
+
+
+
+class Verdict(str, Enum):
+    PASS = "PASS"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    FAIL = "FAIL"
+
+
+_SEVERITY = {Verdict.PASS: 0, Verdict.INCONCLUSIVE: 1, Verdict.FAIL: 2}
+
+
+def worst(verdicts: Iterable[Verdict]) -> Verdict:
+    return max(verdicts, key=_SEVERITY.__getitem__, default=Verdict.INCONCLUSIVE)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One row's outcome for one rate metric (success None = not applicable to this row).
+
+    Attributes:
+        chance: probability that a random ranking scores a success on this row (NaN: no chance level).
+        pool, matches, k: the random-guess model behind `chance` (a success is one of `matches`
+            entries in the top k of `pool`), so the gate can say how many distractors lower it.
+        face_id: the audited face, for the coverage check.
+        degenerate: the probe carries no identity (blank or collapsed) and was scored as the best
+            constant guess (not identified).
+    """
+
+    method: str
+    tier: str
+    attack: str
+    recognizer: str
+    metric: str
+    success: bool | None
+    chance: float
+    pool: int = 0
+    matches: int = 0
+    k: int = 1
+    face_id: str = ""
+    degenerate: bool = False
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    """The verdict on one rate: method x tier x attack x recognizer x metric.
+
+    Attributes:
+        limit: the policy's limit (NaN when the tier has no limits: then the verdict is INCONCLUSIVE).
+        distractors_needed: when chance >= limit, how many gallery distractors bring chance below it.
+        degenerate: probes scored as the best constant guess (blank or collapsed embeddings).
+    """
+
+    method: str
+    tier: str
+    attack: str
+    recognizer: str
+    metric: str
+    limit: float
+    estimate: RateEstimate
+    chance: float
+    verdict: Verdict
+    reason: str
+    distractors_needed: int | None = None
+    degenerate: int = 0
+
+
+@dataclass(frozen=True)
+class MethodEvidence:
+    """What ran for one method, for the evidence gate.
+
+    Attributes:
+        faces: audited faces of the method (every face of the run's originals).
+        declared: the method's operator is known (reference, declared spec, identified operator).
+        tiers_run: the tiers with at least one results row.
+        coverage: (attack, recognizer) -> faces with a results row, for every attack that ran.
+        gaps: why faces have no row (e.g. "3 faces: missing_counterpart"), shown when coverage is short.
+        missing: requested or required things that did not run for this method, each with its reason.
+    """
+
+    faces: int
+    declared: bool = False
+    tiers_run: frozenset[str] = frozenset()
+    coverage: dict[tuple[str, str], int] = field(default_factory=dict)
+    gaps: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MethodVerdict:
+    """A method's overall verdict, its per-tier verdicts and the reasons behind anything not PASS."""
+
+    method: str
+    verdict: Verdict
+    tiers: tuple[tuple[str, Verdict], ...]
+    reasons: tuple[str, ...]
+
+
+
+@dataclass(frozen=True)
+class FaceFit:
+    """How well the identified spec reproduces one face: mean absolute error in grey levels."""
+
+    image: str
+    face_index: int
+    residual: float
+
+
+@dataclass(frozen=True)
+class Identification:
+    """The fitted method of an observed folder.
+
+    Attributes:
+        spec: the best candidate's canonical spec (None when nothing could be fitted).
+        residual: its median per-face residual (grey levels).
+        identified: residual within MAX_RESIDUAL: the method counts as declared.
+        faces: the per-face residuals of the spec.
+        candidates: every family's best spec with its residual, best first.
+        reason: what was found, in one line.
+    """
+
+    spec: str | None
+    residual: float
+    identified: bool
+    faces: tuple[FaceFit, ...]
+    candidates: tuple[tuple[str, float], ...]
+    reason: str
+    max_residual: float = 3.0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "spec": self.spec,
+            "residual": None if math.isnan(self.residual) else round(self.residual, 3),
+            "identified": self.identified,
+            "max_residual": self.max_residual,
+            "reason": self.reason,
+            "faces": [{"image": f.image, "face": f.face_index, "residual": round(f.residual, 3)} for f in self.faces],
+            "candidates": [{"spec": spec, "residual": round(value, 3)} for spec, value in self.candidates],
+        }
+
+
+
+LogFn = Callable[[str], None]
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class InputIssue:
+    """An input problem, handled explicitly and counted in the report.
+
+    Attributes:
+        kind: unreadable | missing_counterpart | no_face | multi_face | size_mismatch | resized |
+            unsupported_file | duplicate | near_duplicate.
+        action: what the run did: "skipped" or "audited".
+    """
+
+    kind: str
+    path: str
+    method: str | None
+    detail: str
+    action: str
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One face of an original (or distractor) image, with the geometry found on the original."""
+
+    face_id: str
+    image: str
+    face_index: int
+    identity: str | None
+    geometry: FaceGeometry
+    in_run: bool
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One row of the results table: image x face x method x attack x recognizer."""
+
+    image: str
+    face_index: int
+    face_id: str
+    identity: str | None
+    method: str
+    method_kind: str
+    method_spec: str | None
+    tier: str
+    attack: str
+    recognizer: str
+    similarity: float
+    distance: float
+    threshold: float
+    threshold_calibrated: bool
+    verify: bool | None
+    rank: float | None
+    rank1: bool | None
+    rank5: bool | None
+    rank_other: float | None
+    rank1_other: bool | None
+    rank5_other: bool | None
+    chance_rank1: float
+    chance_rank5: float
+    chance_rank1_other: float
+    chance_rank5_other: float
+    gallery_size: int
+    gallery_pool: int  # gallery entries ranked against the own original (near-duplicates of it removed)
+    other_photos: int  # other photos of the same person in the gallery
+    probe_degenerate: str | None  # why this probe carries no identity (blank, collapsed), scored as not identified
+    anonymized_face_detected: bool
+    ssim: float
+    psnr: float
+    lpips: float | None
+    anonymized_sha256: str
+    attack_seconds: float  # wall clock of this face's reconstruction (the image's time shared by its faces); not reproducible
+
+
+@dataclass(frozen=True)
+class ExampleFace:
+    """Crops shown in the report for one face of one method (METRIC_CROP squares, uint8)."""
+
+    method: str
+    face_id: str
+    original: np.ndarray
+    anonymized: np.ndarray
+    reconstructions: tuple[tuple[str, np.ndarray], ...]
+    similarity: tuple[tuple[str, str, float], ...]
+
+
+@dataclass(frozen=True)
+class SkippedAttack:
+    method: str
+    attack: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Everything the report writers need; the results rows are the single source of numbers."""
+
+    config: AuditConfig
+    policy: Policy
+    rows: tuple[ResultRow, ...]
+    metric_verdicts: tuple[MetricVerdict, ...]
+    method_verdicts: tuple[MethodVerdict, ...]
+    issues: tuple[InputIssue, ...]
+    conversions: dict[str, int]
+    faces: tuple[FaceRecord, ...]
+    gallery_size: int
+    methods: tuple[MethodSource, ...]
+    recognizers: dict[str, dict[str, object]]
+    unavailable: dict[str, str]
+    blockers: tuple[str, ...]
+    skipped_attacks: tuple[SkippedAttack, ...]
+    examples: tuple[ExampleFace, ...]
+    input_hashes: dict[str, str]
+    timings: dict[str, float]
+    attack_seconds: dict[str, dict[str, float]]
+    attack_models: dict[str, dict[str, dict[str, str]]]  # method -> attack -> checkpoint hashes / hub snapshots
+    cache_stats: dict[str, int]
+    identifications: dict[str, Identification]  # observed method -> the operator fitted from its pairs
+    environment: dict[str, str]
+
+    @property
+    def model_unavailable(self) -> bool:
+        return bool(self.blockers)
+
+
