@@ -25,7 +25,7 @@ ATTACKS: dict[str, type[Attack]] = {
         DiffPIRAttack,
     )
 }
-ATTACKS.update(load_entry_points("redteam.attacks", Attack))
+ATTACKS.update(load_entry_points("redteam.attacks", Attack))  # type: ignore[type-abstract]  # plugins subclass it
 
 __all__ = ["ATTACKS", "Applicability", "Attack", "AttackNotApplicable", "ChainAttack", "MethodInfo", "ThreatTier", "TIER_ORDER", "build_attack"]
 

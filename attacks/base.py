@@ -104,6 +104,15 @@ class MethodInfo:
         found = [stage for stage in self.reference.stages if stage.name in names]
         return found[-1] if found else None
 
+    def stage_of(self, kind: str) -> Anonymizer | None:
+        """The last stage of the known method whose operator is of `kind` ("blur", "cells", "mask",
+        "noise", ...: `Anonymizer.operator_kind`), or None. Attacks choose by this capability, so a
+        plugin method with a blur operator gets the deconvolution attacks without naming them."""
+        if self.reference is None:
+            return None
+        found = [stage for stage in self.reference.stages if stage.operator_kind == kind]
+        return found[-1] if found else None
+
 
 class Attack(Configurable, ABC):
     """One attack. `reconstruct` maps anonymized images to the attacker's best estimate.
@@ -114,12 +123,16 @@ class Attack(Configurable, ABC):
         gallery_domain: "clean" matches against clean originals; "anonymized" matches against a
             gallery anonymized with the same method (the parrot attacker).
         needs_known_method: True when it only applies to methods whose operator is known.
+        works_at_any_scale: True when it needs no pixel-exact geometry (a blind restorer): the engine then
+            attacks faces larger than twice the recognizers' chip on a shrunk window, as what it recovers
+            beyond that scale is never seen by a recognizer.
     """
 
     what: ClassVar[str] = "attack"
     tier: ClassVar[ThreatTier]
     gallery_domain: ClassVar[Literal["clean", "anonymized"]] = "clean"
     needs_known_method: ClassVar[bool] = False
+    works_at_any_scale: ClassVar[bool] = False
     version: ClassVar[str] = "1"
     parameters: ClassVar[tuple[Parameter, ...]] = ()
 

@@ -16,16 +16,16 @@ from skimage.restoration import richardson_lucy, wiener
 from attacks.base import Applicability, Attack, MethodInfo
 from redteam.core.tiers import ThreatTier
 
-BLURS = ("gaussian_blur", "box_blur", "motion_blur")
-
 
 def known_kernel(method: MethodInfo) -> np.ndarray | None:
-    """The declared blur kernel (k x k float64), or None when the method has no blur stage."""
-    stage = method.stage(*BLURS)
+    """The declared blur's kernel (k x k float64, odd k, centred) taken from the method's own operator
+    (`physics()` on its region), or None when the method has no blur stage."""
+    stage = method.stage_of("blur")
     if stage is None:
         return None
-    kernel = stage.kernel(method.region_of(stage)) if stage.name == "box_blur" else stage.kernel()  # type: ignore[attr-defined]
-    return kernel[0, 0].double().numpy()
+    region = method.region_of(stage)
+    shape = (region[3] - region[1], region[2] - region[0]) if region is not None else (64, 64)
+    return stage.physics(shape).filter[0, 0].double().numpy()
 
 
 def _pad(window: np.ndarray, kernel: np.ndarray) -> tuple[np.ndarray, int]:
@@ -53,7 +53,7 @@ class _Deconvolution(Attack):
     def applicable(self, method: MethodInfo) -> Applicability:
         if not method.is_known:
             return Applicability(False, f"needs the blur kernel; '{method.name}' is an observed folder without a spec")
-        if method.stage(*BLURS) is None:
+        if method.stage_of("blur") is None:
             return Applicability(False, f"'{method.name}' has no blur stage")
         return Applicability(True)
 
@@ -72,7 +72,7 @@ class _Deconvolution(Attack):
 def only_in_region(images: torch.Tensor, restored: torch.Tensor, method: MethodInfo) -> torch.Tensor:
     """Keep the restoration inside the blurred region only: deconvolving the untouched context around
     it would only sharpen (and damage) pixels that were never blurred."""
-    stage = method.stage(*BLURS)
+    stage = method.stage_of("blur")
     region = method.region_of(stage) if stage is not None else None
     if region is None:
         return restored
@@ -160,8 +160,6 @@ class TVDeconvolution(_Deconvolution):
         from deepinv.optim.prior import TVPrior
 
         kernel = torch.from_numpy(known_kernel(method)).float()[None, None]  # type: ignore[arg-type]
-        if kernel.shape[-1] % 2 == 0:  # an even box: centre it in an odd kernel
-            kernel = torch.nn.functional.pad(kernel, (1, 0, 1, 0))
         radius = kernel.shape[-1] // 2
         physics = valid_blur_fft(kernel, (images.shape[-2], images.shape[-1]))
         solver = optim_builder(
@@ -184,6 +182,7 @@ class BlindDeconvolution(Attack):
 
     name = "blind_deconv"
     tier = ThreatTier.RECONSTRUCTION
+    works_at_any_scale = True
     sigmas = (0.8, 1.2, 1.6, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
     balance = 0.01
 

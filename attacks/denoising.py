@@ -45,6 +45,7 @@ class NonLocalMeansDenoise(Attack):
 
     name = "denoise"
     tier = ThreatTier.RECONSTRUCTION
+    works_at_any_scale = True
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
         def restore(window: np.ndarray) -> np.ndarray:
@@ -67,6 +68,7 @@ class JpegDeblock(Attack):
 
     name = "jpeg_deblock"
     tier = ThreatTier.RECONSTRUCTION
+    works_at_any_scale = True
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
         return _per_image(images, lambda window: denoise_tv_chambolle(window, weight=0.04, channel_axis=2))

@@ -26,17 +26,16 @@ from redteam.core.tiers import ThreatTier
 DEFAULT_IMG2IMG_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_INPAINT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 DEFAULT_UPSCALE_MODEL = "stabilityai/stable-diffusion-x4-upscaler"
-MASKING = ("box", "eye_bar")
 
 
 def _to_pil(image: torch.Tensor, size: int) -> Image.Image:
     array = (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
-    return Image.fromarray(array).resize((size, size), Image.BICUBIC)
+    return Image.fromarray(array).resize((size, size), Image.Resampling.BICUBIC)
 
 
 def _from_array(result: np.ndarray, height: int, width: int) -> torch.Tensor:
     array = np.clip(np.round(result * 255.0), 0, 255).astype(np.uint8)
-    resized = np.asarray(Image.fromarray(array).resize((width, height), Image.BICUBIC), dtype=np.float32) / 255.0
+    resized = np.asarray(Image.fromarray(array).resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
     return torch.from_numpy(resized).permute(2, 0, 1)
 
 
@@ -131,7 +130,7 @@ class DiffusionInpaint(_Diffusion):
     parameters = diffusion_parameters(DEFAULT_INPAINT_MODEL, steps=30, guidance=7.5, prompt="a photo of the face of a person")
 
     def applicable(self, method: MethodInfo) -> Applicability:
-        if method.is_known and method.stage(*MASKING) is None:
+        if method.is_known and method.stage_of("mask") is None:
             return Applicability(False, f"'{method.name}' masks nothing (no box or eye-bar stage)")
         return super().applicable(method)
 
@@ -139,7 +138,7 @@ class DiffusionInpaint(_Diffusion):
     def mask(image: torch.Tensor, method: MethodInfo) -> np.ndarray:
         """The masked pixels: the known stage's mask, else the window's most common exact colour."""
         height, width = image.shape[-2:]
-        stage = method.stage(*MASKING)
+        stage = method.stage_of("mask")
         mask = np.zeros((height, width), dtype=bool)
         if stage is not None and method.region_of(stage) is not None:
             return method.changed_pixels(stage, (height, width))
@@ -159,7 +158,7 @@ class DiffusionInpaint(_Diffusion):
                 continue
             result = pipeline(
                 prompt=str(self.values["prompt"]), image=_to_pil(image, size),
-                mask_image=Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST),
+                mask_image=Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.Resampling.NEAREST),
                 num_inference_steps=int(self.values["steps"]), guidance_scale=float(self.values["guidance"]),
                 height=size, width=size, generator=self._seed(generator), output_type="np",
             ).images[0]

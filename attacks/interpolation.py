@@ -20,34 +20,30 @@ import torch
 
 from attacks.base import Applicability, Attack, AttackNotApplicable, MethodInfo
 from attacks.grid import AxisGrid, estimate_grid, resample_grid
-from redteam.anonymizers.mosaic import pixel_cells
 from redteam.core.tiers import ThreatTier
 
 
 class _Interpolation(Attack):
     tier = ThreatTier.RECONSTRUCTION
     kernel: ClassVar[str]
-    targets = ("mosaic", "pixelate", "downsample")
 
     def applicable(self, method: MethodInfo) -> Applicability:
-        if method.is_known and method.stage(*self.targets) is None:
+        if method.is_known and method.stage_of("cells") is None:
             return Applicability(False, f"'{method.name}' has no mosaic, pixelate or downsampling stage")
         return Applicability(True)
 
     def _grid(self, window: np.ndarray, method: MethodInfo) -> tuple[AxisGrid, AxisGrid, tuple[int, int, int, int]]:
         """The grid and the box it covers in the window: declared, or estimated blindly."""
         height, width = window.shape[:2]
-        stage = method.stage(*self.targets)
+        stage = method.stage_of("cells")
         region = method.region_of(stage) if stage is not None else None
         if stage is not None and region is not None:
             x0, y0, x1, y1 = region
             box = (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
-            if stage.name == "pixelate":  # round(size / pitch) cells of fractional width per axis
-                columns, rows = pixel_cells(x1 - x0, float(stage.values["pitch"])), pixel_cells(y1 - y0, float(stage.values["pitch"]))
-                return AxisGrid((x1 - x0) / columns, float(x0), 1.0, columns + 1), AxisGrid((y1 - y0) / rows, float(y0), 1.0, rows + 1), box
-            cell = float(stage.values.get("block", stage.values.get("factor")))
-            columns, rows = int((x1 - x0) // cell) + 1, int((y1 - y0) // cell) + 1
-            return AxisGrid(cell, float(x0), 1.0, columns), AxisGrid(cell, float(y0), 1.0, rows), box
+            pitch_x, pitch_y = stage.cell_pitch(region) or (0.0, 0.0)
+            if pitch_x > 0 and pitch_y > 0:
+                columns, rows = int((x1 - x0) / pitch_x + 1e-6) + 1, int((y1 - y0) / pitch_y + 1e-6) + 1
+                return AxisGrid(pitch_x, float(x0), 1.0, columns), AxisGrid(pitch_y, float(y0), 1.0, rows), box
         estimate = estimate_grid(np.round(window * 255).astype(np.uint8))
         if estimate is None:
             raise AttackNotApplicable("no mosaic grid shows in this face's window (blind estimate)")

@@ -162,7 +162,7 @@ def prior_resampling(shape: tuple[int, int], size: int) -> tuple[Any | None, tup
 
 
 def declared_noise(method: MethodInfo) -> float:
-    stage = method.stage("noise")
+    stage = method.stage_of("noise")
     return float(stage.values["sigma"]) if stage is not None else 0.0
 
 

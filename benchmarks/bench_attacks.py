@@ -21,12 +21,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from attacks.learned import train_inversion
 from redteam.core.config import AuditConfig, MethodSource
 from redteam.datasets import discover_images
+from redteam.engine import AuditRun
 from redteam.faces import FaceDetector
 from redteam.images import load_image
-from redteam.run import AuditRun
+from redteam.training import train_inversion
 from reports.table import results_frame
 
 DEFAULT_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces" / "dev" / "identities"
@@ -52,7 +52,7 @@ def normalise(source: Path, target: Path, face_width: float = 160.0) -> Path:
         if not faces:
             continue
         scale = face_width / max(f.width for f in faces)
-        resized = Image.fromarray(image.pixels).resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+        resized = Image.fromarray(image.pixels).resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
         out = target / Path(entry.rel).with_suffix(".png")
         out.parent.mkdir(parents=True, exist_ok=True)
         resized.save(out)

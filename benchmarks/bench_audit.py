@@ -23,9 +23,9 @@ from PIL import Image
 
 from redteam.cli import DEMO_METHODS
 from redteam.core.config import AuditConfig, MethodSource
+from redteam.engine import AuditRun
 from redteam.faces import FaceDetector
 from redteam.images import load_image
-from redteam.run import AuditRun
 
 
 def make_faces(count: int, target: Path) -> Path:

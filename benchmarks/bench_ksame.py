@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from redteam.core.config import AuditConfig, MethodSource
-from redteam.run import AuditRun
+from redteam.engine import AuditRun
 
 DEFAULT_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces" / "dev" / "identities"
 

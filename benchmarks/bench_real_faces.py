@@ -76,7 +76,7 @@ def normalise(source: Path, target: Path, *, limit: int | None = None) -> Path:
         if not faces:
             continue
         scale = FACE_WIDTH / max(f.width for f in faces)
-        resized = Image.fromarray(image.pixels).resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+        resized = Image.fromarray(image.pixels).resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
         out.parent.mkdir(parents=True, exist_ok=True)
         resized.save(out)
         if index % 200 == 0:
@@ -87,8 +87,9 @@ def normalise(source: Path, target: Path, *, limit: int | None = None) -> Path:
 
 def train_all(corpus: Path, minutes: float) -> dict[str, str]:
     """Train (or reuse) the inversion of every method on the attacker's corpus; name -> status."""
-    from attacks.learned import checkpoint_path, train_inversion
+    from attacks.learned import checkpoint_path
     from redteam.anonymizers import build_method
+    from redteam.training import train_inversion
 
     status = {}
     for name, (spec, _, _) in METHODS.items():
@@ -148,7 +149,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from redteam.core.config import AuditConfig, MethodSource
     from redteam.core.paths import default_cache_dir
-    from redteam.run import AuditRun
+    from redteam.engine import AuditRun
     from reports.table import results_frame
 
     work = default_cache_dir() / "bench"

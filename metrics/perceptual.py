@@ -30,7 +30,8 @@ def load_alexnet_trunk(model: torch.nn.Module, state: dict[str, torch.Tensor], o
         parts = key.split(".")
         if parts[0] == "features" and len(parts) == 3 and parts[1].isdigit() and int(parts[1]) in _ALEX_SLICES:
             trunk[f"slice{_ALEX_SLICES[int(parts[1])]}.{parts[1]}.{parts[2]}"] = value
-    missing, unexpected = model.net.load_state_dict(trunk, strict=False)
+    net: torch.nn.Module = model.net  # type: ignore[assignment]
+    missing, unexpected = net.load_state_dict(trunk, strict=False)
     if missing or unexpected or not trunk:
         raise ModelUnavailableError(f"{origin}: not a torchvision AlexNet state dict", fix="download it again")
 

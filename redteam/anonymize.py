@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from redteam.anonymizers import FaceSet, build_method
-from redteam.core.atomic import write_atomically, write_text_atomically
+from redteam.core.atomic import write_bytes_atomically, write_text_atomically
 from redteam.core.config import DetectorSettings
 from redteam.core.errors import InputError
 from redteam.core.geometry import FaceGeometry
@@ -93,6 +93,7 @@ def anonymize_folder(
             torch.Generator().manual_seed(image_seed(seed, "fit")),
         )
     files = []
+    faces_total = 0
     no_face = []
     for done, (rel, image, faces) in enumerate(loaded, start=1):
         progress("anonymizing", done, len(loaded))
@@ -104,7 +105,8 @@ def anonymize_folder(
         target = out / Path(rel).with_suffix(".png")
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")
-        write_atomically(target, lambda path, data=buffer.getvalue(): path.write_bytes(data))
+        write_bytes_atomically(target, buffer.getvalue())
+        faces_total += len(faces)
         files.append(
             {
                 "original": rel,
@@ -128,4 +130,4 @@ def anonymize_folder(
         "skipped": [{"file": rel, "reason": reason} for rel, reason in skipped],
     }
     path = write_text_atomically(out / RECORD_NAME, json.dumps(record, indent=2) + "\n")
-    return AnonymizeSummary(len(files), sum(f["faces"] for f in files), tuple(no_face), tuple(skipped), path)
+    return AnonymizeSummary(len(files), faces_total, tuple(no_face), tuple(skipped), path)

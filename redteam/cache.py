@@ -1,4 +1,4 @@
-"""Content-addressed cache for expensive results (detections, embeddings).
+"""Content-addressed cache for expensive results (detections, embeddings, attacked probes).
 
 Keys combine a content hash with the model/version fingerprint, so a changed model never reuses a
 stale result, and a killed run resumes where it stopped. Writes are atomic (temp file + rename).
@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from redteam.core.atomic import write_atomically
+from redteam.core.paths import default_cache_dir
 
-
-def default_cache_dir() -> Path:
-    """REDTEAM_CACHE, else $XDG_CACHE_HOME/redteam, else ~/.cache/redteam."""
-    env = os.environ.get("REDTEAM_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "redteam"
+__all__ = ["Cache", "content_key", "default_cache_dir"]
 
 
 def content_key(*parts: str | bytes) -> str:
@@ -62,6 +56,18 @@ class Cache:
         if self.root is not None:
             data = json.dumps(value).encode()
             write_atomically(self._path(kind, key, ".json"), lambda path: path.write_bytes(data))
+
+    def get_bytes(self, kind: str, key: str) -> bytes | None:
+        if self.root is None:
+            return None
+        try:
+            return self._path(kind, key, ".bin").read_bytes()
+        except OSError:
+            return None
+
+    def put_bytes(self, kind: str, key: str, value: bytes) -> None:
+        if self.root is not None:
+            write_atomically(self._path(kind, key, ".bin"), lambda path: path.write_bytes(value))
 
     def get_array(self, kind: str, key: str) -> np.ndarray | None:
         if self.root is None:

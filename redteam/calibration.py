@@ -91,7 +91,9 @@ def calibrate(
     report: dict[str, object] = {"version": 1, "source": source, "recognizers": {}}
     for name, recognizer in recognizers.items():
         cache: dict[Path, torch.Tensor | None] = {}
-        genuine, impostor, skipped = [], [], 0
+        genuine: list[float] = []
+        impostor: list[float] = []
+        skipped = 0
         for a, b, same in pairs:
             for path in (a, b):
                 if path not in cache:

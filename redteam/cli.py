@@ -82,7 +82,7 @@ def _method_sources(anonymized: list[str], method: list[str], manifest: Path | N
 def _run_and_report(config: AuditConfig) -> object:
     from redteam import terminal
     from redteam.datasets import check_out_dir
-    from redteam.run import AuditRun
+    from redteam.engine import AuditRun
     from reports import write_reports
 
     inputs = [config.originals] + [m.folder for m in config.methods if m.folder is not None]
@@ -124,12 +124,19 @@ def audit(
     far: Annotated[float, typer.Option(help="False-accept rate of the calibrated threshold to use.")] = 1e-3,
     min_face_score: Annotated[float, typer.Option(help="MTCNN probability below which a detection is ignored.")] = 0.95,
     batch_size: Annotated[int, typer.Option(help="Embedding batch size.")] = 32,
+    workers: Annotated[int, typer.Option(help="Processes to split the images over (torch threads are divided among them).")] = 1,
+    executor: Annotated[str, typer.Option(help="local (this machine) or ray (a Ray cluster; pip install 'face-anon-redteam[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Address of an existing Ray cluster (default: start a local one).")] = None,
 ) -> None:
     """Audit anonymization methods against the originals and give a verdict per method and tier."""
     if not 0.0 < min_face_score <= 1.0:
         raise UsageError(f"--min-face-score must be in (0, 1], got {min_face_score}", fix="e.g. --min-face-score 0.95")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be positive, got {batch_size}", fix="e.g. --batch-size 32")
+    if workers < 1:
+        raise UsageError(f"--workers must be positive, got {workers}", fix="e.g. --workers 2")
+    if executor not in ("local", "ray"):
+        raise UsageError(f"unknown executor '{executor}'", fix="use --executor local or --executor ray")
     sources, identities = _method_sources(anonymized, method, manifest, originals)
     config = AuditConfig(
         originals=originals,
@@ -148,6 +155,9 @@ def audit(
         calibration_far=far,
         identity_overrides=tuple(identities),
         batch_size=batch_size,
+        workers=workers,
+        executor=executor,
+        ray_address=ray_address,
     )
     result = _run_and_report(config)
     if result.model_unavailable:  # type: ignore[attr-defined]
@@ -207,9 +217,9 @@ def attack_train(
     out: Annotated[Path | None, typer.Option(help="Checkpoint path (default: the cache, where `learned` looks).")] = None,
 ) -> None:
     """Train the learned inversion (small U-Net) on pairs (method(x), x) from a face corpus."""
-    from attacks.learned import train_inversion
     from redteam import terminal
     from redteam.core.devices import resolve_device
+    from redteam.training import train_inversion
 
     if minutes <= 0:
         raise UsageError(f"--minutes must be positive, got {minutes}", fix="e.g. --minutes 3")
@@ -423,7 +433,7 @@ def calibrate(
             raise UsageError(f"unknown recognizer '{name}'", fix="choose from: " + ", ".join(RECOGNIZERS))
         availability = RECOGNIZERS[name].availability()
         if availability.available:
-            chosen[name] = RECOGNIZERS[name](device=torch_device)
+            chosen[name] = RECOGNIZERS[name](device=torch_device)  # type: ignore[call-arg]  # every recognizer takes device=
         elif recognizer:
             raise ModelUnavailableError(f"recognizer {name} unavailable: {availability.reason}")
     if not chosen:
@@ -449,7 +459,8 @@ def calibrate(
 
     report = run_calibration(labelled, chosen, embed_image, str(pairs or faces))  # type: ignore[arg-type]
     write_text_atomically(out, json.dumps(report, indent=2) + "\n")
-    for name, entry in report["recognizers"].items():  # type: ignore[union-attr]
+    calibrated: dict[str, Any] = report["recognizers"]  # type: ignore[assignment]
+    for name, entry in calibrated.items():
         terminal.stdout.print(f"{name}: {entry['n_genuine']} genuine, {entry['n_impostor']} impostor pairs")
         for far_key, value in entry["thresholds"].items():
             note = "" if value["reliable"] else "  [yellow](too few impostor pairs: unreliable, the audit will refuse it)[/yellow]"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,13 +35,13 @@ class FaceDetector:
     def __init__(self, settings: DetectorSettings = DetectorSettings(), device: str | torch.device = "cpu") -> None:
         self.settings = settings
         self.device = torch.device(device)
-        self._mtcnn: torch.nn.Module | None = None
+        self._mtcnn: Any = None
 
     @property
     def cache_key(self) -> str:
         return f"{DETECTOR_VERSION}-s{self.settings.min_score}-m{self.settings.min_face_size}"
 
-    def _model(self) -> torch.nn.Module:
+    def _model(self) -> Any:
         if self._mtcnn is None:
             from facenet_pytorch import MTCNN
 

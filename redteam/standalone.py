@@ -21,7 +21,7 @@ from PIL import Image
 from attacks import AttackNotApplicable, MethodInfo, build_attack
 from redteam.anonymize import read_declared_spec
 from redteam.anonymizers import build_method
-from redteam.core.atomic import write_atomically, write_text_atomically
+from redteam.core.atomic import write_bytes_atomically, write_text_atomically
 from redteam.core.errors import InputError
 from redteam.core.geometry import attack_window
 from redteam.core.provenance import environment
@@ -104,7 +104,7 @@ def attack_folder(
         buffer = io.BytesIO()
         Image.fromarray(restored).save(buffer, format="PNG")
         target = out / Path(entry.rel).with_suffix(".png")
-        write_atomically(target, lambda path, data=buffer.getvalue(): path.write_bytes(data))
+        write_bytes_atomically(target, buffer.getvalue())
         faces_total += len(faces)
         files.append(
             {

@@ -23,12 +23,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _stages(spec: str | None) -> list[dict[str, Any]] | None:
-    from redteam.anonymizers import build_method
-
-    return build_method(spec).parameters_json if spec else None
-
-
 def summary_dict(result: AuditResult) -> dict[str, Any]:
     issues = Counter(issue.kind for issue in result.issues)
     return _clean(
@@ -64,7 +58,7 @@ def summary_dict(result: AuditResult) -> dict[str, Any]:
                     "spec": m.spec,
                     "spec_origin": m.spec_origin,
                     "folder": str(m.folder) if m.folder else None,
-                    "stages": _stages(m.spec),
+                    "stages": result.method_stages.get(m.name) or None,
                     "identification": result.identifications[m.name].to_json() if m.name in result.identifications else None,
                 }
                 for m in result.methods

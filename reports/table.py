@@ -20,9 +20,17 @@ def reproducible_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 def results_frame(result: AuditResult) -> pd.DataFrame:
     """One row per image x face x method x attack x recognizer, in a stable order."""
-    frame = pd.DataFrame([asdict(row) for row in result.rows])
+    records = []
+    for row in result.rows:
+        record = asdict(row)
+        record.update(dict(record.pop("quality")))  # one column per image-quality metric (metrics.columns)
+        records.append(record)
+    frame = pd.DataFrame(records)
     if frame.empty:
         return frame
+    for column in result.quality_columns:  # always present, empty where not computed
+        if column not in frame:
+            frame[column] = None
     order = ["method", "tier", "attack", "recognizer", "image", "face_index"]
     return frame.sort_values(order, kind="mergesort").reset_index(drop=True)
 

@@ -11,6 +11,6 @@ RECOGNIZERS: dict[str, type[Recognizer]] = {
     DlibRecognizer.name: DlibRecognizer,
     FaceNetRecognizer.name: FaceNetRecognizer,
 }
-RECOGNIZERS.update(load_entry_points("redteam.recognizers", Recognizer))
+RECOGNIZERS.update(load_entry_points("redteam.recognizers", Recognizer))  # type: ignore[type-abstract]  # plugins subclass it
 
 __all__ = ["RECOGNIZERS", "Availability", "Recognizer", "Threshold"]

@@ -10,6 +10,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -89,7 +90,7 @@ class DlibRecognizer(Recognizer):
     def crop(self, pixels: np.ndarray, alignment: Hashable) -> np.ndarray:
         import dlib
 
-        (x0, y0, x1, y1), points = alignment  # type: ignore[misc]
+        (x0, y0, x1, y1), points = cast(tuple[tuple[int, int, int, int], tuple[tuple[int, int], ...]], alignment)
         shape = dlib.full_object_detection(dlib.rectangle(x0, y0, x1, y1), [dlib.point(x, y) for x, y in points])
         chip = dlib.get_face_chip(np.ascontiguousarray(pixels), shape, size=CHIP_SIZE, padding=CHIP_PADDING)
         return np.asarray(chip, dtype=np.uint8)
@@ -102,5 +103,6 @@ class DlibRecognizer(Recognizer):
         ]
         if not arrays:
             return torch.zeros((0, self.embedding_dim))
-        descriptors = self._model.compute_face_descriptor(arrays)  # type: ignore[union-attr]
+        model: Any = self._model
+        descriptors = model.compute_face_descriptor(arrays)
         return torch.tensor(np.array([np.array(d) for d in descriptors]), dtype=torch.float32)

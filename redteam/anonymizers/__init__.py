@@ -18,7 +18,7 @@ METHODS: dict[str, type[Anonymizer]] = {
     method.name: method
     for method in (GaussianBlur, BoxBlur, MotionBlur, Mosaic, Pixelate, Downsample, SolidBox, EyeBar, Noise, Jpeg, KSame, SyntheticFace)
 }
-METHODS.update(load_entry_points("redteam.methods", Anonymizer))
+METHODS.update(load_entry_points("redteam.methods", Anonymizer))  # type: ignore[type-abstract]  # plugins subclass it
 
 __all__ = ["METHODS", "Anonymizer", "FaceSet", "Parameter", "Pipeline", "parse_method_spec", "build_method"]
 

@@ -52,6 +52,10 @@ class Anonymizer(Configurable, ABC):
     """
 
     what: ClassVar[str] = "method"
+    #: What its operator is, for attacks that choose by capability: "blur" (a convolution: physics() is a
+    #: deepinv Blur with its filter), "cells" (cell means), "mask" (a fill), "noise", "jpeg", "replace"
+    #: (no operator of the face), or "" (unknown).
+    operator_kind: ClassVar[str] = ""
     reference: ClassVar[str]
     region_defaults: ClassVar[dict[str, Any]] = {}
     linear: ClassVar[bool] = False
@@ -178,6 +182,11 @@ class Anonymizer(Configurable, ABC):
         Returns:
             The transformed window, same shape, float in [0, 1] (quantized by `apply`).
         """
+
+    def cell_pitch(self, region: Box) -> tuple[float, float] | None:
+        """For an operator of kind "cells": the (x, y) width of its cells over `region`, the grid anchored
+        at the region's top-left corner; None for any other method."""
+        return None
 
     def physics(self, window_shape: tuple[int, int]) -> Any:
         """The forward operator on an h x w window as a deepinv Physics, or None (see operator_note)."""

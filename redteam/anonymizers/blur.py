@@ -50,6 +50,7 @@ def motion_kernel(length: int, angle_degrees: float) -> torch.Tensor:
 
 class _KernelBlur(Anonymizer):
     linear = True
+    operator_kind = "blur"
 
     def kernel(self) -> torch.Tensor:
         raise NotImplementedError

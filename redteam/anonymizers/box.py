@@ -16,6 +16,7 @@ COLOURS = {"black": (0, 0, 0), "white": (255, 255, 255), "gray": (128, 128, 128)
 
 class _Masking(Anonymizer):
     linear = True
+    operator_kind = "mask"
     operator_note = "y = M x + (1 - M) c: an Inpainting mask plus a known constant fill"
 
     def colour(self) -> np.ndarray:

@@ -21,6 +21,7 @@ class Jpeg(Anonymizer):
     """
 
     name = "jpeg"
+    operator_kind = "jpeg"
     reference = "JPEG (libjpeg via Pillow); differentiable approximation: kornia.enhance.jpeg_codec_differentiable"
     operator_note = "non-linear; differentiable approximation by kornia (Shin and Song 2017)"
     parameters = (Parameter("quality", int, 30, "JPEG quality", 1, 100),)

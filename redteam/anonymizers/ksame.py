@@ -34,6 +34,7 @@ class KSame(Anonymizer):
     """k-Same-Pixel: each face becomes the aligned average of its cluster of >= k faces of the set."""
 
     name = "k_same"
+    operator_kind = "replace"
     reference = "k-Same-Pixel (Newton, Sweeney and Malin, IEEE TKDE 2005)"
     needs_fit = True
     operator_note = "set-level replacement: no forward operator of the face"
@@ -64,7 +65,7 @@ class KSame(Anonymizer):
         else:
             transform = SimilarityTransform()
             ok = transform.estimate(source, target)
-        if not ok:
+        if not ok or not isinstance(transform, SimilarityTransform):
             raise ConfigError("k-Same could not align a face from its landmarks", fix="check the detector output")
         return transform
 

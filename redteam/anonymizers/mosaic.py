@@ -45,6 +45,7 @@ class Mosaic(Anonymizer):
     """
 
     name = "mosaic"
+    operator_kind = "cells"
     reference = "Pixelation/mosaic (McPherson, Shokri and Shmatikov 2016; deface --replacewith mosaic)"
     linear = True
     parameters = (Parameter("block", int, 16, "cell size in pixels", 2, 512),)
@@ -56,6 +57,9 @@ class Mosaic(Anonymizer):
         out = window.copy()
         out[y0:y1, x0:x1] = np.repeat(np.repeat(means, block, axis=0), block, axis=1)[: y1 - y0, : x1 - x0]
         return out
+
+    def cell_pitch(self, region: Box) -> tuple[float, float]:
+        return float(self.values["block"]), float(self.values["block"])
 
     def physics(self, window_shape: tuple[int, int]):
         return box_downsampling(int(self.values["block"]))
@@ -70,6 +74,7 @@ class Downsample(Anonymizer):
     """
 
     name = "downsample"
+    operator_kind = "cells"
     reference = "Downsampling (area) + bicubic display; Hao et al., FG 2020"
     linear = True
     parameters = (Parameter("factor", int, 8, "downsampling factor", 2, 64),)
@@ -79,11 +84,14 @@ class Downsample(Anonymizer):
         x0, y0, x1, y1 = region
         means = cell_means(window[y0:y1, x0:x1], factor).astype(np.float32)
         channels = [
-            np.asarray(Image.fromarray(means[..., c], mode="F").resize((x1 - x0, y1 - y0), Image.BICUBIC)) for c in range(3)
+            np.asarray(Image.fromarray(means[..., c], mode="F").resize((x1 - x0, y1 - y0), Image.Resampling.BICUBIC)) for c in range(3)
         ]
         out = window.copy()
         out[y0:y1, x0:x1] = np.clip(np.stack(channels, axis=2), 0.0, 1.0)
         return out
+
+    def cell_pitch(self, region: Box) -> tuple[float, float]:
+        return float(self.values["factor"]), float(self.values["factor"])
 
     def physics(self, window_shape: tuple[int, int]):
         return box_downsampling(int(self.values["factor"]))
@@ -118,6 +126,7 @@ class Pixelate(Anonymizer):
     """
 
     name = "pixelate"
+    operator_kind = "cells"
     reference = "Resize-based mosaic: area means over round(size/pitch) cells, nearest display (OpenCV INTER_AREA / INTER_NEAREST)"
     linear = True
     parameters = (Parameter("pitch", float, 16.0, "cell size in pixels; the region holds round(size / pitch) cells per axis", 2.0, 512.0),)
@@ -133,6 +142,11 @@ class Pixelate(Anonymizer):
         out = window.copy()
         out[y0:y1, x0:x1] = means[row_of][:, column_of]
         return out
+
+    def cell_pitch(self, region: Box) -> tuple[float, float]:
+        width, height = region[2] - region[0], region[3] - region[1]
+        pitch = float(self.values["pitch"])
+        return width / pixel_cells(width, pitch), height / pixel_cells(height, pitch)
 
     def physics(self, window_shape: tuple[int, int]):
         """The cell means of an h x w region as a deepinv LinearPhysics (y: rows x columns cells)."""

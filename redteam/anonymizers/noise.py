@@ -18,6 +18,7 @@ class Noise(Anonymizer):
     """
 
     name = "noise"
+    operator_kind = "noise"
     reference = "Additive Gaussian noise; layered newsroom pipelines (Hao et al., FG 2020)"
     linear = True
     operator_note = "identity forward operator with a GaussianNoise noise model"

@@ -29,6 +29,7 @@ class SyntheticFace(Anonymizer):
     """Replace each face region by a diffusion-inpainted synthetic face (seeded, lazily loaded model)."""
 
     name = "synthetic"
+    operator_kind = "replace"
     reference = "Diffusion inpainting (Stable Diffusion inpainting via diffusers); DeepPrivacy2-style replacement"
     operator_note = "generative replacement: no forward operator; identity should not survive by design"
     region_defaults = {"margin": 0.1, "shape": "ellipse"}
@@ -45,12 +46,12 @@ class SyntheticFace(Anonymizer):
         x0, y0, x1, y1 = region
         mask = np.zeros((height, width), dtype=np.uint8)
         mask[y0:y1, x0:x1] = (self.region_mask(region if face is None else self.regions(image.shape, [face])[0], face) > 0) * 255
-        source = Image.fromarray(np.clip(np.round(window * 255.0), 0, 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
+        source = Image.fromarray(np.clip(np.round(window * 255.0), 0, 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator or torch.Generator().manual_seed(0)))
         result = pipeline(
             prompt=str(self.values["prompt"]),
             image=source,
-            mask_image=Image.fromarray(mask).resize((size, size), Image.NEAREST),
+            mask_image=Image.fromarray(mask).resize((size, size), Image.Resampling.NEAREST),
             num_inference_steps=int(self.values["steps"]),
             guidance_scale=float(self.values["guidance"]),
             height=size,
@@ -58,5 +59,5 @@ class SyntheticFace(Anonymizer):
             generator=torch.Generator(device="cpu").manual_seed(seed),
             output_type="np",
         ).images[0]
-        resized = Image.fromarray(np.clip(np.round(result * 255.0), 0, 255).astype(np.uint8)).resize((width, height), Image.BICUBIC)
+        resized = Image.fromarray(np.clip(np.round(result * 255.0), 0, 255).astype(np.uint8)).resize((width, height), Image.Resampling.BICUBIC)
         return np.asarray(resized, dtype=np.float64) / 255.0

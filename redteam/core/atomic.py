@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     """Call `write(temporary_path)` and rename the result to `path`; a failure leaves no partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -27,6 +27,10 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> Path:
+    return write_atomically(path, lambda temporary: temporary.write_bytes(data))
 
 
 def write_text_atomically(path: Path, text: str) -> Path:

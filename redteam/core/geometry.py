@@ -41,10 +41,16 @@ class FaceGeometry:
         return {"box": list(self.box), "landmarks": [list(p) for p in self.landmarks], "score": self.score}
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> FaceGeometry:
-        box = tuple(float(v) for v in data["box"])  # type: ignore[union-attr]
-        marks = tuple((float(p[0]), float(p[1])) for p in data["landmarks"])  # type: ignore[union-attr,index]
-        return cls(box=box, landmarks=marks, score=float(data["score"]))  # type: ignore[arg-type]
+    def from_json(cls, data: dict[str, Any]) -> FaceGeometry:
+        """Parse a stored geometry; raises ValueError unless it is 4 finite box values, 5 finite landmark
+        points and a score in [0, 1] (a cache entry is never trusted blindly)."""
+        box = tuple(float(v) for v in data["box"])
+        marks = tuple((float(p[0]), float(p[1])) for p in data["landmarks"])
+        score = float(data["score"])
+        values = [*box, *(v for point in marks for v in point), score]
+        if len(box) != 4 or len(marks) != 5 or not all(np.isfinite(values)) or not 0.0 <= score <= 1.0 or box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError("not a face geometry")
+        return cls(box=(box[0], box[1], box[2], box[3]), landmarks=marks, score=score)
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -56,9 +62,7 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def match_detections(
-    originals: Sequence[FaceGeometry], detected: Sequence[FaceGeometry], min_iou: float = 0.5
-) -> list[bool]:
+def match_detections(originals: Sequence[FaceGeometry], detected: Sequence[FaceGeometry], min_iou: float = 0.5) -> list[bool]:
     """For each original face, whether some detection in the other image overlaps it (IoU >= min_iou).
 
     Greedy one-to-one matching by descending IoU, so two original faces never claim one detection.
@@ -96,7 +100,7 @@ def box_crop(pixels: np.ndarray, box: Sequence[float], size: int) -> np.ndarray:
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     image = Image.fromarray(pixels)
     cropped = image.crop((x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)))
-    return np.asarray(cropped.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return np.asarray(cropped.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 class _Regions(Protocol):

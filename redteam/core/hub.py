@@ -40,7 +40,7 @@ def no_downloads() -> Iterator[None]:
     constants = sys.modules.get("huggingface_hub.constants")
     previous_constant = getattr(constants, "HF_HUB_OFFLINE", None)
     if constants is not None:
-        constants.HF_HUB_OFFLINE = True  # read once at import by huggingface_hub's own helpers
+        setattr(constants, "HF_HUB_OFFLINE", True)  # noqa: B010 - read once at import by huggingface_hub's own helpers
     try:
         yield
     finally:
@@ -49,7 +49,7 @@ def no_downloads() -> Iterator[None]:
         else:
             os.environ["HF_HUB_OFFLINE"] = previous
         if constants is not None:
-            constants.HF_HUB_OFFLINE = previous_constant
+            setattr(constants, "HF_HUB_OFFLINE", previous_constant)  # noqa: B010
 
 
 @contextmanager
@@ -179,7 +179,7 @@ def model_provenance(model: str) -> dict[str, str]:
 def diffusion_parameters(model: str, *, steps: int, guidance: float, prompt: str) -> tuple:
     """The parameters every diffusion-backed method or attack declares (model, steps, guidance, size,
     prompt, device), with its own defaults."""
-    from redteam.anonymizers.base import Parameter
+    from redteam.core.params import Parameter
 
     return (
         Parameter("model", str, model, "catalog name (`redteam models`), hub id or local folder of a diffusers pipeline"),

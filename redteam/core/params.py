@@ -46,9 +46,7 @@ class Parameter:
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{what} '{owner}': parameter '{self.name}' must be a finite number, got '{shown}'", fix=self.describe())
         if self.choices is not None and value not in self.choices:
-            raise ConfigError(
-                f"{what} '{owner}': parameter '{self.name}' must be one of {', '.join(self.choices)}, got '{shown}'", fix=self.describe()
-            )
+            raise ConfigError(f"{what} '{owner}': parameter '{self.name}' must be one of {', '.join(self.choices)}, got '{shown}'", fix=self.describe())
         if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
             raise ConfigError(f"{what} '{owner}': parameter '{self.name}'={shown} is outside [{self.minimum}, {self.maximum}]", fix=self.describe())
 

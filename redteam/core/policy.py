@@ -29,8 +29,17 @@ NOT_MEASURED_IN_TIER: dict[str, frozenset[str]] = {"parrot": frozenset({"verify"
 #: The `[limits.default]` table applies to every tier that has no table of its own.
 DEFAULT_LIMITS = "default"
 KNOWN_KEYS = {
-    "name", "description", "confidence", "interval", "min_samples", "required_recognizers",
-    "required_metrics", "required_tiers", "required_tiers_if_declared", "required_attacks", "limits",
+    "name",
+    "description",
+    "confidence",
+    "interval",
+    "min_samples",
+    "required_recognizers",
+    "required_metrics",
+    "required_tiers",
+    "required_tiers_if_declared",
+    "required_attacks",
+    "limits",
 }
 
 
@@ -86,8 +95,12 @@ class Policy:
         for tier, metric, limit in self.limits:
             limits.setdefault(tier, {})[metric] = limit
         return {
-            "name": self.name, "description": self.description, "source": self.source,
-            "confidence": self.confidence, "interval": self.interval, "min_samples": self.min_samples,
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "confidence": self.confidence,
+            "interval": self.interval,
+            "min_samples": self.min_samples,
             "required_recognizers": list(self.required_recognizers),
             "required_metrics": list(self.required_metrics),
             "required_tiers": list(self.required_tiers),
@@ -108,9 +121,7 @@ def _string_list(data: dict[str, Any], key: str, where: str, valid: tuple[str, .
     return tuple(value)
 
 
-def parse_policy(
-    data: dict[str, Any], source: str, known_recognizers: tuple[str, ...], known_attacks: tuple[str, ...] | None = None
-) -> Policy:
+def parse_policy(data: dict[str, Any], source: str, known_recognizers: tuple[str, ...], known_attacks: tuple[str, ...] | None = None) -> Policy:
     """Validate a policy mapping (a parsed TOML file)."""
     where = f"policy {source}"
     unknown = sorted(set(data) - KNOWN_KEYS)

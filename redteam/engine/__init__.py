@@ -1,2 +1,7 @@
 """The audit's stages as small functions over a run context, and the orchestrator that chains them:
-inputs -> methods -> models -> embedding -> probes -> scoring -> verdict -> examples."""
+models -> inputs -> methods -> probes (one pass over the images) -> scoring -> verdict -> examples.
+"""
+
+from redteam.engine.orchestrator import AuditRun, run_audit
+
+__all__ = ["AuditRun", "run_audit"]

@@ -10,8 +10,9 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,11 @@ from metrics.identity import (
     rank_of_own_original,
 )
 from metrics.recognizers import Recognizer
+from redteam.core.results import Outcome, ResultRow
+
+if TYPE_CHECKING:
+    from redteam.engine.embedding import Gallery
+    from redteam.engine.probes import MethodWork
 
 #: Two gallery faces closer than this fraction of the verification threshold are the same photo
 #: (re-encoded, resized or cropped): measured with dlib on the dev faces, JPEG re-encodings lie at
@@ -142,3 +148,97 @@ def identified(rank: float, k: int, degenerate: str | None) -> bool | None:
     if math.isnan(rank):
         return None
     return rank <= k and degenerate is None
+
+
+def method_rows(work: MethodWork, recognizers: dict[str, Recognizer], gallery: Gallery, quality_columns: Sequence[str]) -> list[ResultRow]:
+    """The results rows of one method: every probe scored against the gallery (the clean one, or its
+    parrot version for the parrot tier), one row per face x attack x recognizer."""
+    source, reference = work.method.source, work.method.reference
+    columns = [i for i, face in enumerate(gallery.faces) if all(face.face_id in work.parrot.get(name, {}) for name in recognizers)]
+    parrot_gallery = gallery.subset(columns) if work.needs_parrot else gallery
+    rows: list[ResultRow] = []
+    for attack in work.attacks:
+        probes = work.probes.get(attack.name, [])
+        if not probes:
+            continue
+        same_photo_applies = attack.gallery_domain == "clean"
+        ranked = gallery if same_photo_applies else parrot_gallery
+        index = ranked.index
+        own = [index[probe.face.face_id] for probe in probes]
+        for name, recognizer in recognizers.items():
+            matched = gallery.embeddings[name] if same_photo_applies else torch.from_numpy(np.stack([work.parrot[name][face.face_id] for face in ranked.faces]))
+            scores = score_probes(
+                recognizer,
+                torch.from_numpy(np.stack([probe.embeddings[name] for probe in probes])),
+                [probe.spread[name] for probe in probes],
+                matched,
+                ranked.embeddings[name],
+                own,
+                ranked.entries,
+                ranked.same_photo[name],
+            )
+            for i, probe in enumerate(probes):
+                face, blank = probe.face, scores.degenerate[i]
+                rank, rank_other = scores.rank[i], scores.rank_other[i]
+                rows.append(
+                    ResultRow(
+                        image=face.image,
+                        face_index=face.face_index,
+                        face_id=face.face_id,
+                        identity=face.identity,
+                        method=source.name,
+                        method_kind=source.kind,
+                        method_spec=reference.spec if reference is not None else None,
+                        tier=attack.tier.value,
+                        attack=attack.name,
+                        recognizer=name,
+                        similarity=scores.similarity[i],
+                        distance=scores.distance[i],
+                        threshold=recognizer.threshold.value,
+                        threshold_calibrated=recognizer.threshold.calibrated,
+                        verify=(scores.distance[i] < recognizer.threshold.value and blank is None) if same_photo_applies else None,
+                        rank=rank if same_photo_applies else None,
+                        rank1=identified(rank, 1, blank) if same_photo_applies else None,
+                        rank5=identified(rank, 5, blank) if same_photo_applies else None,
+                        rank_other=None if math.isnan(rank_other) else rank_other,
+                        rank1_other=identified(rank_other, 1, blank),
+                        rank5_other=identified(rank_other, 5, blank),
+                        chance_rank1=scores.chance_rank(i, 1),
+                        chance_rank5=scores.chance_rank(i, 5),
+                        chance_rank1_other=scores.chance_rank_other(i, 1),
+                        chance_rank5_other=scores.chance_rank_other(i, 5),
+                        gallery_size=len(ranked.entries),
+                        gallery_pool=scores.pool[i],
+                        other_photos=scores.other_photos[i],
+                        probe_degenerate=blank,
+                        anonymized_face_detected=probe.detected,
+                        quality=tuple((column, probe.quality.get(column)) for column in quality_columns),
+                        anonymized_sha256=probe.anonymized_sha256,
+                        attack_seconds=probe.seconds,
+                    )
+                )
+    return rows
+
+
+def outcomes(rows: Sequence[ResultRow]) -> Iterator[Outcome]:
+    """Per-row outcomes of each rate metric, with the random-guess model behind each chance level.
+    Verification has no chance level without a calibrated FAR."""
+    for row in rows:
+        degenerate = row.probe_degenerate is not None
+        yield Outcome(row.method, row.tier, row.attack, row.recognizer, "verify", row.verify, math.nan, face_id=row.face_id, degenerate=degenerate)
+        for metric, k in (("rank1", 1), ("rank5", 5), ("rank1_other", 1), ("rank5_other", 5)):
+            other = metric.endswith("_other")
+            yield Outcome(
+                row.method,
+                row.tier,
+                row.attack,
+                row.recognizer,
+                metric,
+                getattr(row, metric),
+                getattr(row, f"chance_{metric}"),
+                pool=row.gallery_pool - 1 if other else row.gallery_pool,
+                matches=row.other_photos if other else 1,
+                k=k,
+                face_id=row.face_id,
+                degenerate=degenerate,
+            )

@@ -49,7 +49,7 @@ def window_for(spec, smooth=2.0):
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_attack_contract(name, monkeypatch, tmp_path, sample_dir, tiny_inpainting):
     if name == "learned":  # needs a trained checkpoint for the method: train one for two steps
-        from attacks.learned import train_inversion
+        from redteam.training import train_inversion
 
         monkeypatch.setenv("REDTEAM_CACHE", str(tmp_path))
         train_inversion(sample_dir / "joe_biden", "mosaic:block=8", minutes=5, max_steps=2)

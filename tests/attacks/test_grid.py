@@ -33,7 +33,7 @@ def synthetic_mosaic(pixels: np.ndarray, box: tuple[float, ...], pitch: float, i
     width = x1 - x0
     scale = max(1.0, 7.0 * pitch / (width * 1.4))
     image = Image.fromarray(pixels)
-    image = image.resize((int(image.width * scale), int(image.height * scale)), Image.BICUBIC)
+    image = image.resize((int(image.width * scale), int(image.height * scale)), Image.Resampling.BICUBIC)
     array = np.asarray(image).copy()
     bx0, by0, bx1, by1 = (int(v * scale) for v in box)
     margin = int(0.2 * width * scale)
@@ -50,7 +50,7 @@ def synthetic_mosaic(pixels: np.ndarray, box: tuple[float, ...], pitch: float, i
         true = (float(block), float(block))
     else:
         columns, rows = max(2, round(wide / pitch)), max(2, round(height / pitch))
-        mosaic = np.asarray(Image.fromarray(region).resize((columns, rows), Image.BOX).resize((wide, height), Image.NEAREST))
+        mosaic = np.asarray(Image.fromarray(region).resize((columns, rows), Image.Resampling.BOX).resize((wide, height), Image.Resampling.NEAREST))
         true = (wide / columns, height / rows)
     array[ry0:ry1, rx0:rx1] = np.clip(np.round(mosaic), 0, 255).astype(np.uint8)
     grow = (bx1 - bx0) // 2

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from attacks import MethodInfo, build_attack
-from attacks.learned import TinyUNet, checkpoint_path, train_inversion
+from attacks.learned import TinyUNet, checkpoint_path
 from redteam.anonymizers import build_method
 from redteam.core.config import AuditConfig, MethodSource
-from redteam.run import AuditRun
+from redteam.engine import AuditRun
+from redteam.training import train_inversion
 
 
 @pytest.fixture

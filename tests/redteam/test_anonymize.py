@@ -11,7 +11,7 @@ from PIL import Image
 from redteam.anonymize import RECORD_NAME, anonymize_folder
 from redteam.core.config import AuditConfig, MethodSource
 from redteam.core.errors import UsageError
-from redteam.run import AuditRun
+from redteam.engine import AuditRun
 from reports.table import results_frame
 
 

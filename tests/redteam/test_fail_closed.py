@@ -64,7 +64,7 @@ def shrunk_copy(source: Path, target: Path, longest: int = 400) -> Path:
         image.load()
         factor = longest / max(image.size)
         if factor < 1:
-            image = image.resize((round(image.width * factor), round(image.height * factor)), Image.LANCZOS)
+            image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
         image.save(out)
     return target
 

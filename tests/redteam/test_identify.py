@@ -13,10 +13,10 @@ from PIL import Image
 
 from redteam.anonymizers import build_method
 from redteam.core.config import AuditConfig, MethodSource
+from redteam.engine import AuditRun
 from redteam.engine.identify import MAX_RESIDUAL, Pair, identify
 from redteam.faces import FaceDetector
 from redteam.images import load_image
-from redteam.run import AuditRun
 
 
 @pytest.fixture(scope="module")

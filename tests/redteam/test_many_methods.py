@@ -2,7 +2,7 @@
 solid box and a synthetic replacement (tiny random diffusion pipeline): every one is in the report."""
 
 from redteam.core.config import AuditConfig, MethodSource
-from redteam.run import AuditRun
+from redteam.engine import AuditRun
 from reports import write_reports
 
 METHODS = {

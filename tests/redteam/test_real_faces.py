@@ -4,7 +4,7 @@ mild blur and mosaic and be near chance behind a solid box over the head."""
 import pytest
 
 from redteam.core.config import AuditConfig, MethodSource
-from redteam.run import AuditRun
+from redteam.engine import AuditRun
 
 
 @pytest.fixture(scope="module")

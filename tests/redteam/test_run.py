@@ -11,9 +11,9 @@ from attacks import Attack, AttackNotApplicable, ThreatTier
 from redteam.anonymizers import build_method
 from redteam.core.config import AuditConfig, MethodSource
 from redteam.core.errors import ConfigError, InputError, UsageError
+from redteam.engine import AuditRun
 from redteam.faces import FaceDetector
 from redteam.images import load_image
-from redteam.run import AuditRun
 from reports.table import reproducible_columns, results_frame
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from redteam.core.config import AuditConfig, MethodSource
-from redteam.run import AuditRun
+from redteam.engine import AuditRun
 from reports import write_reports
 from reports.table import results_frame
 

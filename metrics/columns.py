@@ -1,0 +1,68 @@
+"""Per-row image-quality columns of the results table: each compares the attacked face crop with the
+original's (METRIC_CROP squares, N x 3 x H x W in [0, 1]) and gives one value per face.
+
+A new column is one class here (or in a plugin) added to QUALITY_COLUMNS: the engine computes every
+available column for every probe, and the results table, summary and reports pick it up by name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+from metrics.perceptual import LPIPSMetric, psnr, ssim
+
+if TYPE_CHECKING:
+    import torch
+
+#: Side of the square face crop (the MTCNN box, facenet-pytorch's convention) the columns compare.
+METRIC_CROP = 160
+
+
+class QualityColumn(ABC):
+    """One per-row column. `model` is the name of the model it needs ("" for none)."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    model: ClassVar[str] = ""
+
+    @abstractmethod
+    def __call__(self, attacked: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+        """Tensor[N] for N crops."""
+
+
+class SSIMColumn(QualityColumn):
+    """Structural similarity (scikit-image; Wang et al., IEEE TIP 2004)."""
+
+    name = "ssim"
+    summary = "SSIM of the attacked face crop against the original's"
+
+    def __call__(self, attacked: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+        return ssim(attacked, original)
+
+
+class PSNRColumn(QualityColumn):
+    """Peak signal-to-noise ratio in dB (scikit-image)."""
+
+    name = "psnr"
+    summary = "PSNR (dB) of the attacked face crop against the original's"
+
+    def __call__(self, attacked: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+        return psnr(attacked, original)
+
+
+class LPIPSColumn(QualityColumn):
+    """Learned perceptual distance (Zhang et al., CVPR 2018), AlexNet trunk."""
+
+    name = "lpips"
+    summary = "LPIPS (alex) of the attacked face crop against the original's"
+    model = "lpips"
+
+    def __init__(self, metric: LPIPSMetric) -> None:
+        self.metric = metric
+
+    def __call__(self, attacked: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+        return self.metric(attacked, original)
+
+
+QUALITY_COLUMNS: dict[str, type[QualityColumn]] = {column.name: column for column in (SSIMColumn, PSNRColumn, LPIPSColumn)}

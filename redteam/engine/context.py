@@ -1,0 +1,94 @@
+"""The state of one run: configuration, policy, cache, clock, input bookkeeping, log and progress.
+
+Created per run (nothing module-level), so one missing model or one bad input never sticks to the next
+run in the same process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from redteam.cache import Cache, content_key
+from redteam.core.config import AuditConfig
+from redteam.core.errors import InputError
+from redteam.core.geometry import FaceGeometry
+from redteam.core.policy import Policy
+from redteam.core.results import InputIssue, LogFn, ProgressFn
+
+if TYPE_CHECKING:
+    import torch
+
+    from redteam.faces import FaceDetector
+    from redteam.images import LoadedImage
+
+
+@dataclass
+class Clock:
+    """Accumulates wall time by category (model inference vs. the harness around it)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def measure(self, category: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[category] = self.seconds.get(category, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class RunContext:
+    """Everything the stages share for one run."""
+
+    config: AuditConfig
+    policy: Policy
+    device: torch.device
+    cache: Cache
+    detector: FaceDetector
+    log: LogFn
+    progress: ProgressFn
+    clock: Clock = field(default_factory=Clock)
+    issues: list[InputIssue] = field(default_factory=list)
+    conversions: Counter[str] = field(default_factory=Counter)
+    input_hashes: dict[str, str] = field(default_factory=dict)
+
+    def issue(self, kind: str, path: str, method: str | None, detail: str, action: str) -> None:
+        self.issues.append(InputIssue(kind, path, method, detail, action))
+
+    def load(self, path: Path, label: str, method: str | None) -> LoadedImage | None:
+        """Decode an input, recording its conversions; an unreadable file becomes an input issue."""
+        from redteam.images import load_image
+
+        try:
+            with self.clock.measure("io"):
+                image = load_image(path)
+        except InputError as error:
+            self.issue("unreadable", label, method, error.message, "skipped")
+            self.log(f"skipped {label}: {error.message}")
+            return None
+        self.conversions.update(image.conversions)
+        return image
+
+    def detect(self, pixels: np.ndarray, content_hash: str) -> list[FaceGeometry]:
+        """Detections for an image, cached by its content hash and the detector's settings; a cache
+        entry that does not parse is recomputed."""
+        key = content_key(content_hash, self.detector.cache_key)
+        cached = self.cache.get_json("detections", key)
+        if isinstance(cached, list):
+            try:
+                return [FaceGeometry.from_json(face) for face in cached]
+            except (KeyError, TypeError, ValueError, IndexError):
+                self.log(f"detection cache entry {key[:12]} is malformed: recomputed")
+        with self.clock.measure("inference"):
+            faces = self.detector.detect(pixels)
+        self.cache.put_json("detections", key, [face.to_json() for face in faces])
+        return faces

@@ -1,0 +1,214 @@
+"""Where the pass over the images runs: here, in `--workers N` processes, or on a Ray cluster.
+
+Each image's work is independent of every other's and seeded from the run's seed and the image's name,
+so splitting the images into contiguous chunks and merging the chunks' results in order gives exactly
+the results of a run in one process. A worker builds its own models once, from a picklable
+description of the run (`PassSpec`), and processes the chunks it is given; the caches on disk are
+shared (atomic writes), so concurrent workers never corrupt an entry.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from attacks import MethodInfo, build_attack
+from metrics.recognizers import RECOGNIZERS
+from metrics.recognizers.base import Threshold
+from redteam.cache import Cache
+from redteam.core.config import AuditConfig
+from redteam.core.devices import resolve_device
+from redteam.core.errors import UsageError
+from redteam.core.policy import Policy
+from redteam.core.results import FaceRecord, InputIssue
+from redteam.engine.context import RunContext
+from redteam.engine.inputs import Inputs
+from redteam.engine.methods import Method
+from redteam.engine.models import Models
+from redteam.engine.probes import MethodWork, Pass
+
+EXECUTORS = ("local", "processes", "ray")
+Task = tuple[str, list[FaceRecord], list[FaceRecord]]
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    """Everything a worker needs to rebuild the pass: picklable (no loaded model inside)."""
+
+    config: AuditConfig
+    policy: Policy
+    inputs: Inputs
+    methods: tuple[tuple[Method, MethodInfo, tuple[str, ...]], ...]
+    thresholds: dict[str, Threshold]
+    lpips: bool
+    threads: int
+    token: str  # identifies the run, so a worker builds its models once for all the chunks it gets
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk of images added to each method, and to the run's bookkeeping."""
+
+    works: list[dict[str, Any]]
+    issues: list[InputIssue] = field(default_factory=list)
+    conversions: Counter[str] = field(default_factory=Counter)
+    input_hashes: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def spec_of(run_pass: Pass, workers: int) -> PassSpec:
+    models = run_pass.models
+    for name, recognizer in models.recognizers.items():
+        if type(recognizer) is not RECOGNIZERS.get(name):
+            raise UsageError(f"recognizer '{name}' was injected, so workers cannot rebuild it", fix="run with --workers 1")
+    return PassSpec(
+        config=run_pass.ctx.config,
+        policy=run_pass.ctx.policy,
+        inputs=run_pass.inputs,
+        methods=tuple((w.method, w.info, tuple(a.spec for a in w.attacks)) for w in run_pass.works),
+        thresholds={name: r.threshold for name, r in models.recognizers.items()},
+        lpips=models.lpips is not None,
+        threads=max(1, (os.cpu_count() or 1) // max(1, workers)),
+        token=uuid.uuid4().hex,
+    )
+
+
+_built: dict[str, Pass] = {}  # per worker process: the pass built from the spec it was given
+
+
+def _build(spec: PassSpec) -> Pass:
+    """The pass, rebuilt in a worker: models loaded once per worker and reused for every chunk."""
+    import torch
+
+    from metrics.perceptual import LPIPSMetric
+    from redteam.core.paths import default_cache_dir
+    from redteam.faces import FaceDetector
+
+    key = spec.token
+    if key not in _built:
+        torch.set_num_threads(spec.threads)
+        device = resolve_device(spec.config.device)
+        ctx = RunContext(
+            config=spec.config,
+            policy=spec.policy,
+            device=device,
+            cache=Cache(spec.config.cache_dir if spec.config.cache_dir is not None else default_cache_dir()),
+            detector=FaceDetector(spec.config.detector, device=device),
+            log=lambda message: None,
+            progress=lambda stage, done, total: None,
+        )
+        recognizers = {name: RECOGNIZERS[name](device=device, threshold=threshold) for name, threshold in spec.thresholds.items()}  # type: ignore[call-arg]
+        models = Models(recognizers, LPIPSMetric(device=device) if spec.lpips else None, [], set())
+        works = [MethodWork(method, info, [build_attack(a).use_device(device) for a in attacks]) for method, info, attacks in spec.methods]
+        _built.clear()
+        _built[key] = Pass(ctx, spec.inputs, models, works)
+    return _built[key]
+
+
+def process_chunk(spec: PassSpec, tasks: list[Task]) -> ChunkResult:
+    """Process one chunk of images in a worker and return what it added."""
+    run_pass = _build(spec)
+    for work in run_pass.works:  # a fresh accumulation per chunk
+        work.probes, work.parrot, work.gaps, work.attack_seconds, work.examples = {}, {}, {}, {}, []
+        work.reused = work.computed = 0
+    ctx = run_pass.ctx
+    ctx.issues, ctx.conversions, ctx.input_hashes, ctx.clock.seconds = [], Counter(), {}, {}
+    run_pass.run(tasks)
+    return ChunkResult(
+        works=[
+            {
+                "probes": w.probes,
+                "parrot": w.parrot,
+                "gaps": w.gaps,
+                "attack_seconds": w.attack_seconds,
+                "examples": w.examples,
+                "reused": w.reused,
+                "computed": w.computed,
+            }
+            for w in run_pass.works
+        ],
+        issues=ctx.issues,
+        conversions=ctx.conversions,
+        input_hashes=ctx.input_hashes,
+        seconds=ctx.clock.seconds,
+    )
+
+
+def merge(run_pass: Pass, result: ChunkResult) -> None:
+    """Add a chunk's results to the pass, in chunk order (the order of a run in one process)."""
+    import heapq
+
+    keep = 2 * run_pass.ctx.config.examples_per_method
+    for work, part in zip(run_pass.works, result.works, strict=True):
+        for attack, probes in part["probes"].items():
+            work.probes.setdefault(attack, []).extend(probes)
+        for name, embeddings in part["parrot"].items():
+            work.parrot.setdefault(name, {}).update(embeddings)
+        for reason, faces in part["gaps"].items():
+            work.gaps.setdefault(reason, []).extend(faces)
+        for attack, seconds in part["attack_seconds"].items():
+            work.attack_seconds[attack] = work.attack_seconds.get(attack, 0.0) + seconds
+        for item in part["examples"]:
+            if len(work.examples) < keep:
+                heapq.heappush(work.examples, item)
+            elif keep > 0:
+                heapq.heappushpop(work.examples, item)
+        work.reused += part["reused"]
+        work.computed += part["computed"]
+    ctx = run_pass.ctx
+    ctx.issues.extend(result.issues)
+    ctx.conversions.update(result.conversions)
+    ctx.input_hashes.update(result.input_hashes)
+    for category, seconds in result.seconds.items():
+        ctx.clock.seconds[category] = ctx.clock.seconds.get(category, 0.0) + seconds
+
+
+def chunked(tasks: list[Task], workers: int) -> list[list[Task]]:
+    """Contiguous chunks, about four per worker (so a slow chunk does not hold the others back)."""
+    size = max(1, math.ceil(len(tasks) / max(1, 4 * workers)))
+    return [tasks[i : i + size] for i in range(0, len(tasks), size)]
+
+
+def run_pass(run: Pass, executor: str, workers: int, address: str | None = None) -> None:
+    """Run the pass with the chosen executor; results identical to `local` in every case."""
+    if executor not in EXECUTORS:
+        raise UsageError(f"unknown executor '{executor}'", fix="choose one of: " + ", ".join(EXECUTORS))
+    tasks = run.labels()
+    if executor == "local" and workers <= 1:
+        run.run(tasks)
+        return
+    spec = spec_of(run, workers)
+    chunks = chunked(tasks, workers)
+    done = 0
+    for result, size in _map(executor, workers, spec, chunks, address):
+        merge(run, result)
+        done += size
+        run.ctx.progress(f"attacking {len(run.works)} method(s) on {workers} {executor} worker(s)", done, len(tasks))
+
+
+def _map(executor: str, workers: int, spec: PassSpec, chunks: list[list[Task]], address: str | None) -> Any:
+    """(result, chunk size) for every chunk, in chunk order."""
+    if executor == "ray":
+        try:
+            import ray
+        except ImportError:
+            raise UsageError("--executor ray needs Ray", fix='pip install "face-anon-redteam[ray]"') from None
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(num_cpus=1)(process_chunk)
+        shared = ray.put(spec)
+        pending = [remote.remote(shared, chunk) for chunk in chunks]
+        for reference, chunk in zip(pending, chunks, strict=True):
+            yield ray.get(reference), len(chunk)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(process_chunk, spec, chunk) for chunk in chunks]
+        for future, chunk in zip(futures, chunks, strict=True):
+            yield future.result(), len(chunk)

@@ -1,0 +1,128 @@
+"""The methods stage: what each audited method is and what the attacker knows about it.
+
+A reference method is applied on the fly from its spec. An observed folder may declare its method (a
+`redteam-anonymize.json` record) or have it identified from its pairs (Kerckhoffs: the attacker knows
+the tool); otherwise it is a black box. Set-level methods (k-Same) are fitted on the whole gallery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from redteam.anonymize import read_declared_spec
+from redteam.anonymizers import Anonymizer, FaceSet, build_method
+from redteam.core.config import MethodSource
+from redteam.core.errors import ConfigError, InputError, UsageError
+from redteam.core.results import FaceRecord, Identification
+from redteam.core.seeds import image_seed
+from redteam.datasets import find_counterpart
+from redteam.engine.context import RunContext
+from redteam.engine.identify import MAX_PAIRS, Pair, identify
+from redteam.images import load_image
+
+
+@dataclass(frozen=True)
+class Method:
+    """One audited method: where its images come from, and its operator when known."""
+
+    source: MethodSource
+    reference: Anonymizer | None
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+
+def resolve(ctx: RunContext) -> list[Method]:
+    """Validate the configured methods: unique names, parseable specs, existing folders, declared specs."""
+    if not ctx.config.methods:
+        raise UsageError("no method to audit", fix="give --anonymized NAME=DIR, --method NAME=SPEC or --manifest CSV")
+    names = [m.name for m in ctx.config.methods]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UsageError(f"method name(s) used twice: {', '.join(duplicates)}", fix="give each method a unique NAME")
+    resolved = []
+    for source in ctx.config.methods:
+        if source.kind == "reference" and not source.spec:
+            raise ConfigError(f"reference method '{source.name}' has no spec", fix="give --method NAME=SPEC")
+        if source.kind == "observed" and source.folder is not None and not source.folder.is_dir():
+            raise InputError(f"anonymized folder {source.folder} for method '{source.name}' does not exist", fix="check the path")
+        if source.kind == "observed" and source.folder is not None:
+            declared = read_declared_spec(source.folder)
+            if declared is not None:
+                ctx.log(f"{source.name}: {source.folder} declares its method: {declared}")
+                source = replace(source, spec=declared, spec_origin="declared")
+        reference = build_method(source.spec) if source.spec else None
+        if reference is not None:
+            source = replace(source, spec=reference.spec)  # canonical spec in every report
+        resolved.append(Method(source, reference))
+    return resolved
+
+
+def anonymized_path(source: MethodSource, rel: str) -> Path | None:
+    """The observed method's file for original `rel` (mirrored folder or manifest)."""
+    if source.folder is not None:
+        return find_counterpart(source.folder, rel)
+    return dict(source.files).get(rel)
+
+
+def identify_observed(ctx: RunContext, method: Method, faces: Sequence[FaceRecord], paths: dict[str, Path]) -> tuple[Method, Identification]:
+    """Fit the operator of an observed folder from its first pairs; a fit within the residual limit makes
+    the method count as declared (spec_origin "identified"): the adaptive tier then runs against it."""
+    by_image: dict[str, list[FaceRecord]] = {}
+    for face in faces:
+        by_image.setdefault(face.image, []).append(face)
+    pairs = []
+    for rel in sorted(by_image):
+        path = anonymized_path(method.source, rel)
+        if path is None or not path.is_file():
+            continue
+        try:  # problems are recorded by the audit pass itself
+            original, anonymized = load_image(paths[rel]).pixels, load_image(path).pixels
+        except InputError:
+            continue
+        if anonymized.shape == original.shape:
+            pairs.append(Pair(rel, original, anonymized, tuple(f.geometry for f in by_image[rel])))
+        if len(pairs) >= MAX_PAIRS:
+            break
+    with ctx.clock.measure("identify"):
+        result = identify(pairs)
+    ctx.log(f"{method.name}: {result.reason}")
+    if not result.identified or result.spec is None:
+        return method, result
+    reference = build_method(result.spec)
+    return Method(replace(method.source, spec=reference.spec, spec_origin="identified"), reference), result
+
+
+class _LazyImages(Sequence[np.ndarray]):
+    """The gallery's images decoded on access, so fitting a set-level method holds one at a time."""
+
+    def __init__(self, labels: list[str], paths: dict[str, Path]) -> None:
+        self.labels, self.paths = labels, paths
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        return load_image(self.paths[self.labels[index]]).pixels
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+
+def fit(ctx: RunContext, method: Method, faces: Sequence[FaceRecord], paths: dict[str, Path]) -> None:
+    """Fit a set-level method (k-Same) on every face of the gallery, originals and distractors."""
+    if method.reference is None or not method.reference.needs_fit:
+        return
+    by_image: dict[str, list] = {}
+    for face in faces:
+        by_image.setdefault(face.image, []).append(face.geometry)
+    labels = sorted(by_image)
+    face_set = FaceSet(images=_LazyImages(labels, paths), faces=tuple(tuple(by_image[label]) for label in labels))  # type: ignore[arg-type]
+    with ctx.clock.measure("anonymize"):
+        method.reference.fit(face_set, torch.Generator().manual_seed(image_seed(ctx.config.seed, "fit")))

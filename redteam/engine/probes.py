@@ -1,0 +1,425 @@
+"""The probes stage: one pass over the images, each decoded once, for every method and attack at once.
+
+For each image: its anonymized version per method (applied on the fly, or read from the observed
+folder), whether its faces are still detectable, each attack's reconstruction of each face's window
+(pasted back, then cropped with the ORIGINAL's geometry), the recognizers' embeddings of the result
+and its image-quality columns. Each (method, image, attack) result is stored in the cache as soon as
+it is computed: a killed run resumes from there, and a second run of the same audit computes no
+reconstruction at all. Only embeddings, a few numbers per probe and a bounded set of example crops
+are kept in memory, so memory does not grow with the images' size or number beyond that.
+"""
+
+from __future__ import annotations
+
+import heapq
+import io
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from attacks import Attack, AttackNotApplicable, MethodInfo
+from metrics.columns import METRIC_CROP, QUALITY_COLUMNS, LPIPSColumn, QualityColumn
+from redteam.cache import content_key
+from redteam.core.geometry import attack_window, box_crop, match_detections
+from redteam.core.results import ExampleFace, FaceRecord
+from redteam.core.seeds import derived_seed, image_seed
+from redteam.core.tensors import to_tensor, to_uint8
+from redteam.engine.context import RunContext
+from redteam.engine.embedding import Embedder
+from redteam.engine.inputs import Inputs
+from redteam.engine.methods import Method, anonymized_path
+from redteam.engine.models import Models
+from redteam.images import load_image
+
+PROBE_VERSION = "probe/1"
+#: Attacks marked `works_at_any_scale` see a face at most this many times the largest chip the
+#: recognizers (and the quality columns) consume; larger faces are attacked on a shrunk window.
+SCALE_CAP = 2.0
+
+
+@dataclass
+class Probe:
+    """One attacked face of one method x attack: what scoring and the reports need, nothing more."""
+
+    face: FaceRecord
+    embeddings: dict[str, np.ndarray]
+    spread: dict[str, float]
+    quality: dict[str, float | None]
+    detected: bool
+    anonymized_sha256: str
+    seconds: float
+
+
+@dataclass
+class MethodWork:
+    """What one method accumulates during the pass."""
+
+    method: Method
+    info: MethodInfo
+    attacks: list[Attack]
+    probes: dict[str, list[Probe]] = field(default_factory=dict)
+    parrot: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # recognizer -> face id -> anonymized embedding
+    gaps: dict[str, list[str]] = field(default_factory=dict)  # reason -> face ids without results
+    attack_seconds: dict[str, float] = field(default_factory=dict)
+    examples: list[tuple[float, str, ExampleFace]] = field(default_factory=list)  # a min-heap of the riskiest faces
+    reused: int = 0
+    computed: int = 0
+
+    @property
+    def needs_parrot(self) -> bool:
+        return any(attack.gallery_domain == "anonymized" for attack in self.attacks)
+
+
+def _encode(crop: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(crop).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8)
+
+
+class Pass:
+    """One pass over the images for every method (see the module docstring)."""
+
+    def __init__(self, ctx: RunContext, inputs: Inputs, models: Models, works: list[MethodWork]) -> None:
+        self.ctx, self.inputs, self.models, self.works = ctx, inputs, models, works
+        self.embedders = {name: Embedder(r, ctx.cache, ctx.clock, ctx.config.batch_size) for name, r in models.recognizers.items()}
+        self.columns: list[QualityColumn] = [
+            LPIPSColumn(models.lpips) if cls is LPIPSColumn else cls()  # type: ignore[call-arg,arg-type]
+            for cls in QUALITY_COLUMNS.values()
+            if not cls.model or (cls.model == "lpips" and models.lpips is not None)
+        ]
+        self.gallery_index = inputs.gallery.index
+        self.audited = {face.face_id for face in inputs.audited}
+        self.largest_chip = max([r.crop_size for r in models.recognizers.values()] + [METRIC_CROP])
+        self._models_key = json.dumps(
+            {name: r.fingerprint for name, r in models.recognizers.items()}
+            | {"columns": [c.name for c in self.columns], "lpips": models.lpips.trunk_sha256 if models.lpips is not None else None},
+            sort_keys=True,
+        )
+
+    # -- the pass ---------------------------------------------------------------------------------
+    def labels(self) -> list[tuple[str, list[FaceRecord], list[FaceRecord]]]:
+        """The images to process, in order: (label, its gallery faces, its audited faces)."""
+        by_image: dict[str, list[FaceRecord]] = {}
+        for face in self.inputs.gallery.faces:
+            by_image.setdefault(face.image, []).append(face)
+        parrot = any(w.needs_parrot for w in self.works)
+        work = []
+        for label in sorted(by_image):
+            audited = [f for f in by_image[label] if f.face_id in self.audited]
+            if audited or parrot:
+                work.append((label, by_image[label], audited))
+        return work
+
+    def run(self, labels: list[tuple[str, list[FaceRecord], list[FaceRecord]]] | None = None) -> None:
+        """Process the images here, in this process (see `redteam.engine.executors` for workers)."""
+        todo = self.labels() if labels is None else labels
+        began = time.perf_counter()
+        for done, (label, faces, audited) in enumerate(todo, start=1):
+            self._image(label, faces, audited)
+            elapsed = time.perf_counter() - began
+            self.ctx.progress(
+                f"attacking {len(self.works)} method(s): image {done}/{len(todo)}, ETA {elapsed / done * (len(todo) - done):.0f} s", done, len(todo)
+            )
+            if done == 1:
+                self._announce_cost(len(todo))
+
+    def _announce_cost(self, images: int) -> None:
+        """After the first image, the cost per face of each attack, and what the whole pass will take."""
+        for work in self.works:
+            faces = max(1, len({p.face.face_id for probes in work.probes.values() for p in probes}))
+            costly = {a: t / faces for a, t in work.attack_seconds.items() if t / faces >= 1.0}
+            if costly:
+                estimate = sum(costly.values()) * images
+                self.ctx.log(
+                    f"{work.method.name}: "
+                    + ", ".join(f"{a} ~{t:.1f} s/face" for a, t in sorted(costly.items(), key=lambda i: -i[1]))
+                    + f" (about {estimate / 60:.0f} min for {images} images at this rate)"
+                )
+
+    def _image(self, label: str, faces: list[FaceRecord], audited: list[FaceRecord]) -> None:
+        original = load_image(self.inputs.paths[label]).pixels  # read before (issues recorded then)
+        original_crops = {face.face_id: box_crop(original, face.geometry.box, METRIC_CROP) for face in audited}
+        for work in self.works:
+            anonymized = self._anonymized(work, label, faces, audited, original)
+            if anonymized is None:
+                continue
+            digest = content_key(str(anonymized.shape), anonymized.tobytes())
+            if work.needs_parrot:
+                self._parrot(work, faces, anonymized)
+            if not audited:
+                continue
+            detected = dict(zip([f.face_id for f in audited], self._detected(anonymized, digest, audited), strict=True))
+            anonymized_crops = {face.face_id: box_crop(anonymized, face.geometry.box, METRIC_CROP) for face in audited}
+            reconstructions: dict[str, dict[str, np.ndarray]] = {}
+            fresh: dict[str, dict[str, Probe]] = {}  # face id -> attack -> this image's probe
+            for attack in work.attacks:
+                before = len(work.probes.get(attack.name, []))
+                crops = self._attack(work, attack, label, faces, audited, anonymized, digest, original_crops, detected)
+                for probe in work.probes.get(attack.name, [])[before:]:
+                    fresh.setdefault(probe.face.face_id, {})[attack.name] = probe
+                for face_id, crop in crops.items():
+                    reconstructions.setdefault(face_id, {})[attack.name] = crop
+            self._keep_examples(work, audited, fresh, original_crops, anonymized_crops, reconstructions)
+
+    def _anonymized(self, work: MethodWork, label: str, faces: list[FaceRecord], audited: list[FaceRecord], original: np.ndarray) -> np.ndarray | None:
+        """The method's output for this image, or None (a gap for its audited faces, with the issue)."""
+        source, reference = work.method.source, work.method.reference
+        if source.kind == "observed" and faces[0].in_run:
+            pixels, gap = self._observed(work, label, original)
+            if pixels is not None or not audited:
+                return pixels
+            work.gaps.setdefault(gap, []).extend(face.face_id for face in audited)
+            return None
+        if reference is None:
+            return None  # a distractor of an observed method with no known operator: not in its parrot gallery
+        generator = torch.Generator().manual_seed(image_seed(self.ctx.config.seed, label))
+        with self.ctx.clock.measure("anonymize"):
+            return reference.apply(original, [f.geometry for f in faces], generator)
+
+    def _observed(self, work: MethodWork, rel: str, original: np.ndarray) -> tuple[np.ndarray | None, str]:
+        """The user's anonymized image for `rel` at the original's size, or None and why."""
+        source, ctx = work.method.source, self.ctx
+        path = anonymized_path(source, rel)
+        if path is None or not path.exists():
+            ctx.issue("missing_counterpart", rel, source.name, "no anonymized file", "skipped")
+            return None, "missing_counterpart"
+        image = ctx.load(path, f"{source.name}:{rel}", source.name)
+        if image is None:
+            return None, "unreadable anonymized file"
+        ctx.input_hashes[f"{source.name}:{rel}"] = image.sha256
+        if image.pixels.shape == original.shape:
+            return image.pixels, ""
+        height, width = original.shape[:2]
+        size = f"{image.width}x{image.height} vs original {width}x{height}"
+        if abs((image.width / image.height) / (width / height) - 1.0) > ctx.config.size_tolerance:
+            ctx.issue("size_mismatch", rel, source.name, f"aspect ratio differs ({size})", "skipped")
+            return None, "size_mismatch"
+        ctx.issue("resized", rel, source.name, f"resized to the original's size ({size})", "audited")
+        return np.asarray(Image.fromarray(image.pixels).resize((width, height), Image.Resampling.BICUBIC), dtype=np.uint8), ""
+
+    def _detected(self, anonymized: np.ndarray, digest: str, faces: list[FaceRecord]) -> list[bool]:
+        found = self.ctx.detect(anonymized, digest)
+        return match_detections([f.geometry for f in faces], found)
+
+    def _parrot(self, work: MethodWork, faces: list[FaceRecord], anonymized: np.ndarray) -> None:
+        for name, recognizer in self.models.recognizers.items():
+            alignments = self.inputs.gallery.alignments[name]
+            chips = [recognizer.crop(anonymized, alignments[face.face_id]) for face in faces]
+            for face, embedding in zip(faces, self.embedders[name](chips), strict=True):
+                work.parrot.setdefault(name, {})[face.face_id] = embedding.numpy()
+
+    # -- one attack on one image --------------------------------------------------------------------
+    def _key(self, work: MethodWork, attack: Attack, label: str, digest: str, faces: list[FaceRecord]) -> str:
+        provenance = json.dumps(attack.provenance(work.info), sort_keys=True)
+        geometry = json.dumps([face.geometry.to_json() for face in faces])
+        return content_key(
+            PROBE_VERSION,
+            work.method.name,
+            label,
+            digest,
+            attack.spec,
+            attack.version,
+            provenance,
+            str(self.ctx.config.seed),
+            geometry,
+            self._models_key,
+            str(SCALE_CAP),
+        )
+
+    def _attack(
+        self,
+        work: MethodWork,
+        attack: Attack,
+        label: str,
+        faces: list[FaceRecord],
+        audited: list[FaceRecord],
+        anonymized: np.ndarray,
+        digest: str,
+        original_crops: dict[str, np.ndarray],
+        detected: dict[str, bool],
+    ) -> dict[str, np.ndarray]:
+        """Probes of `attack` for the audited faces of one image (from the cache when it has them);
+        returns each probed face's attacked crop."""
+        key = self._key(work, attack, label, digest, faces)
+        cached = self._cached(key, audited)
+        if cached is not None:
+            work.reused += 1
+            records, refused, seconds, crops = cached
+        else:
+            work.computed += 1
+            records, refused, seconds, crops = self._compute(work, attack, label, faces, audited, anonymized, original_crops)
+            self._store(key, records, refused, seconds, crops)
+        work.attack_seconds[attack.name] = work.attack_seconds.get(attack.name, 0.0) + seconds
+        for face in audited:
+            if face.face_id in refused:
+                work.gaps.setdefault(f"attack '{attack.name}' not applicable: {refused[face.face_id]}", []).append(face.face_id)
+                continue
+            record = records[face.face_id]
+            work.probes.setdefault(attack.name, []).append(
+                Probe(
+                    face=face,
+                    embeddings={name: np.asarray(v, dtype=np.float32) for name, v in record["embeddings"].items()},
+                    spread=record["spread"],
+                    quality=record["quality"],
+                    detected=detected[face.face_id],
+                    anonymized_sha256=digest,
+                    seconds=round(seconds / len(audited), 6),
+                )
+            )
+        return crops
+
+    def _compute(
+        self,
+        work: MethodWork,
+        attack: Attack,
+        label: str,
+        faces: list[FaceRecord],
+        audited: list[FaceRecord],
+        anonymized: np.ndarray,
+        original_crops: dict[str, np.ndarray],
+    ) -> tuple[dict[str, dict], dict[str, str], float, dict[str, np.ndarray]]:
+        generator = torch.Generator().manual_seed(derived_seed(self.ctx.config.seed, work.method.name, attack.name, label))
+        began = time.perf_counter()
+        with self.ctx.clock.measure("attack"):
+            attacked, refused = self._reconstruct(attack, work.info, anonymized, faces, generator)
+        seconds = time.perf_counter() - began
+        probed = [face for face in audited if face.face_id not in refused]
+        crops = {face.face_id: box_crop(attacked, face.geometry.box, METRIC_CROP) for face in probed}
+        records: dict[str, dict] = {face.face_id: {"embeddings": {}, "spread": {}, "quality": {}} for face in probed}
+        if probed:
+            for name, recognizer in self.models.recognizers.items():
+                alignments = self.inputs.gallery.alignments[name]
+                chips = [recognizer.crop(attacked, alignments[face.face_id]) for face in probed]
+                for face, chip, embedding in zip(probed, chips, self.embedders[name](chips), strict=True):
+                    records[face.face_id]["embeddings"][name] = embedding.numpy().tolist()
+                    records[face.face_id]["spread"][name] = float(np.asarray(chip, dtype=np.float64).std())
+            attacked_tensor = _stack([crops[f.face_id] for f in probed])
+            original_tensor = _stack([original_crops[f.face_id] for f in probed])
+            for column in self.columns:
+                with self.ctx.clock.measure("inference" if column.model else "metrics"):
+                    values = column(attacked_tensor, original_tensor)
+                for face, value in zip(probed, values, strict=True):
+                    records[face.face_id]["quality"][column.name] = float(value)
+        return records, refused, seconds, crops
+
+    def _reconstruct(
+        self, attack: Attack, info: MethodInfo, anonymized: np.ndarray, faces: list[FaceRecord], generator: torch.Generator
+    ) -> tuple[np.ndarray, dict[str, str]]:
+        """Attack each face's window and paste the reconstruction back into a copy of the image; face id
+        -> reason for the faces the attack cannot be applied to (nothing is pasted there)."""
+        if attack.name in ("none", "parrot"):
+            return anonymized, {}
+        out = np.array(anonymized, copy=True)
+        refused: dict[str, str] = {}
+        for face in faces:
+            x0, y0, x1, y1 = attack_window(anonymized.shape, face.geometry, info.reference)
+            window = to_tensor(anonymized[y0:y1, x0:x1])
+            context = MethodInfo(info.name, info.reference, face.geometry, (x0, y0), anonymized.shape, info.audited_hashes)
+            scale = SCALE_CAP * self.largest_chip / max(face.geometry.width, 1.0)
+            try:
+                if attack.works_at_any_scale and scale < 1.0:
+                    small = torch.nn.functional.interpolate(window, scale_factor=scale, mode="area", recompute_scale_factor=False)
+                    restored = torch.nn.functional.interpolate(
+                        attack.reconstruct(small, method=context, generator=generator), size=window.shape[-2:], mode="bicubic", align_corners=False
+                    ).clamp(0.0, 1.0)
+                else:
+                    restored = attack.reconstruct(window, method=context, generator=generator)
+            except AttackNotApplicable as reason:
+                refused[face.face_id] = str(reason)
+                continue
+            if restored.shape != window.shape:
+                raise RuntimeError(f"attack {attack.name} returned shape {tuple(restored.shape)} for {tuple(window.shape)}")
+            out[y0:y1, x0:x1] = to_uint8(restored)
+        return out, refused
+
+    # -- the probe cache ----------------------------------------------------------------------------
+    def _store(self, key: str, records: dict[str, dict], refused: dict[str, str], seconds: float, crops: dict[str, np.ndarray]) -> None:
+        self.ctx.cache.put_json("probes", key, {"records": records, "refused": refused, "seconds": seconds})
+        for face_id, crop in crops.items():
+            self.ctx.cache.put_bytes("probe_crops", content_key(key, face_id), _encode(crop))
+
+    def _cached(self, key: str, audited: list[FaceRecord]) -> tuple[dict[str, dict], dict[str, str], float, dict[str, np.ndarray]] | None:
+        """A stored result, checked: every audited face present or refused, finite embeddings of the right
+        size for every recognizer. A bad entry is recomputed with a log line."""
+        entry = self.ctx.cache.get_json("probes", key)
+        if entry is None:
+            return None
+        try:
+            records, refused, seconds = entry["records"], entry["refused"], float(entry["seconds"])
+            crops = {}
+            for face in audited:
+                if face.face_id in refused:
+                    continue
+                record = records[face.face_id]
+                for name, recognizer in self.models.recognizers.items():
+                    vector = np.asarray(record["embeddings"][name], dtype=np.float64)
+                    if vector.shape != (recognizer.embedding_dim,) or not np.all(np.isfinite(vector)):
+                        raise ValueError("embedding")
+                    float(record["spread"][name])
+                data = self.ctx.cache.get_bytes("probe_crops", content_key(key, face.face_id))
+                if data is None:
+                    raise ValueError("crop")
+                crops[face.face_id] = _decode(data)
+            if not math.isfinite(seconds):
+                raise ValueError("seconds")
+        except (KeyError, TypeError, ValueError, OSError):
+            self.ctx.log(f"probe cache entry {key[:12]} is incomplete or malformed: recomputed")
+            return None
+        return records, refused, seconds, crops
+
+    # -- examples ---------------------------------------------------------------------------------
+    def _keep_examples(
+        self,
+        work: MethodWork,
+        faces: list[FaceRecord],
+        fresh: dict[str, dict[str, Probe]],
+        original_crops: dict[str, np.ndarray],
+        anonymized_crops: dict[str, np.ndarray],
+        reconstructions: dict[str, dict[str, np.ndarray]],
+    ) -> None:
+        """Keep the riskiest faces so far (closest to their own original under any clean attack),
+        with their crops, in a bounded heap."""
+        keep = 2 * self.ctx.config.examples_per_method
+        if keep <= 0:
+            return
+        clean = {a.name for a in work.attacks if a.gallery_domain == "clean"}
+        for face in faces:
+            similarity, risk = [], -math.inf
+            for attack_name, probe in fresh.get(face.face_id, {}).items():
+                if attack_name not in clean:
+                    continue
+                for name, recognizer in self.models.recognizers.items():
+                    own = self.inputs.gallery.embeddings[name][self.gallery_index[face.face_id]].numpy()
+                    distance = float(recognizer.distances(torch.from_numpy(probe.embeddings[name])[None], torch.from_numpy(own)[None])[0, 0])
+                    cosine = float(np.dot(probe.embeddings[name], own) / (np.linalg.norm(probe.embeddings[name]) * np.linalg.norm(own) + 1e-12))
+                    similarity.append((attack_name, name, cosine))
+                    risk = max(risk, 1.0 - distance / recognizer.threshold.value)
+            if not similarity:
+                continue
+            example = ExampleFace(
+                method=work.method.name,
+                face_id=face.face_id,
+                original=original_crops[face.face_id],
+                anonymized=anonymized_crops[face.face_id],
+                reconstructions=tuple((a, reconstructions[face.face_id][a]) for a in sorted(reconstructions.get(face.face_id, {})) if a in clean),
+                similarity=tuple(similarity),
+            )
+            item = (risk, face.face_id, example)  # the face id breaks ties: the same choice in any worker
+            if len(work.examples) < keep:
+                heapq.heappush(work.examples, item)
+            else:
+                heapq.heappushpop(work.examples, item)
+
+
+def _stack(crops: Sequence[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0

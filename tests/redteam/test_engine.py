@@ -1,0 +1,78 @@
+"""The engine: the same results however the pass is executed, a warm re-run that attacks nothing, and
+cache entries that are checked before they are trusted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from redteam.core.config import AuditConfig, MethodSource
+from redteam.engine import AuditRun
+from reports.table import reproducible_columns, results_frame
+
+METHODS = (
+    MethodSource("blur", "reference", spec="gaussian_blur:sigma=3"),
+    MethodSource("mosaic", "reference", spec="mosaic:block=12"),
+)
+
+
+def config(sample_dir: Path, tmp_path: Path, cache: Path, **overrides: object) -> AuditConfig:
+    values: dict[str, object] = dict(
+        originals=sample_dir, out=tmp_path / "report", methods=METHODS, cache_dir=cache, recognizers=("dlib",),
+        attacks=("none", "parrot", "bicubic", "blind_deconv"), builtin_policy="demo_policy.toml",
+    )  # fmt: skip
+    values.update(overrides)
+    return AuditConfig(**values)  # type: ignore[arg-type]
+
+
+def test_workers_give_the_results_of_one_process(sample_dir: Path, tmp_path: Path) -> None:
+    local = AuditRun(config(sample_dir, tmp_path, tmp_path / "cache_local")).run()
+    split = AuditRun(config(sample_dir, tmp_path, tmp_path / "cache_split", workers=2)).run()
+    pd.testing.assert_frame_equal(reproducible_columns(results_frame(local)), reproducible_columns(results_frame(split)))
+    assert [v.verdict for v in local.method_verdicts] == [v.verdict for v in split.method_verdicts]
+    assert [e.face_id for e in local.examples] == [e.face_id for e in split.examples]
+
+
+def test_a_second_run_attacks_nothing_and_gives_the_same_table(sample_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = AuditRun(config(sample_dir, tmp_path, cache)).run()
+    second = AuditRun(config(sample_dir, tmp_path, cache)).run()
+    assert first.cache_stats["blur_attack_results_computed"] > 0
+    assert second.cache_stats["blur_attack_results_computed"] == 0 and second.cache_stats["mosaic_attack_results_computed"] == 0
+    pd.testing.assert_frame_equal(reproducible_columns(results_frame(first)), reproducible_columns(results_frame(second)))
+    assert [e.face_id for e in first.examples] == [e.face_id for e in second.examples]
+    assert all(len(e.reconstructions) >= 2 for e in second.examples)  # example crops come from the cache too
+
+
+def test_damaged_cache_entries_are_recomputed_not_trusted(sample_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = AuditRun(config(sample_dir, tmp_path, cache, attacks=("none",))).run()
+    for path in (cache / "embeddings").rglob("*.npy"):
+        np.save(path.open("wb"), np.full(3, np.nan), allow_pickle=False)  # wrong shape, not finite
+    for path in (cache / "probes").rglob("*.json"):
+        entry = json.loads(path.read_text())
+        for record in entry["records"].values():
+            record["embeddings"]["dlib"] = [float("nan")] * 128
+        path.write_text(json.dumps(entry))
+    for path in (cache / "detections").rglob("*.json"):
+        path.write_text('[{"box": [1, 2], "landmarks": "x", "score": 7}]')
+    lines: list[str] = []
+    second = AuditRun(config(sample_dir, tmp_path, cache, attacks=("none",)), log=lines.append).run()
+    pd.testing.assert_frame_equal(reproducible_columns(results_frame(first)), reproducible_columns(results_frame(second)))
+    assert any("probe cache entry" in line and "recomputed" in line for line in lines)
+    assert any("detection cache entry" in line for line in lines)
+
+
+@pytest.mark.ray
+def test_a_ray_cluster_of_two_workers_gives_the_results_of_one_process(sample_dir: Path, tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'face-anon-redteam[ray]'")
+    local = AuditRun(config(sample_dir, tmp_path, tmp_path / "cache_local", attacks=("none", "bicubic"))).run()
+    try:
+        clustered = AuditRun(config(sample_dir, tmp_path, tmp_path / "cache_ray", attacks=("none", "bicubic"), executor="ray", workers=2)).run()
+    finally:
+        ray.shutdown()
+    pd.testing.assert_frame_equal(reproducible_columns(results_frame(local)), reproducible_columns(results_frame(clustered)))
