@@ -20,8 +20,21 @@ from redteam.core.tiers import TIER_ORDER, ThreatTier
 ATTACKS: dict[str, type[Attack]] = {
     attack.name: attack
     for attack in (
-        NoAttack, ParrotAttack, BicubicUpscale, LanczosUpscale, BlindDeconvolution, NonLocalMeansDenoise, JpegDeblock,
-        WienerDeconvolution, RichardsonLucy, TVDeconvolution, LearnedInversion, SuperResolution, SDEdit, SDUpscale, DiffusionInpaint,
+        NoAttack,
+        ParrotAttack,
+        BicubicUpscale,
+        LanczosUpscale,
+        BlindDeconvolution,
+        NonLocalMeansDenoise,
+        JpegDeblock,
+        WienerDeconvolution,
+        RichardsonLucy,
+        TVDeconvolution,
+        LearnedInversion,
+        SuperResolution,
+        SDEdit,
+        SDUpscale,
+        DiffusionInpaint,
         DiffPIRAttack,
     )
 }

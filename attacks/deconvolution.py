@@ -163,8 +163,12 @@ class TVDeconvolution(_Deconvolution):
         radius = kernel.shape[-1] // 2
         physics = valid_blur_fft(kernel, (images.shape[-2], images.shape[-1]))
         solver = optim_builder(
-            iteration="PGD", prior=TVPrior(n_it_max=8), data_fidelity=L2(),
-            params_algo={"stepsize": 1.0, "lambda": 0.002}, max_iter=25, early_stop=False,
+            iteration="PGD",
+            prior=TVPrior(n_it_max=8),
+            data_fidelity=L2(),
+            params_algo={"stepsize": 1.0, "lambda": 0.002},
+            max_iter=25,
+            early_stop=False,
         )
         measured = images.float()
         start = torch.nn.functional.pad(measured, (radius, radius, radius, radius), mode="replicate")

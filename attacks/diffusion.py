@@ -67,8 +67,13 @@ class _Diffusion(Attack):
         pipeline, out = self._pipeline(), []
         for image in images:
             result = pipeline(
-                prompt=str(self.values["prompt"]), image=_to_pil(image, input_size), num_inference_steps=int(self.values["steps"]),
-                guidance_scale=float(self.values["guidance"]), generator=self._seed(generator), output_type="np", **arguments,
+                prompt=str(self.values["prompt"]),
+                image=_to_pil(image, input_size),
+                num_inference_steps=int(self.values["steps"]),
+                guidance_scale=float(self.values["guidance"]),
+                generator=self._seed(generator),
+                output_type="np",
+                **arguments,
             ).images[0]
             out.append(_from_array(result, *image.shape[-2:]))
         return torch.stack(out)
@@ -157,10 +162,15 @@ class DiffusionInpaint(_Diffusion):
                 out.append(image.clone())
                 continue
             result = pipeline(
-                prompt=str(self.values["prompt"]), image=_to_pil(image, size),
+                prompt=str(self.values["prompt"]),
+                image=_to_pil(image, size),
                 mask_image=Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.Resampling.NEAREST),
-                num_inference_steps=int(self.values["steps"]), guidance_scale=float(self.values["guidance"]),
-                height=size, width=size, generator=self._seed(generator), output_type="np",
+                num_inference_steps=int(self.values["steps"]),
+                guidance_scale=float(self.values["guidance"]),
+                height=size,
+                width=size,
+                generator=self._seed(generator),
+                output_type="np",
             ).images[0]
             filled = _from_array(result, *image.shape[-2:])
             keep = torch.from_numpy(~mask)[None]

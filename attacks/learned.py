@@ -117,7 +117,9 @@ class LearnedInversion(Attack):
         path = checkpoint_path(method.reference.spec)
         record = self._record(path)
         return {
-            "checkpoint": str(path), "sha256": cached_sha256(path), "corpus_files": str(len(record.get("corpus_files", []))),
+            "checkpoint": str(path),
+            "sha256": cached_sha256(path),
+            "corpus_files": str(len(record.get("corpus_files", []))),
             "steps": str(record.get("steps", "?")),
         }
 

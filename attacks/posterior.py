@@ -229,8 +229,13 @@ class DiffPIRAttack(Attack):
         fine, physics = fine.to(device), physics.to(device)
         prior = self._prior()
         sampler = DiffPIR(
-            model=PaddedDenoiser(prior, unet_multiple(prior)), data_fidelity=L2(), sigma=sigma,
-            max_iter=int(self.values["steps"]), zeta=float(self.values["zeta"]), lambda_=float(self.values["weight"]), device=device,
+            model=PaddedDenoiser(prior, unet_multiple(prior)),
+            data_fidelity=L2(),
+            sigma=sigma,
+            max_iter=int(self.values["steps"]),
+            zeta=float(self.values["zeta"]),
+            lambda_=float(self.values["weight"]),
+            device=device,
         )
         changed = torch.from_numpy(method.changed_pixels(reference_stage, tuple(images.shape[-2:])))  # type: ignore[arg-type]
         out = images.clone()

@@ -32,14 +32,12 @@ def _same_photo_mask(shape: tuple[int, int], own_index: Sequence[int], same_phot
     mask = torch.zeros(shape, dtype=torch.bool)
     for row, own in enumerate(own_index):
         mask[row, own] = True
-        for column in (same_photo[row] if same_photo is not None else ()):
+        for column in same_photo[row] if same_photo is not None else ():
             mask[row, column] = True
     return mask
 
 
-def rank_of_own_original(
-    distances: torch.Tensor, own_index: Sequence[int], same_photo: Sequence[Sequence[int]] | None = None
-) -> torch.Tensor:
+def rank_of_own_original(distances: torch.Tensor, own_index: Sequence[int], same_photo: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
     """Rank (1 = best) of each probe's own original in the gallery.
 
     Args:

@@ -106,9 +106,7 @@ def calibrate(
             (genuine if same else impostor).append(distance)
         if not impostor:
             raise InputError(f"{source}: no impostor pair with faces for {name}", fix="add pairs of different people")
-        thresholds = {
-            f"{far:g}": threshold_at_far(np.array(impostor), np.array(genuine), far) for far in CALIBRATION_FARS
-        }
+        thresholds = {f"{far:g}": threshold_at_far(np.array(impostor), np.array(genuine), far) for far in CALIBRATION_FARS}
         report["recognizers"][name] = {  # type: ignore[index]
             "fingerprint": recognizer.fingerprint,
             "distance": recognizer.threshold.distance,
@@ -136,8 +134,7 @@ def load_threshold(path: Path, recognizer: str, far: float, fingerprint: str | N
         return None
     if fingerprint is not None and entry.get("fingerprint") != fingerprint:
         raise ConfigError(
-            f"calibration file {path} was made with another {recognizer} model or preprocessing "
-            f"({entry.get('fingerprint')} != {fingerprint})",
+            f"calibration file {path} was made with another {recognizer} model or preprocessing ({entry.get('fingerprint')} != {fingerprint})",
             fix="re-run `redteam calibrate` with the weights this audit uses",
         )
     value = entry["thresholds"].get(f"{far:g}")

@@ -112,7 +112,8 @@ def audit(
     attack: Annotated[
         list[str],
         typer.Option(
-            "--attack", "--attacks",
+            "--attack",
+            "--attacks",
             help="Attack or chain a|b (repeatable); default auto = every applicable attack whose model is here; none = the quick naive look.",
         ),
     ] = [],
@@ -183,8 +184,14 @@ def anonymize(
 
     with terminal.progress_bar() as progress:
         summary = anonymize_folder(
-            source, out, method, seed=seed, device=resolve_device(device),
-            detector=DetectorSettings(min_score=min_face_score), log=terminal.log, progress=progress,
+            source,
+            out,
+            method,
+            seed=seed,
+            device=resolve_device(device),
+            detector=DetectorSettings(min_score=min_face_score),
+            log=terminal.log,
+            progress=progress,
         )
     terminal.stdout.print(f"anonymized {summary.faces} faces in {summary.written} images into {out}; record: {summary.record}")
     if summary.no_face:
@@ -246,8 +253,15 @@ def attack(
 
     with no_downloads(), terminal.progress_bar() as progress:
         summary = attack_folder(
-            anonymized, out, attack_name, originals=originals, method_spec=method, seed=seed,
-            device=resolve_device(device), log=terminal.log, progress=progress,
+            anonymized,
+            out,
+            attack_name,
+            originals=originals,
+            method_spec=method,
+            seed=seed,
+            device=resolve_device(device),
+            log=terminal.log,
+            progress=progress,
         )
     terminal.stdout.print(f"{attack_name}: reconstructed {summary.faces} faces in {summary.written} images into {out}; record: {summary.record}")
     if summary.skipped:
@@ -311,12 +325,15 @@ def models_list() -> None:
     for entry in MODEL_FILES.values():
         path = entry.present() or entry.path()
         available = entry.is_available()
-        size = f"{path.stat().st_size / 1e6:.1f} MB" if available and path else (
-            f"{entry.size_bytes / 1e6:.1f} MB (expected)" if entry.size_bytes else "-"
-        )
+        size = f"{path.stat().st_size / 1e6:.1f} MB" if available and path else (f"{entry.size_bytes / 1e6:.1f} MB (expected)" if entry.size_bytes else "-")
         integrity = (
-            f"SHA-256 {entry.sha256}" if entry.sha256 else f"SHA-256 prefix {entry.sha256_prefix}" if entry.sha256_prefix
-            else "ships in the package" if entry.ships_in_package else "no published hash"
+            f"SHA-256 {entry.sha256}"
+            if entry.sha256
+            else f"SHA-256 prefix {entry.sha256_prefix}"
+            if entry.sha256_prefix
+            else "ships in the package"
+            if entry.ships_in_package
+            else "no published hash"
         )
         if entry.converted is not None:
             integrity += f"; or converted from {entry.converted.accepts} (`redteam models import {entry.name} FILE`), SHA-256 {entry.converted.sha256}"

@@ -91,9 +91,7 @@ def find_counterpart(folder: Path, rel: str) -> Path | None:
     parent = folder / stem.parent
     if not parent.is_dir():
         return None
-    candidates = sorted(
-        p for p in parent.iterdir() if p.stem == stem.name and p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file()
-    )
+    candidates = sorted(p for p in parent.iterdir() if p.stem == stem.name and p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file())
     if len(candidates) > 1:
         raise InputError(
             f"{folder}: several anonymized files match original '{rel}': {', '.join(p.name for p in candidates)}",

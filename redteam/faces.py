@@ -78,5 +78,3 @@ class FaceDetector:
             if score >= self.settings.min_score
         ]
         return sorted(faces, key=lambda face: (face.box[0], face.box[1]))
-
-

@@ -16,9 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from redteam.core.errors import InputError
 
-SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
-)
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True)

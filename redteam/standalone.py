@@ -108,15 +108,25 @@ def attack_folder(
         faces_total += len(faces)
         files.append(
             {
-                "input": entry.rel, "output": target.relative_to(out).as_posix(), "faces": len(faces), "faces_not_attacked": refused,
-                "input_sha256": image.sha256, "output_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+                "input": entry.rel,
+                "output": target.relative_to(out).as_posix(),
+                "faces": len(faces),
+                "faces_not_attacked": refused,
+                "input_sha256": image.sha256,
+                "output_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
             }
         )
     record = {
-        "schema": "redteam-attack/1", "attack": attack.name, "tier": attack.tier.value, "method": spec, "seed": seed,
+        "schema": "redteam-attack/1",
+        "attack": attack.name,
+        "tier": attack.tier.value,
+        "method": spec,
+        "seed": seed,
         "models": attack.provenance(info),
         "geometry": "originals" if originals else "detected on the anonymized images",
-        "environment": environment(), "files": files, "skipped": [{"file": f, "reason": r} for f, r in skipped],
+        "environment": environment(),
+        "files": files,
+        "skipped": [{"file": f, "reason": r} for f, r in skipped],
     }
     path = write_text_atomically(out / RECORD_NAME, json.dumps(record, indent=2) + "\n")
     return AttackSummary(len(files), faces_total, tuple(skipped), path)

@@ -30,8 +30,12 @@ def log(message: str) -> None:
 def progress_bar() -> Iterator[ProgressFn]:
     """A progress callback drawing one bar per stage on stderr."""
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=stderr, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
     ) as progress:
         tasks: dict[str, TaskID] = {}
 

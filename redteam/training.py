@@ -126,12 +126,21 @@ def train_inversion(
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     write_atomically(target, lambda path: torch.save(state, path))
     record = {
-        "schema": "redteam-inversion/2", "spec": canonical, "architecture": "TinyUNet(width=24)", "training_size": TRAINING_SIZE,
+        "schema": "redteam-inversion/2",
+        "spec": canonical,
+        "architecture": "TinyUNet(width=24)",
+        "training_size": TRAINING_SIZE,
         "input": "Lanczos-resampled cell grid for mosaic/downsampling stages, else the anonymized window",
-        "steps": step, "seconds": round(time.perf_counter() - began, 1), "seed": seed, "corpus": str(faces_dir.resolve()),
-        "corpus_files": [{"file": rel, "sha256": digest} for rel, digest in pairs.files], "face_windows": count,
-        "loss_first_100": float(np.mean(losses[:100])) if losses else None, "loss_last_100": float(np.mean(losses[-100:])) if losses else None,
-        "environment": environment(), "checkpoint_sha256": sha256_file(target),
+        "steps": step,
+        "seconds": round(time.perf_counter() - began, 1),
+        "seed": seed,
+        "corpus": str(faces_dir.resolve()),
+        "corpus_files": [{"file": rel, "sha256": digest} for rel, digest in pairs.files],
+        "face_windows": count,
+        "loss_first_100": float(np.mean(losses[:100])) if losses else None,
+        "loss_last_100": float(np.mean(losses[-100:])) if losses else None,
+        "environment": environment(),
+        "checkpoint_sha256": sha256_file(target),
     }
     write_text_atomically(target.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     log(f"saved {target} after {step} steps")

@@ -48,11 +48,17 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
     for _, v in verdicts.iterrows():
         rates.append(
             {
-                "method": v["method"], "tier": v["tier"], "attack": v["attack"], "recognizer": v["recognizer"],
-                "metric": v["metric"], "n": int(v["n"]),
+                "method": v["method"],
+                "tier": v["tier"],
+                "attack": v["attack"],
+                "recognizer": v["recognizer"],
+                "metric": v["metric"],
+                "n": int(v["n"]),
                 "rate": format_rate(int(v["successes"]), int(v["n"]), float(v["ci_low"]), float(v["ci_high"])),
                 "chance": "n/a" if v["chance"] is None or pd.isna(v["chance"]) else f"{float(v['chance']):.1%}",
-                "limit": format_limit(v["limit"]), "verdict": v["verdict"], "reason": v["reason"],
+                "limit": format_limit(v["limit"]),
+                "verdict": v["verdict"],
+                "reason": v["reason"],
             }
         )
     quality = []
@@ -61,9 +67,12 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
         for (method, attack), group in per_face.groupby(["method", "attack"], sort=True):
             quality.append(
                 {
-                    "method": method, "attack": attack, "n": len(group),
+                    "method": method,
+                    "attack": attack,
+                    "n": len(group),
                     "detected": f"{group['anonymized_face_detected'].mean():.0%} ({int(group['anonymized_face_detected'].sum())}/{len(group)})",
-                    "ssim": _mean(group["ssim"]), "psnr": _mean(group["psnr"]),
+                    "ssim": _mean(group["ssim"]),
+                    "psnr": _mean(group["psnr"]),
                     "lpips": _mean(group["lpips"]) if group["lpips"].notna().any() else "not computed",
                     "seconds": f"{result.attack_seconds.get(method, {}).get(attack, float('nan')):.2f}",
                 }

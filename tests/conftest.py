@@ -53,11 +53,7 @@ def shared_faces() -> Path:
 
 def tree_hashes(root: Path) -> dict[str, str]:
     """SHA-256 and mtime of every file under root, to prove a command modified nothing."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() + f":{p.stat().st_mtime_ns}"
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() + f":{p.stat().st_mtime_ns}" for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -81,13 +77,26 @@ def build_tiny_inpainting_pipeline(folder: Path):
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=9, out_channels=4,
-        cross_attention_dim=8, norm_num_groups=4, attention_head_dim=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=9,
+        out_channels=4,
+        cross_attention_dim=8,
+        norm_num_groups=4,
+        attention_head_dim=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
     )
     vae = AutoencoderKL(
-        block_out_channels=(4,), in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",), latent_channels=4, norm_num_groups=2, layers_per_block=1,
+        block_out_channels=(4,),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        latent_channels=4,
+        norm_num_groups=2,
+        layers_per_block=1,
     )
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
     vocab = {t: i for i, t in enumerate(letters + [c + "</w>" for c in letters] + ["<unk>", "<|startoftext|>", "<|endoftext|>"])}
@@ -96,14 +105,24 @@ def build_tiny_inpainting_pipeline(folder: Path):
     tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1,
-            vocab_size=len(vocab), max_position_embeddings=16, projection_dim=8,
+            hidden_size=8,
+            intermediate_size=16,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            vocab_size=len(vocab),
+            max_position_embeddings=16,
+            projection_dim=8,
         )
     )
     pipeline = StableDiffusionInpaintPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
         scheduler=DDIMScheduler(num_train_timesteps=100, steps_offset=1),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
@@ -116,13 +135,26 @@ def build_tiny_img2img_pipeline(inpaint):
 
     torch.manual_seed(1)
     unet = UNet2DConditionModel(
-        block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        cross_attention_dim=8, norm_num_groups=4, attention_head_dim=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        cross_attention_dim=8,
+        norm_num_groups=4,
+        attention_head_dim=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
     )
     pipeline = StableDiffusionImg2ImgPipeline(
-        vae=inpaint.vae, text_encoder=inpaint.text_encoder, tokenizer=inpaint.tokenizer, unet=unet,
-        scheduler=inpaint.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=inpaint.vae,
+        text_encoder=inpaint.text_encoder,
+        tokenizer=inpaint.tokenizer,
+        unet=unet,
+        scheduler=inpaint.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
@@ -136,17 +168,37 @@ def build_tiny_upscale_pipeline(inpaint):
 
     torch.manual_seed(2)
     unet = UNet2DConditionModel(
-        block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=7, out_channels=4,
-        cross_attention_dim=8, norm_num_groups=4, attention_head_dim=2, num_class_embeds=400,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=7,
+        out_channels=4,
+        cross_attention_dim=8,
+        norm_num_groups=4,
+        attention_head_dim=2,
+        num_class_embeds=400,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
     )
     vae = AutoencoderKL(
-        block_out_channels=(4, 4, 4), in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=2, layers_per_block=1, scaling_factor=0.08333,
+        block_out_channels=(4, 4, 4),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        norm_num_groups=2,
+        layers_per_block=1,
+        scaling_factor=0.08333,
     )
     pipeline = StableDiffusionUpscalePipeline(
-        vae=vae, text_encoder=inpaint.text_encoder, tokenizer=inpaint.tokenizer, unet=unet, low_res_scheduler=DDPMScheduler(),
-        scheduler=DDIMScheduler(prediction_type="v_prediction"), max_noise_level=350,
+        vae=vae,
+        text_encoder=inpaint.text_encoder,
+        tokenizer=inpaint.tokenizer,
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(),
+        scheduler=DDIMScheduler(prediction_type="v_prediction"),
+        max_noise_level=350,
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
@@ -160,8 +212,15 @@ def save_tiny_ddpm(folder: Path) -> Path:
 
     torch.manual_seed(3)
     unet = UNet2DModel(
-        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), add_attention=False,
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        add_attention=False,
     )
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(folder)
     return folder

@@ -49,8 +49,7 @@ def file_availability(name: str) -> Availability:
         return Availability(True)
     return Availability(
         False,
-        f"{entry.description} not found at {entry.path()}: run `redteam models download {name}` "
-        f"or `redteam models import {name} FILE`",
+        f"{entry.description} not found at {entry.path()}: run `redteam models download {name}` or `redteam models import {name} FILE`",
     )
 
 

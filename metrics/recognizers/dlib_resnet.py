@@ -97,10 +97,7 @@ class DlibRecognizer(Recognizer):
 
     def embed(self, chips: torch.Tensor) -> torch.Tensor:
         self._load()
-        arrays = [
-            np.ascontiguousarray((chip.permute(1, 2, 0).clamp(0, 1) * 255.0).round().to(torch.uint8).numpy())
-            for chip in chips
-        ]
+        arrays = [np.ascontiguousarray((chip.permute(1, 2, 0).clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()) for chip in chips]
         if not arrays:
             return torch.zeros((0, self.embedding_dim))
         model: Any = self._model

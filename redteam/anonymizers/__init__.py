@@ -15,8 +15,7 @@ from redteam.anonymizers.synthetic import SyntheticFace
 from redteam.core.plugins import load_entry_points
 
 METHODS: dict[str, type[Anonymizer]] = {
-    method.name: method
-    for method in (GaussianBlur, BoxBlur, MotionBlur, Mosaic, Pixelate, Downsample, SolidBox, EyeBar, Noise, Jpeg, KSame, SyntheticFace)
+    method.name: method for method in (GaussianBlur, BoxBlur, MotionBlur, Mosaic, Pixelate, Downsample, SolidBox, EyeBar, Noise, Jpeg, KSame, SyntheticFace)
 }
 METHODS.update(load_entry_points("redteam.methods", Anonymizer))  # type: ignore[type-abstract]  # plugins subclass it
 

@@ -132,9 +132,7 @@ class Anonymizer(Configurable, ABC):
     def fit(self, faces: FaceSet, generator: torch.Generator | None = None) -> None:  # noqa: B027 - optional hook
         """Set-level methods (k-Same) learn from the whole set here; others need nothing."""
 
-    def apply(
-        self, pixels: np.ndarray, faces: Sequence[FaceGeometry], generator: torch.Generator | None = None
-    ) -> np.ndarray:
+    def apply(self, pixels: np.ndarray, faces: Sequence[FaceGeometry], generator: torch.Generator | None = None) -> np.ndarray:
         """Anonymize every face of an H x W x 3 uint8 image; pixels outside the regions are untouched."""
         out = np.array(pixels, dtype=np.uint8, copy=True)
         height, width = out.shape[:2]

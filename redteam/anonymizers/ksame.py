@@ -21,9 +21,7 @@ from redteam.core.errors import ConfigError
 from redteam.core.geometry import FaceGeometry
 
 #: The common 112 x 112 five-point template (eyes, nose, mouth corners), as used for ArcFace crops.
-TEMPLATE_112 = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
-)
+TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]])
 
 
 def face_key(pixels: np.ndarray, face: FaceGeometry) -> tuple[str, tuple[int, ...]]:
@@ -107,10 +105,8 @@ class KSame(Anonymizer):
             raise ConfigError("k-Same replaces faces: region=image is not supported", fix="use region=face")
         key = face_key(image, face)
         if key not in self._replacements:
-            raise ConfigError(
-                "k-Same was not fitted on this face", fix="k-Same must be fitted on the set it anonymizes (the audit does this)"
-            )
-        (ix0, iy0, _, _), = self.regions(image.shape, [face])
+            raise ConfigError("k-Same was not fitted on this face", fix="k-Same must be fitted on the set it anonymizes (the audit does this)")
+        ((ix0, iy0, _, _),) = self.regions(image.shape, [face])
         origin = (ix0 - region[0], iy0 - region[1])
         to_template = self._to_template(face)
         window_to_template = SimilarityTransform(translation=origin) + to_template  # window -> image -> template

@@ -83,9 +83,7 @@ class Downsample(Anonymizer):
         factor = int(self.values["factor"])
         x0, y0, x1, y1 = region
         means = cell_means(window[y0:y1, x0:x1], factor).astype(np.float32)
-        channels = [
-            np.asarray(Image.fromarray(means[..., c], mode="F").resize((x1 - x0, y1 - y0), Image.Resampling.BICUBIC)) for c in range(3)
-        ]
+        channels = [np.asarray(Image.fromarray(means[..., c], mode="F").resize((x1 - x0, y1 - y0), Image.Resampling.BICUBIC)) for c in range(3)]
         out = window.copy()
         out[y0:y1, x0:x1] = np.clip(np.stack(channels, axis=2), 0.0, 1.0)
         return out

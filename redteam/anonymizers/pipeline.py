@@ -54,9 +54,7 @@ class Pipeline(Anonymizer):
         for stage in self._stages:
             stage.fit(faces, generator)
 
-    def apply(
-        self, pixels: np.ndarray, faces: Sequence[FaceGeometry], generator: torch.Generator | None = None
-    ) -> np.ndarray:
+    def apply(self, pixels: np.ndarray, faces: Sequence[FaceGeometry], generator: torch.Generator | None = None) -> np.ndarray:
         out = pixels
         for stage in self._stages:
             out = stage.apply(out, faces, generator)
@@ -68,9 +66,7 @@ class Pipeline(Anonymizer):
     def physics(self, window_shape: tuple[int, int]) -> Any:
         """The composed operator, or None if a stage has none or the stages' regions differ."""
         operators = [stage.physics(window_shape) for stage in self._stages]
-        regions = {
-            (s.values.get("margin"), s.values.get("shape"), s.values.get("region")) for s in self._stages
-        }
+        regions = {(s.values.get("margin"), s.values.get("shape"), s.values.get("region")) for s in self._stages}
         if any(op is None for op in operators) or len(regions) > 1:
             return None
         composed = operators[0]

@@ -15,7 +15,9 @@ FACE = FaceGeometry(box=(30.0, 24.0, 94.0, 104.0), landmarks=((50, 55), (74, 55)
 CANDIDATES = ("gaussian_blur:sigma=2", "mosaic:block=8", "noise:sigma=0.1", "jpeg:quality=10", "box:margin=0.1")
 #: Small settings where an attack's defaults would be slow with the tiny test models.
 SMALL = {
-    "sdedit": "sdedit:size=32,steps=4", "inpaint": "inpaint:size=32,steps=2", "sd_upscale": "sd_upscale:size=32,steps=2",
+    "sdedit": "sdedit:size=32,steps=4",
+    "inpaint": "inpaint:size=32,steps=2",
+    "sd_upscale": "sd_upscale:size=32,steps=2",
     "diffpir": "diffpir:size=32,steps=4",
 }
 
@@ -85,8 +87,14 @@ def psnr(a, b):
 
 @pytest.mark.parametrize(
     "attack, spec, smooth",
-    [("wiener", "gaussian_blur:sigma=2", 1.0), ("richardson_lucy", "gaussian_blur:sigma=2", 1.0), ("tv_deconv", "gaussian_blur:sigma=2", 1.0),
-     ("bicubic", "mosaic:block=8", 4.0), ("lanczos", "mosaic:block=8", 4.0), ("denoise", "noise:sigma=0.1", 2.0)],
+    [
+        ("wiener", "gaussian_blur:sigma=2", 1.0),
+        ("richardson_lucy", "gaussian_blur:sigma=2", 1.0),
+        ("tv_deconv", "gaussian_blur:sigma=2", 1.0),
+        ("bicubic", "mosaic:block=8", 4.0),
+        ("lanczos", "mosaic:block=8", 4.0),
+        ("denoise", "noise:sigma=0.1", 2.0),
+    ],
 )
 def test_attacks_bring_the_face_closer_to_the_original(attack, spec, smooth):
     info, anonymized, original = window_for(spec, smooth=smooth)
@@ -183,8 +191,14 @@ def test_the_x4_upscaler_loads_from_a_saved_folder_and_keeps_the_window_size(tin
 
 @pytest.mark.parametrize(
     "spec, size",
-    [("mosaic:block=8", 64), ("gaussian_blur:sigma=2", 64), ("box:margin=0.1", 64), ("noise:sigma=0.1", 64),
-     ("mosaic:block=8", 200), ("gaussian_blur:sigma=2", 48)],  # integer upsampling of the region; bilinear from below
+    [
+        ("mosaic:block=8", 64),
+        ("gaussian_blur:sigma=2", 64),
+        ("box:margin=0.1", 64),
+        ("noise:sigma=0.1", 64),
+        ("mosaic:block=8", 200),
+        ("gaussian_blur:sigma=2", 48),
+    ],  # integer upsampling of the region; bilinear from below
 )
 def test_diffpir_samples_a_face_consistent_with_the_method_operator(spec, size, tiny_ddpm):
     """A random prior knows nothing of faces, so the data step carries the result: under the method's

@@ -113,8 +113,10 @@ def test_real_x4_upscaler_runs(sample_dir):
 
 @pytest.mark.parametrize(
     "spec, method, what",
-    [("sdedit:steps=5", "mosaic:block=12", "real Stable Diffusion 1.5 (`redteam models download sd15`)"),
-     ("inpaint:steps=5", "box", "real SD inpainting (`redteam models download sd15_inpainting`)")],
+    [
+        ("sdedit:steps=5", "mosaic:block=12", "real Stable Diffusion 1.5 (`redteam models download sd15`)"),
+        ("inpaint:steps=5", "box", "real SD inpainting (`redteam models download sd15_inpainting`)"),
+    ],
 )
 def test_real_stable_diffusion_attacks_run(sample_dir, spec, method, what):
     info, window = _demo_face_window(sample_dir, method)

@@ -23,8 +23,12 @@ def test_output_mirrors_the_input_and_records_the_method(originals, tmp_path, ha
     assert hashes_of(originals) == before
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
     assert written == [
-        "barack_obama/obama.png", "barack_obama/obama2.png", "barack_obama/obama3.png",
-        "eileen_collins/astronaut.png", "joe_biden/biden.png", "wall.png",
+        "barack_obama/obama.png",
+        "barack_obama/obama2.png",
+        "barack_obama/obama3.png",
+        "eileen_collins/astronaut.png",
+        "joe_biden/biden.png",
+        "wall.png",
     ]
     assert summary.faces == 5 and summary.no_face == ("wall.png",)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "wall.png")), np.full((120, 120, 3), 70, np.uint8))

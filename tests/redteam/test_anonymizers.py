@@ -31,7 +31,7 @@ def test_method_contract(name, tiny_inpainting):
     out = method.apply(pixels, [FACE], torch.Generator().manual_seed(0))
     assert np.array_equal(pixels, before), "input must not be modified"
     assert out.shape == pixels.shape and out.dtype == np.uint8
-    (x0, y0, x1, y1), = method.regions(pixels.shape, [FACE])
+    ((x0, y0, x1, y1),) = method.regions(pixels.shape, [FACE])
     outside = np.ones(pixels.shape[:2], bool)
     outside[y0:y1, x0:x1] = False
     assert np.array_equal(out[outside], pixels[outside]), "pixels outside the region must be bit-identical"

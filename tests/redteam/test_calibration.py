@@ -62,7 +62,9 @@ def test_calibration_of_another_model_is_refused(tmp_path):
     report = {
         "recognizers": {
             "dlib": {
-                "fingerprint": "dlib-other-weights", "distance": "euclidean", "n_impostor": 20000,
+                "fingerprint": "dlib-other-weights",
+                "distance": "euclidean",
+                "n_impostor": 20000,
                 "thresholds": {"0.001": {"threshold": 0.5, "reliable": True}},
             }
         }

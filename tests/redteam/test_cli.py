@@ -140,8 +140,14 @@ def test_models_lists_and_imports_weights(tmp_path, offline_environment):
 
 def test_models_catalog_includes_the_attack_checkpoints_and_hub_models(tmp_path, offline_environment):
     listing = redteam("models", columns=1000)
-    for text in ("realesrgan_x4plus", "4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1", "gfpgan_v1.4",
-                 "hub:google/ddpm-celebahq-256", "hub:stabilityai/stable-diffusion-x4-upscaler", "OpenRAIL"):
+    for text in (
+        "realesrgan_x4plus",
+        "4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
+        "gfpgan_v1.4",
+        "hub:google/ddpm-celebahq-256",
+        "hub:stabilityai/stable-diffusion-x4-upscaler",
+        "OpenRAIL",
+    ):
         assert text in listing.stdout, text
     offline = redteam("models", "download", "ddpm_celebahq")
     assert offline.returncode == 4 and "HF_HOME" in offline.stderr and "Traceback" not in offline.stderr

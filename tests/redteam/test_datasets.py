@@ -17,9 +17,7 @@ def test_identity_folders_and_flat_files(tmp_path):
     touch(tmp_path / "notes.txt")
     touch(tmp_path / ".hidden" / "x.jpg")
     dataset = discover_images(tmp_path, role="originals")
-    assert [(e.rel, e.identity) for e in dataset.entries] == [
-        ("alice/1.jpg", "alice"), ("alice/2.png", "alice"), ("bob.jpg", "bob")
-    ]
+    assert [(e.rel, e.identity) for e in dataset.entries] == [("alice/1.jpg", "alice"), ("alice/2.png", "alice"), ("bob.jpg", "bob")]
     assert dataset.ignored == ("notes.txt",)
     assert dataset.identities_known
 

@@ -53,7 +53,7 @@ def test_rgba_palette_grayscale_and_16bit_are_converted_and_counted(tmp_path):
 def test_16bit_rgb_tiff_is_converted(tmp_path):
     import tifffile
 
-    data = (gradient().astype(np.uint16) * 257)
+    data = gradient().astype(np.uint16) * 257
     tifffile.imwrite(tmp_path / "deep.tif", data)
     image = load_image(tmp_path / "deep.tif")
     assert np.array_equal(image.pixels, gradient())

