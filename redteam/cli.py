@@ -125,6 +125,9 @@ def audit(
     far: Annotated[float, typer.Option(help="False-accept rate of the calibrated threshold to use.")] = 1e-3,
     min_face_score: Annotated[float, typer.Option(help="MTCNN probability below which a detection is ignored.")] = 0.95,
     batch_size: Annotated[int, typer.Option(help="Embedding batch size.")] = 32,
+    identify: Annotated[
+        bool, typer.Option("--identify/--no-identify", help="Fit the operator of observed folders (default); --no-identify leaves them unknown.")
+    ] = True,
     workers: Annotated[int, typer.Option(help="Processes to split the images over (torch threads are divided among them).")] = 1,
     executor: Annotated[str, typer.Option(help="local (this machine) or ray (a Ray cluster; pip install 'face-anon-redteam[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Address of an existing Ray cluster (default: start a local one).")] = None,
@@ -156,6 +159,7 @@ def audit(
         calibration_far=far,
         identity_overrides=tuple(identities),
         batch_size=batch_size,
+        identify=identify,
         workers=workers,
         executor=executor,
         ray_address=ray_address,

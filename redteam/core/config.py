@@ -65,6 +65,7 @@ class AuditConfig:
     batch_size: int = 32
     examples_per_method: int = 4
     size_tolerance: float = 0.01
+    identify: bool = True  # fit the operator of observed folders (Kerckhoffs); False leaves them unknown
     workers: int = 1  # processes (or Ray tasks) the pass over the images is split over
     executor: str = "local"  # local (one process, or --workers processes) or ray
     ray_address: str | None = None  # an existing Ray cluster; None starts a local one

@@ -79,7 +79,7 @@ class AuditRun:
         attack_models: dict[str, dict[str, dict[str, str]]] = {}
         missing: dict[str, list[str]] = {}
         for method in methods:
-            if method.source.kind == "observed" and method.reference is None:
+            if method.source.kind == "observed" and method.reference is None and ctx.config.identify:
                 method, identifications[method.name] = method_stage.identify_observed(ctx, method, inputs.originals, inputs.paths)
             method_stage.fit(ctx, method, inputs.gallery.faces, inputs.paths)
             info = MethodInfo(method.name, method.reference, audited_hashes=frozenset(ctx.input_hashes.values()))

@@ -1,0 +1,185 @@
+"""The engine's throughput, memory and overhead, as ratios measured in one run.
+
+    python benchmarks/bench_engine.py [--faces 200] [--methods 10] [--large 2000] [--runs 3]
+
+1. Against the naive script (`naive_pairs.py`: HOG detection and a dlib descriptor on both images of
+   every pair): `redteam audit ORIGINALS --anonymized m=DIR x 10 --attack none --no-identify` with a cold
+   cache, on `--faces` CelebA photos x `--methods` observed folders, run in turn with the script.
+2. Warm re-run: the same audit again with the cache of a cold run.
+3. Memory: peak RSS of a naive-tier audit of `--large` UTKFace faces against one of `--faces`.
+4. Classical attacks: every model-free attack that applies, per face and method, on 20 photos under a
+   blur, a mosaic and a box (what `--attacks auto` runs when no model file is installed).
+5. Overhead: the cold audit's end-to-end seconds over its model-inference seconds (summary.json timings).
+
+Each figure is the median of `--runs` runs (wall seconds, peak RSS of the whole process by the OS's own
+accounting). Writes `engine-<date>.md` into `--out`. Reads ../shared/faces/research; copies nothing
+into the repository (its work folder is under $REDTEAM_CACHE/bench).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESEARCH = ROOT.parent / "shared" / "faces" / "research"
+SPECS = (
+    "gaussian_blur:sigma=2", "gaussian_blur:sigma=4", "gaussian_blur:sigma=8", "mosaic:block=8", "mosaic:block=12",
+    "mosaic:block=16", "pixelate:pitch=10", "jpeg:quality=20", "noise:sigma=0.05", "box",
+)  # fmt: skip
+#: The attacks `--attacks auto` runs when no model file is installed (the demo's selection).
+CLASSICAL = ("none", "parrot", "bicubic", "lanczos", "blind_deconv", "denoise", "jpeg_deblock", "wiener", "richardson_lucy", "tv_deconv")
+MEASURE = (
+    "import resource, subprocess, sys, time; t = time.perf_counter(); r = subprocess.run(sys.argv[1:]); "
+    "print('BENCH', time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)"
+)
+
+
+def measured(command: list[str], log: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one run of `command` in a fresh process."""
+    with log.open("a") as handle:
+        done = subprocess.run([sys.executable, "-c", MEASURE, *command], stdout=subprocess.PIPE, stderr=handle, text=True, check=False)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("BENCH"))
+    _, seconds, peak_kb, code = line.split()
+    if int(code) not in (0, 1):
+        raise RuntimeError(f"{command[:4]} exited {code}; see {log}")
+    return float(seconds), float(peak_kb) / 1024.0
+
+
+def subset(source: Path, target: Path, count: int, pattern: str) -> Path:
+    if target.is_dir() and len(list(target.rglob(pattern))) >= count:
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    for path in sorted(source.rglob(pattern))[:count]:
+        out = target / path.relative_to(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out)
+    return target
+
+
+def redteam(*args: object) -> list[str]:
+    return [sys.executable, "-m", "redteam", *map(str, args)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faces", type=int, default=200)
+    parser.add_argument("--methods", type=int, default=10)
+    parser.add_argument("--large", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from redteam.core.paths import default_cache_dir
+
+    work = default_cache_dir() / "bench" / "engine"
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "log.txt"
+    originals = subset(RESEARCH / "celeba", work / f"celeba-{args.faces}", args.faces, "*.jpg")
+    folders = []
+    for index, spec in enumerate(SPECS[: args.methods]):
+        folder = work / f"observed-{args.faces}-{index}"
+        if not (folder / ".complete").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            subprocess.run(redteam("anonymize", originals, folder, "--method", spec), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            (folder / "redteam-anonymize.json").rename(folder.with_suffix(".record.json"))  # an observed folder: no declared spec
+            (folder / ".complete").write_text("ok\n")
+        folders.append(folder)
+    anonymized = [a for i, folder in enumerate(folders) for a in ("--anonymized", f"m{i}={folder}")]
+    rows: dict[str, list[float]] = {}
+
+    def audit(cache: Path, out: Path, *extra: object) -> list[str]:
+        return redteam("audit", originals, *anonymized, "--attack", "none", "--no-identify", "--recognizer", "dlib", "--cache-dir", cache, "--out", out, *extra)
+
+    naive = [sys.executable, str(ROOT / "benchmarks" / "naive_pairs.py"), str(originals), *map(str, folders)]
+    timings = {}
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(dir=work) as folder:
+            cache = Path(folder) / "cache"
+            cold, cold_rss = measured(audit(cache, Path(folder) / "cold"), log)
+            warm, _ = measured(audit(cache, Path(folder) / "warm"), log)
+            script, _ = measured(naive, log)
+            timings = json.loads((Path(folder) / "cold" / "summary.json").read_text())["timings_seconds"]
+        rows.setdefault("cold", []).append(cold)
+        rows.setdefault("warm", []).append(warm)
+        rows.setdefault("script", []).append(script)
+        rows.setdefault("speedup", []).append(script / cold)
+        rows.setdefault("warm_ratio", []).append(warm / cold)
+        rows.setdefault("overhead", []).append(timings["total"] / max(timings.get("inference", 0.0), 1e-9))
+        rows.setdefault("cold_rss", []).append(cold_rss)
+        print(f"run {run + 1}: cold {cold:.1f} s, warm {warm:.1f} s, naive script {script:.1f} s", flush=True)
+
+    small = subset(RESEARCH / "utkface", work / f"utkface-{args.faces}", args.faces, "*.jpg")
+    large = subset(RESEARCH / "utkface", work / f"utkface-{args.large}", args.large, "*.jpg")
+    for label, folder in (("rss_small", small), ("rss_large", large)):
+        with tempfile.TemporaryDirectory(dir=work) as scratch:
+            seconds, peak = measured(
+                redteam(
+                    "audit",
+                    folder,
+                    "--method",
+                    "px=mosaic:block=12",
+                    "--attack",
+                    "none",
+                    "--recognizer",
+                    "dlib",
+                    "--cache-dir",
+                    Path(scratch) / "c",
+                    "--out",
+                    Path(scratch) / "o",
+                ),
+                log,
+            )
+        rows[label] = [peak]
+        rows[label.replace("rss", "seconds")] = [seconds]
+        print(f"{label}: {peak:.0f} MB in {seconds:.0f} s", flush=True)
+
+    attacked = subset(RESEARCH / "celeba", work / "celeba-20", 20, "*.jpg")
+    with tempfile.TemporaryDirectory(dir=work) as scratch:
+        started = time.perf_counter()
+        methods = ("--method", "blur=gaussian_blur:sigma=6", "--method", "px=mosaic:block=12", "--method", "box=box")
+        attacks = [a for name in CLASSICAL for a in ("--attack", name)]
+        command = redteam("audit", attacked, *methods, *attacks, "--recognizer", "dlib", "--cache-dir", Path(scratch) / "c", "--out", Path(scratch) / "o")
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=log.open("a"), check=False)
+        summary = json.loads((Path(scratch) / "o" / "summary.json").read_text())
+        wall = time.perf_counter() - started
+    faces = summary["sample"]["faces"]
+    per_method = {method: sum(seconds.values()) / max(1, faces) for method, seconds in summary["attack_seconds"].items()}
+    median = {key: statistics.median(values) for key, values in rows.items()}
+    lines = [
+        f"# Engine benchmark ({date.today().isoformat()}, 2 CPU cores)",
+        "",
+        f"`python benchmarks/bench_engine.py --faces {args.faces} --methods {args.methods} --large {args.large} --runs {args.runs}`; "
+        f"medians of {args.runs} runs.",
+        "",
+        "| figure | measured | target |",
+        "|---|---|---|",
+        f"| naive tier, {args.faces} CelebA photos x {args.methods} observed folders, cold cache | {median['cold']:.1f} s | |",
+        f"| the naive per-pair script on the same pairs | {median['script']:.1f} s | |",
+        f"| speed-up over the script (script / audit, per run) | {median['speedup']:.2f}x | >= 5x |",
+        f"| warm re-run / cold run | {median['warm_ratio']:.3f} | <= 0.1 |",
+        f"| end-to-end / model inference (cold run) | {median['overhead']:.2f} | <= 1.15 |",
+        f"| peak RSS, {args.large} faces / {args.faces} faces | {median['rss_large']:.0f} MB / {median['rss_small']:.0f} MB "
+        f"= {median['rss_large'] / median['rss_small']:.2f} | <= 1.2 |",
+        "| classical attacks (`--attacks auto`, model-free), s per face per method | "
+        + ", ".join(f"{m} {s:.2f}" for m, s in sorted(per_method.items()))
+        + f" (worst {max(per_method.values()):.2f}; {faces} faces, {wall:.0f} s in all) | <= 5 |",
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / f"engine-{date.today().isoformat()}.md"
+    target.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()
