@@ -9,11 +9,13 @@ References:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
-from skimage.restoration import richardson_lucy, wiener
+from skimage.restoration import wiener
 
-from attacks.base import Applicability, Attack, MethodInfo
+from attacks.base import Applicability, Attack, AttackNotApplicable, MethodInfo
 from redteam.core.tiers import ThreatTier
 
 
@@ -97,22 +99,6 @@ class WienerDeconvolution(_Deconvolution):
         return wiener_deconvolve(window, kernel, self.balance)
 
 
-class RichardsonLucy(_Deconvolution):
-    """Richardson-Lucy deconvolution with the declared blur kernel (30 iterations).
-
-    References:
-        Richardson, JOSA 1972; Lucy, AJ 1974; scikit-image `restoration.richardson_lucy`.
-    """
-
-    name = "richardson_lucy"
-    iterations = 30
-
-    def deconvolve(self, window: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-        padded, pad = _pad(window, kernel)
-        channels = [richardson_lucy(np.clip(padded[..., c], 1e-4, 1.0), kernel, num_iter=self.iterations, clip=True) for c in range(3)]
-        return np.clip(np.stack(channels, axis=2)[pad:-pad, pad:-pad], 0.0, 1.0)
-
-
 def valid_blur_fft(kernel: torch.Tensor, shape: tuple[int, int]):
     """The blur as a deepinv LinearPhysics on an extended domain: x is the window grown by the kernel's
     radius, A(x) the blurred window ("valid" convolution, the same pixels a replicate-padded blur reads
@@ -142,10 +128,66 @@ def valid_blur_fft(kernel: torch.Tensor, shape: tuple[int, int]):
     return LinearPhysics(A=forward, A_adjoint=adjoint)
 
 
+def _exact_problem(images: torch.Tensor, method: MethodInfo) -> tuple[Any, torch.Tensor, torch.Tensor, tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """The inverse problem a known blur poses on one window, exactly: the unknown x covers the blurred
+    region grown by the kernel's radius (clipped to the window), the measurement y is the part of the
+    region the blur of x fully determines, and the operator is the method's own kernel (from physics())
+    as an FFT "valid" convolution. x starts from the window's own pixels (the untouched context is the truth).
+
+    Returns:
+        (operator, y, x0, crop box, measured box), boxes as (x0, y0, x1, y1) in window coordinates.
+    """
+    kernel = torch.from_numpy(known_kernel(method)).float()[None, None]  # type: ignore[arg-type]
+    radius = kernel.shape[-1] // 2
+    height, width = images.shape[-2:]
+    stage = method.stage_of("blur")
+    region = method.region_of(stage) if stage is not None else None
+    rx0, ry0, rx1, ry1 = region if region is not None else (0, 0, width, height)
+    crop = (max(0, rx0 - radius), max(0, ry0 - radius), min(width, rx1 + radius), min(height, ry1 + radius))
+    measured = (crop[0] + radius, crop[1] + radius, crop[2] - radius, crop[3] - radius)
+    if measured[2] <= measured[0] or measured[3] <= measured[1]:
+        raise AttackNotApplicable(f"the blurred region is too close to the image's edge for its {2 * radius + 1} px kernel")
+    physics = valid_blur_fft(kernel, (measured[3] - measured[1], measured[2] - measured[0]))
+    y = images[..., measured[1] : measured[3], measured[0] : measured[2]].float()
+    x0 = images[..., crop[1] : crop[3], crop[0] : crop[2]].float()
+    return physics, y, x0, crop, measured
+
+
+def _paste(
+    images: torch.Tensor, estimate: torch.Tensor, crop: tuple[int, int, int, int], measured: tuple[int, int, int, int], method: MethodInfo
+) -> torch.Tensor:
+    """The estimate of the measured box pasted into the window (only inside the blurred region)."""
+    out = images.clone()
+    mx0, my0, mx1, my1 = measured
+    out[..., my0:my1, mx0:mx1] = estimate[..., my0 - crop[1] : my1 - crop[1], mx0 - crop[0] : mx1 - crop[0]].clamp(0.0, 1.0)
+    return only_in_region(images, out, method)
+
+
+class RichardsonLucy(_Deconvolution):
+    """Richardson-Lucy deconvolution with the declared blur (30 iterations), on the exact operator.
+
+    References:
+        Richardson, JOSA 1972; Lucy, AJ 1974 (multiplicative updates x <- x A^T(y / Ax) / A^T 1).
+    """
+
+    name = "richardson_lucy"
+    iterations = 30
+
+    def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+        physics, y, x, crop, measured = _exact_problem(images, method)
+        y = y.clamp(1e-4, 1.0)
+        x = x.clamp(1e-4, 1.0)
+        norm = physics.A_adjoint(torch.ones_like(y)).clamp(min=1e-6)
+        with torch.no_grad():
+            for _ in range(self.iterations):
+                x = (x * physics.A_adjoint(y / physics.A(x).clamp(min=1e-6)) / norm).clamp(1e-4, 1.0)
+        return _paste(images, x, crop, measured, method)
+
+
 class TVDeconvolution(_Deconvolution):
     """Total-variation regularised deconvolution with the declared operator (deepinv PGD, 25 iterations).
 
-    The unknown is the window grown by the kernel's radius, so the data term compares exactly the
+    The unknown is the blurred region grown by the kernel's radius, so the data term compares exactly the
     published pixels with the blur of what lies around them (no assumed padding); the blur runs as FFTs.
 
     References:
@@ -159,9 +201,7 @@ class TVDeconvolution(_Deconvolution):
         from deepinv.optim.data_fidelity import L2
         from deepinv.optim.prior import TVPrior
 
-        kernel = torch.from_numpy(known_kernel(method)).float()[None, None]  # type: ignore[arg-type]
-        radius = kernel.shape[-1] // 2
-        physics = valid_blur_fft(kernel, (images.shape[-2], images.shape[-1]))
+        physics, y, x0, crop, measured = _exact_problem(images, method)
         solver = optim_builder(
             iteration="PGD",
             prior=TVPrior(n_it_max=8),
@@ -170,11 +210,9 @@ class TVDeconvolution(_Deconvolution):
             max_iter=25,
             early_stop=False,
         )
-        measured = images.float()
-        start = torch.nn.functional.pad(measured, (radius, radius, radius, radius), mode="replicate")
         with torch.no_grad():
-            restored = solver(measured, physics, init=start)[..., radius : radius + images.shape[-2], radius : radius + images.shape[-1]]
-        return only_in_region(images, restored.clamp(0.0, 1.0), method)
+            estimate = solver(y, physics, init=x0)
+        return _paste(images, estimate, crop, measured, method)
 
 
 class BlindDeconvolution(Attack):
