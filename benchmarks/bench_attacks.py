@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
-from PIL import Image
-
 from redteam.core.config import AuditConfig, MethodSource
-from redteam.datasets import discover_images
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import normalise  # noqa: E402
+
 from redteam.engine import AuditRun
-from redteam.faces import FaceDetector
-from redteam.images import load_image
 from redteam.training import train_inversion
 from reports.table import results_frame
 
@@ -41,22 +41,6 @@ METHODS = {
     "layered": "downsample:factor=4 | jpeg:quality=15 | noise:sigma=0.05",
     "box": "box",
 }
-
-
-def normalise(source: Path, target: Path, face_width: float = 160.0) -> Path:
-    """Copy every photo rescaled so its largest face is `face_width` px wide."""
-    detector = FaceDetector()
-    for entry in discover_images(source, role="faces").entries:
-        image = load_image(entry.path)
-        faces = detector.detect(image.pixels)
-        if not faces:
-            continue
-        scale = face_width / max(f.width for f in faces)
-        resized = Image.fromarray(image.pixels).resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
-        out = target / Path(entry.rel).with_suffix(".png")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        resized.save(out)
-    return target
 
 
 def main() -> None:

@@ -25,13 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from datetime import date
 from pathlib import Path
 
-from PIL import Image
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import normalise  # noqa: E402
+
 RESEARCH = ROOT.parent / "shared" / "faces" / "research"
 FACE_WIDTH = 160
 #: name -> (spec, family, parameter as a fraction of the face width or None)
@@ -54,35 +56,6 @@ METHODS: dict[str, tuple[str, str, float | None]] = {
 #: The learned inversion is trained for every method but k-Same (set-level: its output is an average of
 #: other people's faces, fitted on the audited set itself).
 NOT_TRAINED = {"k_same_4"}
-
-
-def normalise(source: Path, target: Path, *, limit: int | None = None) -> Path:
-    """Rescale every photo so its largest face is FACE_WIDTH px wide (done once; reused from `target`)."""
-    from redteam.datasets import discover_images
-    from redteam.faces import FaceDetector
-    from redteam.images import load_image
-
-    done = target / ".complete"
-    if done.is_file():
-        return target
-    detector = FaceDetector()
-    entries = discover_images(source, role="faces").entries[:limit]
-    for index, entry in enumerate(entries, start=1):
-        out = target / Path(entry.rel).with_suffix(".png")
-        if out.is_file():
-            continue
-        image = load_image(entry.path)
-        faces = detector.detect(image.pixels)
-        if not faces:
-            continue
-        scale = FACE_WIDTH / max(f.width for f in faces)
-        resized = Image.fromarray(image.pixels).resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        resized.save(out)
-        if index % 200 == 0:
-            print(f"  normalised {index}/{len(entries)} of {source.name}", flush=True)
-    done.write_text("ok\n")
-    return target
 
 
 def train_all(corpus: Path, minutes: float) -> dict[str, str]:
@@ -153,12 +126,12 @@ def main() -> None:
     from reports.table import results_frame
 
     work = default_cache_dir() / "bench"
-    celeba = normalise(RESEARCH / "celeba", work / "celeba160")
+    celeba = normalise(RESEARCH / "celeba", work / "celeba160", FACE_WIDTH, log=True)
     people = sorted(p for p in celeba.iterdir() if p.is_dir())
     probes = tuple(sorted(f"{person.name}/{sorted(person.iterdir())[0].name}" for person in people[: args.probes]))
     training = {}
     if args.train_minutes > 0:
-        corpus = normalise(RESEARCH / "utkface", work / f"utkface160-{args.corpus_size}", limit=args.corpus_size)
+        corpus = normalise(RESEARCH / "utkface", work / f"utkface160-{args.corpus_size}", FACE_WIDTH, limit=args.corpus_size, log=True)
         training = train_all(corpus, args.train_minutes)
     chosen = [m for m in args.methods.split(",") if m]
     config = AuditConfig(
