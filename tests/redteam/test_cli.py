@@ -105,6 +105,7 @@ def test_output_inside_the_input_is_refused(originals, cache_dir, hashes_of):
     assert hashes_of(originals) == before
 
 
+@pytest.mark.slow
 def test_demo_runs_offline_and_shows_mild_blur_failing_for_dlib(tmp_path, cache_dir, sample_dir, hashes_of):
     before = hashes_of(sample_dir)
     done = redteam("demo", "--out", tmp_path / "demo", "--cache-dir", cache_dir)
@@ -121,6 +122,7 @@ def test_demo_runs_offline_and_shows_mild_blur_failing_for_dlib(tmp_path, cache_
         assert (tmp_path / "demo" / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_models_lists_and_imports_weights(tmp_path, offline_environment):
     listing = redteam("models")
     assert listing.returncode == 0
@@ -138,6 +140,7 @@ def test_models_lists_and_imports_weights(tmp_path, offline_environment):
     assert offline.returncode == 4 and "redteam models import alexnet_trunk" in offline.stderr
 
 
+@pytest.mark.slow
 def test_models_catalog_includes_the_attack_checkpoints_and_hub_models(tmp_path, offline_environment):
     listing = redteam("models", columns=1000)
     for text in (
@@ -155,6 +158,7 @@ def test_models_catalog_includes_the_attack_checkpoints_and_hub_models(tmp_path,
     assert refused.returncode != 0 and "hub model" in refused.stderr
 
 
+@pytest.mark.slow
 def test_list_commands_show_the_registries():
     attacks = redteam("list", "attacks")
     assert attacks.returncode == 0 and "parrot" in attacks.stdout and "naive" in attacks.stdout
@@ -164,6 +168,7 @@ def test_list_commands_show_the_registries():
     assert "dlib" in recognizers.stdout and "facenet" in recognizers.stdout
 
 
+@pytest.mark.slow
 def test_anonymize_and_calibrate_leave_their_inputs_untouched(originals, tmp_path, hashes_of):
     before = hashes_of(originals)
     done = redteam("anonymize", originals, tmp_path / "out", "--method", "mosaic:block=12 | jpeg:quality=20", "--seed", 1)
@@ -185,6 +190,7 @@ def test_anonymize_and_calibrate_leave_their_inputs_untouched(originals, tmp_pat
     assert hashes_of(originals) == before
 
 
+@pytest.mark.slow
 def test_attack_command_reconstructs_a_folder(sample_dir, tmp_path, hashes_of):
     anonymized = tmp_path / "mosaic"
     assert redteam("anonymize", sample_dir, anonymized, "--method", "mosaic:block=12").returncode == 0
@@ -198,6 +204,7 @@ def test_attack_command_reconstructs_a_folder(sample_dir, tmp_path, hashes_of):
     assert wrong.returncode == 3 and "no blur stage" in wrong.stderr
 
 
+@pytest.mark.slow
 def test_attack_train_saves_a_checkpoint_with_its_record(tmp_path, sample_dir, hashes_of):
     corpus = sample_dir / "joe_biden"
     before = hashes_of(corpus)

@@ -29,6 +29,7 @@ def config(sample_dir: Path, tmp_path: Path, cache: Path, **overrides: object) -
     return AuditConfig(**values)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_workers_give_the_results_of_one_process(sample_dir: Path, tmp_path: Path) -> None:
     local = AuditRun(config(sample_dir, tmp_path, tmp_path / "cache_local")).run()
     split = AuditRun(config(sample_dir, tmp_path, tmp_path / "cache_split", workers=2)).run()

@@ -1,6 +1,8 @@
 """The demo set through a dozen reference methods at once, including the layered pipeline, k-Same, a
 solid box and a synthetic replacement (tiny random diffusion pipeline): every one is in the report."""
 
+import pytest
+
 from redteam.core.config import AuditConfig, MethodSource
 from redteam.engine import AuditRun
 from reports import write_reports
@@ -22,6 +24,7 @@ METHODS = {
 }
 
 
+@pytest.mark.slow
 def test_a_dozen_methods_in_one_audit(sample_dir, tmp_path, cache_dir, tiny_inpainting):
     config = AuditConfig(
         originals=sample_dir,

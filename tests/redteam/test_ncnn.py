@@ -118,7 +118,7 @@ def test_the_wheel_the_param_and_the_bin_give_the_same_bytes(tmp_path: Path) -> 
 def test_catalog_import_converts_checks_the_digest_and_copies(tmp_path: Path, offline_environment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from redteam import weights
+    from redteam.core import weights
 
     param, binary = write_ncnn(tiny_rrdbnet(), tmp_path)
     entry = weights.MODEL_FILES["realesrgan_x4plus"]

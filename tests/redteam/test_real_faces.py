@@ -6,6 +6,8 @@ import pytest
 from redteam.core.config import AuditConfig, MethodSource
 from redteam.engine import AuditRun
 
+pytestmark = pytest.mark.slow  # real photos from ../shared, about a minute
+
 
 @pytest.fixture(scope="module")
 def result(shared_faces, cache_dir, tmp_path_factory):
