@@ -14,7 +14,8 @@ def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """H x W x 3 uint8 -> 1 x 3 x H x W float32 in [0, 1]."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+    # A float32 copy: the input may be a read-only view (decoded images are), which torch warns about.
+    return torch.from_numpy(np.array(pixels, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0) / 255.0
 
 
 def to_uint8(tensor: torch.Tensor) -> np.ndarray:
