@@ -62,12 +62,32 @@ def _pairs(values: list[str], option: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _named_specs(values: list[str]) -> list[tuple[str, str]]:
+    """`--method` values: NAME=SPEC, or a bare SPEC named after its method (`mosaic:block=12` is named
+    `mosaic`, a second mosaic `mosaic-2`). A value is NAME=SPEC when what precedes its first `=` is a
+    plain name (no `:`, `,` or `|`), so `mosaic:block=12` is never read as a method named `mosaic:block`."""
+    named = []
+    for value in values:
+        head, equals, rest = value.partition("=")
+        if equals and not any(mark in head for mark in ":,|"):
+            named.extend(_pairs([value], "--method"))
+            continue
+        family = value.split("|")[0].split(":")[0].strip() or value.strip()
+        taken = {name for name, _ in named}
+        name = family if family not in taken else next(f"{family}-{n}" for n in range(2, len(values) + 2) if f"{family}-{n}" not in taken)
+        named.append((name, value.strip()))
+    names = [name for name, _ in named]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--method names repeat: {', '.join(sorted({n for n in names if names.count(n) > 1}))}", fix="give each method its own NAME=SPEC")
+    return named
+
+
 def _method_sources(anonymized: list[str], method: list[str], manifest: Path | None, originals: Path) -> tuple[list[MethodSource], list[tuple[str, str]]]:
     from redteam.anonymizers import build_method
     from redteam.datasets import read_manifest
 
     sources = [MethodSource(name, "observed", folder=Path(folder)) for name, folder in _pairs(anonymized, "--anonymized")]
-    sources += [MethodSource(name, "reference", spec=build_method(spec).spec) for name, spec in _pairs(method, "--method")]
+    sources += [MethodSource(name, "reference", spec=build_method(spec).spec) for name, spec in _named_specs(method)]
     identities: list[tuple[str, str]] = []
     if manifest is not None:
         by_method: dict[str, list[tuple[str, Path]]] = {}
@@ -104,7 +124,12 @@ def audit(
     originals: Annotated[Path, typer.Argument(help="Folder of original images: <identity>/<file> or flat.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports (outside the inputs).")],
     anonymized: Annotated[list[str], typer.Option("--anonymized", "-a", help="NAME=DIR: a folder of anonymized images mirroring the originals.")] = [],
-    method: Annotated[list[str], typer.Option("--method", "-m", help="NAME=SPEC: a reference method applied on the fly (blur=gaussian_blur:sigma=6).")] = [],
+    method: Annotated[
+        list[str],
+        typer.Option(
+            "--method", "-m", help="NAME=SPEC or SPEC: a reference method applied on the fly (blur=gaussian_blur:sigma=6, or mosaic:block=12 named mosaic)."
+        ),
+    ] = [],
     manifest: Annotated[Path | None, typer.Option(help="CSV with columns original,anonymized,method[,identity].")] = None,
     gallery: Annotated[Path | None, typer.Option(help="Folder of distractor faces added to the identification gallery.")] = None,
     policy: Annotated[Path | None, typer.Option(help="Policy TOML (default: the built-in policy).")] = None,

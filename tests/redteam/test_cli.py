@@ -36,12 +36,12 @@ def audit(originals, tmp_path, cache_dir, *extra):
 def test_exit_0_when_every_method_passes(originals, tmp_path, cache_dir, hashes_of):
     before = hashes_of(originals)
     policy = write_policy(tmp_path / "p.toml", PASSABLE.format(extra=""))
-    done = audit(originals, tmp_path, cache_dir, "--method", "box=box:margin=0.6", "--policy", policy, "--attack", "none")
+    done = audit(originals, tmp_path, cache_dir, "--method", "box:margin=0.6", "--policy", policy, "--attack", "none")  # a bare spec
     assert done.returncode == 0, done.stderr
     assert "PASS" in done.stdout
     assert hashes_of(originals) == before
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
-    assert summary["methods"][0]["verdict"] == "PASS"
+    assert summary["methods"][0]["verdict"] == "PASS" and summary["methods"][0]["method"] == "box"  # named after its family
 
 
 def test_exit_1_when_a_method_fails(originals, tmp_path, cache_dir):
@@ -72,7 +72,9 @@ def test_exit_4_when_lpips_is_required_but_its_trunk_is_missing(originals, tmp_p
     "args, code, message",
     [
         (["--method", "blur=gaussian_blur:sigma=-1"], 3, "outside"),
-        (["--method", "blur"], 2, "NAME=VALUE"),
+        (["--method", "=box"], 2, "NAME=VALUE"),
+        (["--method", "blur"], 3, "unknown method"),  # a bare spec: the method's own name
+        (["--method", "b=box", "--method", "b=box:margin=0.6"], 2, "names repeat"),
         ([], 2, "no method"),
         (["--method", "b=box", "--attack", "magic"], 3, "unknown attack"),
         (["--anonymized", "x=/does/not/exist"], 3, "does not exist"),
