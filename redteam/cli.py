@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from redteam.core.config import AuditConfig, DetectorSettings, MethodSource
-from redteam.core.errors import ExitCode, RedteamError, UsageError
+from redteam.core.errors import RedteamError, UsageError
 
 app = typer.Typer(
     help="Red-team face anonymization: attack anonymized faces and measure how much identity survives.",
@@ -190,10 +190,7 @@ def audit(
         ray_address=ray_address,
     )
     result = _run_and_report(config)
-    if result.model_unavailable:  # type: ignore[attr-defined]
-        raise typer.Exit(int(ExitCode.MODEL_UNAVAILABLE))
-    all_pass = all(v.verdict.value == "PASS" for v in result.method_verdicts)  # type: ignore[attr-defined]
-    raise typer.Exit(int(ExitCode.ALL_PASS if all_pass else ExitCode.NOT_ALL_PASS))
+    raise typer.Exit(int(result.exit_code))  # type: ignore[attr-defined]
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ def summary_dict(result: AuditResult) -> dict[str, Any]:
     return _clean(
         {
             "schema": "redteam-summary/1",
+            "overall": result.overall.value,
+            "exit_code": int(result.exit_code),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "methods": [
                 {
                     "method": m.method,

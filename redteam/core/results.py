@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from redteam.core.config import AuditConfig, MethodSource
+from redteam.core.errors import ExitCode
 from redteam.core.geometry import FaceGeometry
 from redteam.core.policy import Policy
 
@@ -301,3 +302,19 @@ class AuditResult:
     @property
     def model_unavailable(self) -> bool:
         return bool(self.blockers)
+
+    @property
+    def overall(self) -> Verdict:
+        """The audit's outcome: the worst method verdict (FAIL > INCONCLUSIVE > PASS); INCONCLUSIVE when a
+        blocker stopped it or no method was judged."""
+        if self.blockers or not self.method_verdicts:
+            return worst([Verdict.INCONCLUSIVE, *(v.verdict for v in self.method_verdicts)])
+        return worst(v.verdict for v in self.method_verdicts)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The audit command's exit code (README, "Exit codes"): 4 when something required was unavailable,
+        0 when every method PASSed, else 1."""
+        if self.blockers:
+            return ExitCode.MODEL_UNAVAILABLE
+        return ExitCode.ALL_PASS if self.method_verdicts and all(v.verdict is Verdict.PASS for v in self.method_verdicts) else ExitCode.NOT_ALL_PASS

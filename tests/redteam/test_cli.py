@@ -42,6 +42,7 @@ def test_exit_0_when_every_method_passes(originals, tmp_path, cache_dir, hashes_
     assert hashes_of(originals) == before
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["methods"][0]["verdict"] == "PASS" and summary["methods"][0]["method"] == "box"  # named after its family
+    assert (summary["overall"], summary["exit_code"]) == ("PASS", 0) and summary["finished_at"].endswith("+00:00")
 
 
 def test_exit_1_when_a_method_fails(originals, tmp_path, cache_dir):
@@ -57,7 +58,7 @@ def test_exit_4_and_no_pass_when_the_policy_requires_a_missing_model(originals, 
     assert done.returncode == 4, done.stderr
     assert "facenet" in done.stderr
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
-    assert summary["methods"][0]["verdict"] == "INCONCLUSIVE"
+    assert summary["methods"][0]["verdict"] == "INCONCLUSIVE" and (summary["overall"], summary["exit_code"]) == ("INCONCLUSIVE", 4)
     assert any("facenet" in reason for reason in summary["methods"][0]["reasons"])
 
 
