@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from redteam.core.config import AuditConfig, DetectorSettings, MethodSource
@@ -41,9 +42,9 @@ def guarded(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except RedteamError as error:
-            terminal.stderr.print(f"[bold red]error:[/bold red] {error.message}", highlight=False)
+            terminal.stderr.print(f"[bold red]error:[/bold red] {escape(error.message)}", highlight=False)
             if error.fix:
-                terminal.stderr.print(f"  [bold]fix:[/bold] {error.fix}", highlight=False)
+                terminal.stderr.print(f"  [bold]fix:[/bold] {escape(error.fix)}", highlight=False)
             raise typer.Exit(int(error.exit_code)) from None
         except KeyboardInterrupt:
             terminal.stderr.print("interrupted: cached results are kept, run again to resume")
@@ -219,11 +220,11 @@ def anonymize(
             log=terminal.log,
             progress=progress,
         )
-    terminal.stdout.print(f"anonymized {summary.faces} faces in {summary.written} images into {out}; record: {summary.record}")
+    terminal.stdout.print(escape(f"anonymized {summary.faces} faces in {summary.written} images into {out}; record: {summary.record}"))
     if summary.no_face:
         terminal.stderr.print(f"[yellow]{len(summary.no_face)} image(s) had no detected face and were written unchanged[/yellow]")
     if summary.skipped:
-        terminal.stderr.print(f"[yellow]{len(summary.skipped)} file(s) skipped[/yellow]: " + ", ".join(f for f, _ in summary.skipped))
+        terminal.stderr.print(f"[yellow]{len(summary.skipped)} file(s) skipped[/yellow]: " + escape(", ".join(f for f, _ in summary.skipped)))
 
 
 class _AttackGroup(TyperGroup):
@@ -257,7 +258,7 @@ def attack_train(
     if minutes <= 0:
         raise UsageError(f"--minutes must be positive, got {minutes}", fix="e.g. --minutes 3")
     path = train_inversion(faces, method, minutes=minutes, seed=seed, device=resolve_device(device), out=out, log=terminal.log)
-    terminal.stdout.print(f"saved {path} (training record: {path.with_suffix('.json')})")
+    terminal.stdout.print(escape(f"saved {path} (training record: {path.with_suffix('.json')})"))
 
 
 @attack_app.command("run")
@@ -289,9 +290,9 @@ def attack(
             log=terminal.log,
             progress=progress,
         )
-    terminal.stdout.print(f"{attack_name}: reconstructed {summary.faces} faces in {summary.written} images into {out}; record: {summary.record}")
+    terminal.stdout.print(escape(f"{attack_name}: reconstructed {summary.faces} faces in {summary.written} images into {out}; record: {summary.record}"))
     if summary.skipped:
-        terminal.stderr.print(f"[yellow]{len(summary.skipped)} file(s) skipped[/yellow]: " + "; ".join(f"{f} ({r})" for f, r in summary.skipped))
+        terminal.stderr.print(f"[yellow]{len(summary.skipped)} file(s) skipped[/yellow]: " + escape("; ".join(f"{f} ({r})" for f, r in summary.skipped)))
 
 
 DEMO_METHODS = (
@@ -327,7 +328,7 @@ def demo(
     )
     terminal.log("demo: 5 public-domain faces (3 people), methods " + ", ".join(f"{n}={s}" for n, s in DEMO_METHODS))
     _run_and_report(config)
-    terminal.stdout.print(f"Report: {(out / 'report.html').resolve()}")
+    terminal.stdout.print(escape(f"Report: {(out / 'report.html').resolve()}"))
 
 
 @models_app.callback()
@@ -425,7 +426,7 @@ def models_import(
     from redteam.core.weights import import_model_file
 
     target = import_model_file(name, files, _validator(name))
-    terminal.stdout.print(f"imported {name}: {target}")
+    terminal.stdout.print(escape(f"imported {name}: {target}"))
 
 
 @models_app.command("download")
@@ -436,14 +437,14 @@ def models_download(name: Annotated[str, typer.Argument(help="Catalog name, see 
     from redteam.core.weights import HUB_MODELS, download_hub_model, download_model_file
 
     if name in HUB_MODELS:
-        terminal.stdout.print(f"downloaded {name}: {download_hub_model(name)}")
+        terminal.stdout.print(escape(f"downloaded {name}: {download_hub_model(name)}"))
         return
 
     target = download_model_file(name)
     validate = _validator(name)
     if validate is not None:
         validate(target)
-    terminal.stdout.print(f"downloaded {name}: {target}")
+    terminal.stdout.print(escape(f"downloaded {name}: {target}"))
 
 
 @app.command()
@@ -508,7 +509,7 @@ def calibrate(
         for far_key, value in entry["thresholds"].items():
             note = "" if value["reliable"] else "  [yellow](too few impostor pairs: unreliable, the audit will refuse it)[/yellow]"
             terminal.stdout.print(f"  FAR {far_key}: threshold {value['threshold']:.4f}, TAR {value['tar']}{note}")
-    terminal.stdout.print(f"wrote {out}")
+    terminal.stdout.print(escape(f"wrote {out}"))
 
 
 @list_app.command("attacks")
@@ -519,9 +520,9 @@ def list_attacks() -> None:
 
     for name, attack in ATTACKS.items():
         known = " (needs a known method)" if attack.needs_known_method else ""
-        terminal.stdout.print(f"{name:16} {attack.tier.value:15} {attack.summary()}{known}", highlight=False)
+        terminal.stdout.print(escape(f"{name:16} {attack.tier.value:15} {attack.summary()}{known}"), highlight=False)
         for parameter in attack.parameters:
-            terminal.stdout.print(f"{'':32} {parameter.describe()}", highlight=False)
+            terminal.stdout.print(escape(f"{'':32} {parameter.describe()}"), highlight=False)
     terminal.stdout.print("Chains: 'wiener|denoise' applies left to right; --attacks auto runs every applicable attack.")
 
 
@@ -533,12 +534,12 @@ def list_methods() -> None:
 
     for name, method in METHODS.items():
         summary = (method.__doc__ or "").strip().splitlines()[0]
-        terminal.stdout.print(f"[bold]{name}[/bold]: {summary}", highlight=False)
-        terminal.stdout.print(f"    source: {method.reference}", highlight=False)
+        terminal.stdout.print(f"[bold]{escape(name)}[/bold]: {escape(summary)}", highlight=False)
+        terminal.stdout.print(escape(f"    source: {method.reference}"), highlight=False)
         operator = "deepinv operator" + (" (linear)" if method.linear else "") if method.physics is not Anonymizer.physics else "no operator"
-        terminal.stdout.print(f"    {operator}{': ' + method.operator_note if method.operator_note else ''}", highlight=False)
+        terminal.stdout.print(escape(f"    {operator}{': ' + method.operator_note if method.operator_note else ''}"), highlight=False)
         for parameter in method.all_parameters():
-            terminal.stdout.print(f"    {parameter.describe()}", highlight=False)
+            terminal.stdout.print(escape(f"    {parameter.describe()}"), highlight=False)
     terminal.stdout.print("Pipelines: 'downsample:factor=4 | jpeg:quality=15 | noise:sigma=0.05' applies the stages in order.")
 
 
@@ -551,7 +552,7 @@ def list_recognizers() -> None:
     for name, recognizer in RECOGNIZERS.items():
         availability = recognizer.availability()
         status = "available" if availability.available else f"unavailable: {availability.reason}"
-        terminal.stdout.print(f"{name:10} {recognizer.summary}  [{status}]", highlight=False)
+        terminal.stdout.print(escape(f"{name:10} {recognizer.summary}  [{status}]"), highlight=False)
 
 
 def main() -> None:

@@ -1,4 +1,8 @@
-"""Terminal output: rich tables on stdout, progress and diagnostics on stderr."""
+"""Terminal output: rich tables on stdout, progress and diagnostics on stderr.
+
+Every name or message that comes from the user's files (file, method, attack, identity names, error
+messages quoting them) is passed through `rich.markup.escape`: a name like `[bold]PASS[/bold]` is shown
+as written, never as markup (nor does `[/x]` crash the output)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,7 +28,7 @@ _STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow
 
 
 def log(message: str) -> None:
-    stderr.print(f"[dim]redteam:[/dim] {message}", highlight=False)
+    stderr.print(f"[dim]redteam:[/dim] {escape(message)}", highlight=False)
 
 
 @contextmanager
@@ -41,7 +46,7 @@ def progress_bar() -> Iterator[ProgressFn]:
 
         def update(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total)
+                tasks[stage] = progress.add_task(escape(stage), total=total)
             progress.update(tasks[stage], completed=done, total=total)
 
         yield update
@@ -55,7 +60,7 @@ def _styled(verdict: str) -> str:
 def print_result(result: AuditResult) -> None:
     """The verdict table per method and tier, then each rate with its interval and chance."""
     faces = len(result.faces)
-    table = Table(title=f"Verdicts (policy {result.policy.name}; {faces} faces, gallery {result.gallery_size})")
+    table = Table(title=f"Verdicts (policy {escape(result.policy.name)}; {faces} faces, gallery {result.gallery_size})")
     table.add_column("method")
     table.add_column("verdict")
     for tier in TIER_ORDER:
@@ -63,7 +68,7 @@ def print_result(result: AuditResult) -> None:
     for verdict in result.method_verdicts:
         tiers = dict(verdict.tiers)
         table.add_row(
-            verdict.method,
+            escape(verdict.method),
             _styled(verdict.verdict.value),
             *[_styled(tiers[t.value].value) if t.value in tiers else "[dim]not run[/dim]" for t in TIER_ORDER],
         )
@@ -75,15 +80,16 @@ def print_result(result: AuditResult) -> None:
         e = v.estimate
         rate = "n/a (n=0)" if e.trials == 0 else f"{e.rate:.0%} ({e.successes}/{e.trials}) [{e.low:.0%}, {e.high:.0%}]"
         chance = "n/a" if v.chance != v.chance else f"{v.chance:.0%}"
-        rates.add_row(v.method, v.tier, v.attack, v.recognizer, v.metric, rate, chance, format_limit(v.limit), _styled(v.verdict.value))
+        names = (escape(v.method), v.tier, escape(v.attack), escape(v.recognizer), v.metric)
+        rates.add_row(*names, rate, chance, format_limit(v.limit), _styled(v.verdict.value))
     stdout.print(rates)
     for blocker in result.blockers:
-        stderr.print(f"[bold red]requested or required but unavailable (no PASS, exit 4):[/bold red] {blocker}", soft_wrap=True, highlight=False)
+        stderr.print(f"[bold red]requested or required but unavailable (no PASS, exit 4):[/bold red] {escape(blocker)}", soft_wrap=True, highlight=False)
     skipped_by_reason: dict[tuple[str, str], list[str]] = {}
     for skipped in result.skipped_attacks:
         skipped_by_reason.setdefault((skipped.attack, skipped.reason), []).append(skipped.method)
     for (attack, reason), methods in skipped_by_reason.items():
-        stderr.print(f"[yellow]skipped[/yellow] {attack} for {', '.join(methods)}: {reason}", soft_wrap=True, highlight=False)
+        stderr.print(f"[yellow]skipped[/yellow] {escape(attack)} for {escape(', '.join(methods))}: {escape(reason)}", soft_wrap=True, highlight=False)
     if result.issues:
         counts: dict[str, int] = {}
         for issue in result.issues:

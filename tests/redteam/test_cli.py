@@ -45,6 +45,16 @@ def test_exit_0_when_every_method_passes(originals, tmp_path, cache_dir, hashes_
     assert (summary["overall"], summary["exit_code"]) == ("PASS", 0) and summary["finished_at"].endswith("+00:00")
 
 
+def test_names_with_markup_are_shown_as_written(originals, tmp_path, cache_dir):
+    """A method named like terminal markup is printed literally: never a styled 'PASS', never a crash."""
+    policy = write_policy(tmp_path / "p.toml", PASSABLE.format(extra=""))
+    done = audit(
+        originals, tmp_path, cache_dir, "--method", "[bold red]PASS[/bold red]=box:margin=0.6", "--method", "[/x]=box", "--policy", policy, "--attack", "none"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[bold red]PASS[/bold red]" in done.stdout and "[/x]" in done.stdout and "Traceback" not in done.stderr
+
+
 def test_exit_1_when_a_method_fails(originals, tmp_path, cache_dir):
     policy = write_policy(tmp_path / "p.toml", PASSABLE.format(extra=""))
     done = audit(originals, tmp_path, cache_dir, "--method", "blur=gaussian_blur:sigma=2", "--policy", policy)
