@@ -45,7 +45,7 @@ def test_all_formats_agree_with_the_results_table(result, tmp_path):
     assert summary["models"]["dlib"]["threshold"] == 0.6
     assert summary["environment"]["torch"]
     markdown = written["markdown"].read_text()
-    assert "| blur | reference | `gaussian_blur:sigma=2.0` | **FAIL** |" in markdown
+    assert "| blur | reference | gaussian_blur:sigma=2.0 | **FAIL** |" in markdown
     stages = summary["method_specs"]["blur"]["stages"]
     assert stages == [{"method": "gaussian_blur", "parameters": {"sigma": 2.0, "margin": 0.2, "shape": "rect", "feather": 0.0, "region": "face"}}]
     assert "chance" in markdown and "95%" in markdown
@@ -72,3 +72,25 @@ def test_reports_are_written_atomically(result, tmp_path):
     write_reports(result, tmp_path)
     assert not list(tmp_path.glob(".*.part"))
     assert (tmp_path / "report.html").stat().st_mode & 0o044  # readable like any other file
+
+
+def test_hostile_names_never_become_live_markup(sample_dir, cache_dir, tmp_path):
+    """Method names are the user's text: rendered by a CommonMark renderer with raw HTML enabled, report.md
+    shows them as written (no element, no link, no broken table); report.html escapes them too."""
+    from markdown_it import MarkdownIt
+
+    hostile = "<script>alert(1)</script>[x](javascript:alert(2))|**PASS**"
+    config = AuditConfig(
+        originals=sample_dir,
+        out=tmp_path / "out",
+        methods=(MethodSource(hostile, "reference", spec="box:margin=0.6"),),
+        cache_dir=cache_dir,
+        recognizers=("dlib",),
+        builtin_policy="demo_policy.toml",
+        attacks=("none",),
+    )
+    written = write_reports(AuditRun(config).run(), tmp_path / "out")
+    rendered = MarkdownIt("commonmark", {"html": True}).enable("table").render(written["markdown"].read_text())
+    assert "<script" not in rendered and 'href="javascript' not in rendered and "<strong>PASS" not in rendered
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered and "[x](javascript:alert(2))" in rendered
+    assert "<script>alert(1)" not in written["html"].read_text()
