@@ -60,6 +60,8 @@ class FaceDetector:
         Returns:
             Faces with score >= `min_score`, sorted by the left edge of their box.
         """
+        if min(pixels.shape[:2]) < self.settings.min_face_size:
+            return []  # no face of the minimum size fits (MTCNN's image pyramid would be empty)
         with torch.no_grad():
             boxes, scores, landmarks = self._model().detect(Image.fromarray(pixels), landmarks=True)
         if boxes is None:

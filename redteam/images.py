@@ -147,6 +147,11 @@ def load_image(path: Path) -> LoadedImage:
             pixels = _to_rgb8(oriented, conversions)
             if _source_bits(opened, data) > 8 and "16bit_to_8bit" not in conversions:
                 conversions.append("16bit_to_8bit")  # Pillow reduced a 16-bit RGB file to 8 bits on load
+    except Image.DecompressionBombError as error:
+        raise InputError(
+            f"{path}: declares more pixels than Pillow's safety limit ({Image.MAX_IMAGE_PIXELS * 2:,}): refused as a possible decompression bomb",
+            fix="downscale the image (faces are audited at a few hundred pixels) or remove it",
+        ) from error
     except UnidentifiedImageError as error:
         raise InputError(f"{path}: not a readable image", fix="re-export the file or remove it") from error
     except OSError as error:

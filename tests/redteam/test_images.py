@@ -105,3 +105,22 @@ def test_16bit_rgb_png_is_converted_and_counted(tmp_path):
     image = load_image(tmp_path / "deep.png")
     assert np.array_equal(image.pixels, gradient(8, 6))
     assert "16bit_to_8bit" in image.conversions
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height pixels, with no pixel data (what a bomb's header says)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_refused_by_name(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_declaring(50_000, 50_000))
+    with pytest.raises(InputError, match="bomb.png.*decompression bomb") as refused:
+        load_image(path)
+    assert "downscale" in (refused.value.fix or "")
