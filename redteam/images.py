@@ -149,7 +149,7 @@ def load_image(path: Path) -> LoadedImage:
                 conversions.append("16bit_to_8bit")  # Pillow reduced a 16-bit RGB file to 8 bits on load
     except Image.DecompressionBombError as error:
         raise InputError(
-            f"{path}: declares more pixels than Pillow's safety limit ({Image.MAX_IMAGE_PIXELS * 2:,}): refused as a possible decompression bomb",
+            f"{path}: declares more pixels than Pillow's safety limit ({2 * (Image.MAX_IMAGE_PIXELS or 0):,}): refused as a possible decompression bomb",
             fix="downscale the image (faces are audited at a few hundred pixels) or remove it",
         ) from error
     except UnidentifiedImageError as error:
