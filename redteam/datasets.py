@@ -119,6 +119,15 @@ def read_manifest(manifest: Path, originals_root: Path) -> tuple[ManifestRow, ..
     """
     if not manifest.is_file():
         raise InputError(f"manifest {manifest} does not exist", fix="check the path")
+    try:
+        return _manifest_rows(manifest, originals_root)
+    except UnicodeDecodeError as error:
+        raise InputError(f"manifest {manifest} is not UTF-8 text (byte {error.start})", fix="save the CSV as UTF-8") from error
+    except csv.Error as error:
+        raise InputError(f"manifest {manifest} is not a well-formed CSV ({error})", fix="one row per pair: original,anonymized,method[,identity]") from error
+
+
+def _manifest_rows(manifest: Path, originals_root: Path) -> tuple[ManifestRow, ...]:
     rows: list[ManifestRow] = []
     with manifest.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)

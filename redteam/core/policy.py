@@ -194,9 +194,13 @@ def load_policy(
             text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise InputError(f"policy file {path} cannot be read ({error.strerror})", fix="check the path") from error
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"policy {path} is not UTF-8 text (byte {error.start})", fix="save the policy as UTF-8 TOML") from error
         source = str(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"policy {source} is not valid TOML: {error}", fix="fix the syntax (see README, policy file)") from error
+    except RecursionError as error:
+        raise ConfigError(f"policy {source} nests tables or arrays too deeply to read", fix="a policy is a few flat tables (README, policy file)") from error
     return parse_policy(data, source, known_recognizers, known_attacks)

@@ -58,3 +58,17 @@ def test_output_inside_an_input_is_refused(tmp_path):
     with pytest.raises(UsageError, match="inside input folder"):
         check_out_dir(tmp_path / "orig" / "report", [tmp_path / "orig"])
     check_out_dir(tmp_path / "report", [tmp_path / "orig"])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"original,anonymized,method\n\xff\xfe\xfa,anon/1.png,blur\n", "not UTF-8"),
+        (b"original,anonymized,method\n" + b"x" * (200 * 1024) + b",anon/1.png,blur\n", "not a well-formed CSV"),
+    ],
+)
+def test_hostile_manifests_are_input_errors(tmp_path, content, message):
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        read_manifest(manifest, tmp_path)

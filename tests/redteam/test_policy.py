@@ -62,3 +62,14 @@ def test_default_limits_fill_tiers_without_a_table():
     assert policy.limits_for("parrot") == {"rank1_other": 0.05}
     assert parse_policy({"limits": {"naive": {"rank1": 0.2}}}, "t.toml", RECOGNIZERS).limits_for("adaptive") is None
     assert policy.to_json()["limits"]["default"] == {"verify": 0.1, "rank1_other": 0.05}
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"confidence = 0.95\n# \xff\xfe\n", "not UTF-8"), (b"x = " + b"[" * 50_000 + b"]" * 50_000 + b"\n", "too deeply")],
+)
+def test_hostile_policy_files_are_config_errors(tmp_path, content, message):
+    path = tmp_path / "p.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_policy(path, RECOGNIZERS)
