@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from redteam.core.errors import InputError, UsageError
+from redteam.core.paths import ensure_writable_dir
 from redteam.images import SUPPORTED_SUFFIXES, is_image_file
 
 
@@ -165,7 +166,8 @@ def _manifest_rows(manifest: Path, originals_root: Path) -> tuple[ManifestRow, .
 
 
 def check_out_dir(out: Path, inputs: list[Path]) -> None:
-    """Refuse an output folder inside (or equal to) an input folder: inputs are never modified."""
+    """Refuse an output folder inside (or equal to) an input folder (inputs are never modified), or one
+    that is a file, lies under a file or cannot be written; create it."""
     resolved = out.resolve()
     for folder in inputs:
         root = folder.resolve()
@@ -174,3 +176,4 @@ def check_out_dir(out: Path, inputs: list[Path]) -> None:
                 f"output folder {out} is inside input folder {folder}",
                 fix="choose an output folder outside the input folders",
             )
+    ensure_writable_dir(out, "output folder", "choose a writable output folder with --out")

@@ -13,3 +13,27 @@ def default_cache_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "redteam"
+
+
+def ensure_writable_dir(path: Path, role: str, fix: str) -> Path:
+    """Create `path` (and its parents) if needed and prove a file can be written in it.
+
+    Raises:
+        UsageError: `path` is an existing file.
+        InputError: it cannot be created (a parent is a file, no permission) or is not writable; the message
+            names the folder, its role and the OS's reason.
+    """
+    import tempfile
+
+    from redteam.core.errors import InputError, UsageError
+
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{role} {path} is an existing file, not a folder", fix=fix)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".redteam-write-check-"):
+            pass
+    except OSError as error:
+        reason = "a parent is a file" if isinstance(error, (NotADirectoryError, FileExistsError)) else (error.strerror or str(error))
+        raise InputError(f"{role} {path} cannot be written ({reason})", fix=fix) from error
+    return path

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from redteam.core.errors import InputError, UsageError
@@ -58,6 +60,22 @@ def test_output_inside_an_input_is_refused(tmp_path):
     with pytest.raises(UsageError, match="inside input folder"):
         check_out_dir(tmp_path / "orig" / "report", [tmp_path / "orig"])
     check_out_dir(tmp_path / "report", [tmp_path / "orig"])
+    assert (tmp_path / "report").is_dir()
+
+
+def test_an_output_folder_that_is_or_lies_under_a_file_is_refused(tmp_path):
+    touch(tmp_path / "file")
+    with pytest.raises(UsageError, match="file is an existing file"):
+        check_out_dir(tmp_path / "file", [tmp_path / "orig"])
+    with pytest.raises(InputError, match="cannot be written \\(a parent is a file\\)"):
+        check_out_dir(tmp_path / "file" / "report", [tmp_path / "orig"])
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_refused(tmp_path):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    with pytest.raises(InputError, match="cannot be written"):
+        check_out_dir(tmp_path / "ro" / "report", [tmp_path / "orig"])
 
 
 @pytest.mark.parametrize(
