@@ -25,6 +25,7 @@ from attacks.base import Applicability, Attack, MethodInfo
 from redteam.core.errors import ModelUnavailableError
 from redteam.core.provenance import cached_sha256
 from redteam.core.tiers import ThreatTier
+from redteam.core.weights import load_plain_checkpoint
 
 TRAINING_SIZE = 96
 
@@ -134,7 +135,7 @@ class LearnedInversion(Attack):
         if spec not in self._models:
             path = checkpoint_path(spec)
             model = TinyUNet()
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            model.load_state_dict(load_plain_checkpoint(path))
             self._models[spec] = model.eval()
         return self._models[spec]
 

@@ -12,6 +12,7 @@ References:
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from attacks.base import Applicability, Attack, MethodInfo
 from redteam.anonymizers.base import Parameter
 from redteam.core.devices import pick_device
-from redteam.core.errors import ModelUnavailableError
+from redteam.core.errors import InputError, ModelUnavailableError
 from redteam.core.tiers import ThreatTier
 
 _loaded: dict[tuple[str, str], Any] = {}
@@ -50,6 +51,11 @@ def load_descriptor(path: Path, device: torch.device) -> Any:
 
         try:
             descriptor = ModelLoader(device).load_from_file(path)
+        except pickle.UnpicklingError as error:
+            raise InputError(
+                f"{path}: this file is not a plain tensor checkpoint: refused, nothing in it was run",
+                fix="use the original weight file from its publisher (a state dict of tensors)",
+            ) from error
         except Exception as error:  # noqa: BLE001 - any loader failure means an unusable checkpoint
             raise ModelUnavailableError(f"{path}: spandrel cannot load it ({error})", fix="use a checkpoint of an architecture spandrel supports") from error
         if not isinstance(descriptor, ImageModelDescriptor):

@@ -17,7 +17,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from metrics.recognizers.base import Availability, file_availability
 from redteam.core.errors import ModelUnavailableError
-from redteam.core.weights import get_model_file
+from redteam.core.weights import get_model_file, load_plain_checkpoint
 
 #: torchvision AlexNet `features` index -> LPIPS slice holding it (lpips/pretrained_networks.py).
 _ALEX_SLICES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3, 6: 3, 7: 3, 8: 4, 9: 4, 10: 5, 11: 5}
@@ -83,7 +83,7 @@ class LPIPSMetric:
             digest = entry.verify(path)
             with contextlib.redirect_stdout(io.StringIO()):
                 model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-            load_alexnet_trunk(model, torch.load(path, map_location="cpu", weights_only=True), str(path))
+            load_alexnet_trunk(model, load_plain_checkpoint(path), str(path))
             self.trunk_sha256 = digest
             self._model = model
         return self._model.eval().to(self.device)

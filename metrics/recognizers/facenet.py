@@ -20,7 +20,7 @@ from metrics.recognizers.base import Availability, Recognizer, Threshold, file_a
 from redteam.core.errors import ModelUnavailableError
 from redteam.core.geometry import FaceGeometry, box_crop
 from redteam.core.provenance import sha256_file
-from redteam.core.weights import get_model_file
+from redteam.core.weights import get_model_file, load_plain_checkpoint
 
 #: Default threshold on the Euclidean distance between L2-normalised embeddings. Source: deepface's
 #: published threshold for "Facenet512" (the same davidsandberg 20180402-114759 weights),
@@ -38,7 +38,7 @@ FACENET_MARGIN = 0.0
 
 def load_facenet_weights(model: torch.nn.Module, path: str) -> None:
     """Load a facenet-pytorch state dict (with or without its 8631-way `logits` head), strictly."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_plain_checkpoint(path)
     if not isinstance(state, dict):
         raise ModelUnavailableError(f"{path}: not a state dict", fix="import the facenet-pytorch vggface2 .pt file")
     state = {key: value for key, value in state.items() if not key.startswith("logits.")}

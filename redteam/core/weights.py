@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from redteam.core.atomic import copy_atomically, write_atomically
 from redteam.core.errors import InputError, ModelUnavailableError
@@ -467,3 +469,29 @@ def download_model_file(name: str, timeout: float = 30.0) -> Path:
 
     target = write_atomically(_target(entry), fetch)
     return target
+
+
+def load_plain_checkpoint(path: Path | str) -> Any:
+    """torch.load with restricted unpickling (tensors, containers, numbers only). A file whose pickle asks
+    for anything else (a code object, an arbitrary callable: a pickle payload) is refused before any of it
+    runs.
+
+    Raises:
+        InputError: not a plain tensor checkpoint (refused), or unreadable; the message names the file.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's message advises weights_only=False, exactly what must not be done: keep only what it refused.
+        asked = re.search(r"GLOBAL ([\w.]+)", str(error))
+        detail = f" (it asks to run {asked.group(1)})" if asked else ""
+        raise InputError(
+            f"{path}: this file is not a plain tensor checkpoint: refused, nothing in it was run{detail}",
+            fix="use the original weight file from its publisher (a state dict of tensors)",
+        ) from error
+    except (OSError, RuntimeError, EOFError, ValueError) as error:
+        raise InputError(f"{path}: not a readable PyTorch checkpoint ({error})", fix="download or convert the file again") from error

@@ -39,3 +39,35 @@ def test_download_fails_closed_without_network(monkeypatch):
         download_model_file("facenet_vggface2")
     assert not get_model_file("facenet_vggface2").is_available()
     assert not list(get_model_file("facenet_vggface2").path().parent.glob("*.part"))
+
+
+class _Payload:
+    """Unpickling this runs `touch SENTINEL`: what a hostile checkpoint does to a plain torch.load."""
+
+    def __init__(self, sentinel: str) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.sentinel}",))
+
+
+def test_a_pickle_payload_checkpoint_is_refused_by_name_and_never_run(tmp_path):
+    import torch
+
+    from attacks.super_resolution import load_descriptor
+    from redteam.core.errors import InputError
+    from redteam.core.weights import load_plain_checkpoint
+
+    sentinel = tmp_path / "ran"
+    hostile = tmp_path / "weights.pth"
+    torch.save({"conv.weight": _Payload(str(sentinel))}, hostile)
+    with pytest.raises(InputError, match="weights.pth: this file is not a plain tensor checkpoint: refused.*posix.system"):
+        load_plain_checkpoint(hostile)
+    with pytest.raises(InputError, match="not a plain tensor checkpoint"):
+        load_descriptor(hostile, torch.device("cpu"))
+    assert not sentinel.exists()
+    plain = tmp_path / "plain.pth"
+    torch.save({"w": torch.ones(2)}, plain)
+    assert torch.equal(load_plain_checkpoint(plain)["w"], torch.ones(2))
