@@ -24,7 +24,7 @@ from redteam.core.atomic import write_bytes_atomically, write_text_atomically
 from redteam.core.config import DetectorSettings
 from redteam.core.errors import InputError
 from redteam.core.geometry import FaceGeometry
-from redteam.datasets import check_out_dir, discover_images
+from redteam.datasets import check_out_dir, discover_images, output_targets
 from redteam.faces import FaceDetector
 from redteam.images import LoadedImage, load_image
 
@@ -72,8 +72,9 @@ def anonymize_folder(
     from redteam.core.provenance import environment
 
     method = build_method(spec)
-    check_out_dir(out, [source])
+    check_out_dir(out, [source], mirrors_inputs=True)
     dataset = discover_images(source, role="input")
+    targets = output_targets([entry.rel for entry in dataset.entries], out)
     finder = FaceDetector(detector, device=device)
     loaded: list[tuple[str, LoadedImage, list[FaceGeometry]]] = []
     skipped: list[tuple[str, str]] = [(rel, "not a supported image type") for rel in dataset.ignored]
@@ -102,7 +103,7 @@ def anonymize_folder(
             log(f"WARNING {rel}: no face detected, written unchanged")
         generator = torch.Generator().manual_seed(image_seed(seed, rel))
         pixels = method.apply(image.pixels, faces, generator) if faces else np.array(image.pixels)
-        target = out / Path(rel).with_suffix(".png")
+        target = targets[rel]
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")
         write_bytes_atomically(target, buffer.getvalue())

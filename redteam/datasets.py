@@ -165,9 +165,11 @@ def _manifest_rows(manifest: Path, originals_root: Path) -> tuple[ManifestRow, .
     return tuple(rows)
 
 
-def check_out_dir(out: Path, inputs: list[Path]) -> None:
+def check_out_dir(out: Path, inputs: list[Path], *, mirrors_inputs: bool = False) -> None:
     """Refuse an output folder inside (or equal to) an input folder (inputs are never modified), or one
-    that is a file, lies under a file or cannot be written; create it."""
+    that is a file, lies under a file or cannot be written; create it. A command that writes a tree
+    mirroring its input (`mirrors_inputs`: anonymize, attack run) also refuses an output folder that
+    contains an input folder: the two trees must not overlap at all."""
     resolved = out.resolve()
     for folder in inputs:
         root = folder.resolve()
@@ -176,4 +178,28 @@ def check_out_dir(out: Path, inputs: list[Path]) -> None:
                 f"output folder {out} is inside input folder {folder}",
                 fix="choose an output folder outside the input folders",
             )
+        if mirrors_inputs and resolved in root.parents:
+            raise UsageError(
+                f"output folder {out} contains input folder {folder}: the images written could replace inputs",
+                fix="choose an output folder beside the input folder, not above it",
+            )
     ensure_writable_dir(out, "output folder", "choose a writable output folder with --out")
+
+
+def output_targets(rels: list[str], out: Path, suffix: str = ".png") -> dict[str, Path]:
+    """Where a command writing one image per input writes each (`out/rel` with `suffix`).
+
+    Raises:
+        UsageError: two inputs would write the same file (`person.jpg` and `person.png`): nothing is
+            written, both are named.
+    """
+    targets: dict[Path, str] = {}
+    for rel in rels:
+        target = out / PurePosixPath(rel).with_suffix(suffix)
+        if target in targets:
+            raise UsageError(
+                f"inputs {targets[target]} and {rel} would both be written as {target}: one would be lost",
+                fix="rename one of them (their names differ only in the suffix)",
+            )
+        targets[target] = rel
+    return {rel: target for target, rel in targets.items()}

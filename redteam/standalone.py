@@ -27,7 +27,7 @@ from redteam.core.geometry import attack_window
 from redteam.core.provenance import environment
 from redteam.core.seeds import derived_seed
 from redteam.core.tensors import to_tensor, to_uint8
-from redteam.datasets import check_out_dir, discover_images, find_counterpart
+from redteam.datasets import check_out_dir, discover_images, find_counterpart, output_targets
 from redteam.faces import FaceDetector
 from redteam.images import load_image
 
@@ -62,8 +62,9 @@ def attack_folder(
     ok, reason = attack.applicable(info)
     if not ok:
         raise InputError(f"attack '{attack.name}' does not apply to {anonymized}: {reason}", fix="choose another attack, or declare the method with --method")
-    check_out_dir(out, [anonymized] + ([originals] if originals else []))
+    check_out_dir(out, [anonymized] + ([originals] if originals else []), mirrors_inputs=True)
     dataset = discover_images(anonymized, role="anonymized")
+    targets = output_targets([entry.rel for entry in dataset.entries], out)
     detector = FaceDetector(device=device)
     files, skipped = [], [(rel, "not a supported image type") for rel in dataset.ignored if not rel.startswith("redteam-")]
     faces_total = 0
@@ -103,7 +104,7 @@ def attack_folder(
                 log(f"{entry.rel}: face {index} left as it is: {reason}")
         buffer = io.BytesIO()
         Image.fromarray(restored).save(buffer, format="PNG")
-        target = out / Path(entry.rel).with_suffix(".png")
+        target = targets[entry.rel]
         write_bytes_atomically(target, buffer.getvalue())
         faces_total += len(faces)
         files.append(

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from redteam.core.errors import InputError, UsageError
-from redteam.datasets import check_out_dir, discover_images, find_counterpart, read_manifest
+from redteam.datasets import check_out_dir, discover_images, find_counterpart, output_targets, read_manifest
 
 
 def touch(path):
@@ -90,3 +90,16 @@ def test_hostile_manifests_are_input_errors(tmp_path, content, message):
     manifest.write_bytes(content)
     with pytest.raises(InputError, match=message):
         read_manifest(manifest, tmp_path)
+
+
+def test_a_tree_writer_never_writes_over_or_above_its_inputs(tmp_path):
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(UsageError, match="contains input folder"):
+        check_out_dir(tmp_path, [tmp_path / "photos"], mirrors_inputs=True)
+    check_out_dir(tmp_path / "report", [tmp_path / "photos"], mirrors_inputs=True)
+
+
+def test_inputs_that_differ_only_in_suffix_are_refused_before_anything_is_written(tmp_path):
+    assert output_targets(["a/1.jpg", "b.webp"], tmp_path) == {"a/1.jpg": tmp_path / "a" / "1.png", "b.webp": tmp_path / "b.png"}
+    with pytest.raises(UsageError, match="person.jpg and person.png would both be written"):
+        output_targets(["person.jpg", "person.png"], tmp_path)
