@@ -15,7 +15,14 @@ from PIL import Image
 
 def distance_histograms(frame: pd.DataFrame, method: str) -> bytes:
     """One panel per recognizer: distance of each attacked face to its own original, per attack,
-    with the recognizer's verification threshold (left of the line = verified as the same person)."""
+    with the recognizer's verification threshold (left of the line = verified as the same person).
+
+    Labels are the user's names, drawn as plain text (no mathtext: a name like `$\\frac$` is not parsed)."""
+    with plt.rc_context({"text.parse_math": False}):
+        return _distance_histograms(frame, method)
+
+
+def _distance_histograms(frame: pd.DataFrame, method: str) -> bytes:
     rows = frame[(frame["method"] == method) & frame["verify"].notna()]
     recognizers = sorted(rows["recognizer"].unique())
     figure, axes = plt.subplots(1, max(1, len(recognizers)), figsize=(4.2 * max(1, len(recognizers)), 3.0), squeeze=False)

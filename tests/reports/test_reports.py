@@ -79,7 +79,7 @@ def test_hostile_names_never_become_live_markup(sample_dir, cache_dir, tmp_path)
     shows them as written (no element, no link, no broken table); report.html escapes them too."""
     from markdown_it import MarkdownIt
 
-    hostile = "<script>alert(1)</script>[x](javascript:alert(2))|**PASS**"
+    hostile = "<script>alert(1)</script>[x](javascript:alert(2))|**PASS** $\\frac$"
     config = AuditConfig(
         originals=sample_dir,
         out=tmp_path / "out",
