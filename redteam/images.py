@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from redteam.core.errors import InputError
 
@@ -188,3 +188,34 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
     """1 x 3 x H x W float in [0, 1] -> H x W x 3 uint8, rounding to nearest (8-bit quantization)."""
     array = tensor.detach().clamp(0.0, 1.0).mul(255.0).round().to(dtype=torch.uint8)
     return array[0].permute(1, 2, 0).cpu().numpy()
+
+
+#: Alpha below this hides what is under it; RGB spread (grey levels) under fully transparent pixels above
+#: this is content, not a flat fill.
+_HIDDEN_SPREAD = 2.0
+
+
+def hidden_content(path: Path) -> tuple[str, ...]:
+    """What an image file carries besides the pixels the audit sees (its first frame, composited).
+
+    A redaction tool that blurs the visible face but keeps the camera's EXIF thumbnail, a second TIFF page
+    or animation frame, or the face under fully transparent pixels, publishes the face: each is reported.
+    Unreadable files return () (they are reported as unreadable by `load_image`).
+    """
+    found: list[str] = []
+    try:
+        with Image.open(path) as image:
+            frames = int(getattr(image, "n_frames", 1) or 1)
+            if frames > 1:
+                found.append(f"{frames} frames or pages (only the first is audited)")
+            thumbnail = image.getexif().get_ifd(ExifTags.IFD.IFD1)
+            if thumbnail.get(0x0201) or thumbnail.get(0x0111):  # JPEGInterchangeFormat / StripOffsets of IFD1
+                found.append("an EXIF thumbnail image")
+            if image.mode in ("RGBA", "LA", "PA", "La") or "transparency" in image.info:
+                rgba = np.asarray(image.convert("RGBA"))
+                transparent = rgba[..., 3] == 0
+                if transparent.any() and float(rgba[..., :3][transparent].astype(np.float32).std(axis=0).max()) > _HIDDEN_SPREAD:
+                    found.append(f"image content under {int(transparent.sum())} fully transparent pixels")
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by load_image
+        return ()
+    return tuple(found)

@@ -23,7 +23,7 @@ from redteam.core.seeds import image_seed
 from redteam.datasets import find_counterpart
 from redteam.engine.context import RunContext
 from redteam.engine.identify import MAX_PAIRS, Pair, identify
-from redteam.images import load_image
+from redteam.images import hidden_content, load_image
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,28 @@ def anonymized_path(source: MethodSource, rel: str) -> Path | None:
     if source.folder is not None:
         return find_counterpart(source.folder, rel)
     return dict(source.files).get(rel)
+
+
+def hidden_content_blockers(ctx: RunContext, source: MethodSource, images: Sequence[str]) -> list[str]:
+    """Scan an observed method's files for content beyond the audited pixels (EXIF thumbnail, more frames
+    or pages, pixels under full transparency: `redteam.images.hidden_content`). Each file is an input issue;
+    any of them is a reason this method cannot PASS (the visible pixels are not all that was published)."""
+    if source.kind != "observed":
+        return []
+    carriers = []
+    for rel in images:
+        path = anonymized_path(source, rel)
+        found = hidden_content(path) if path is not None else ()
+        if found:
+            carriers.append(rel)
+            ctx.issue("hidden_content", rel, source.name, "; ".join(found), "method cannot PASS")
+    if not carriers:
+        return []
+    ctx.log(f"{source.name}: {len(carriers)} anonymized file(s) carry content beyond the audited pixels")
+    return [
+        f"{len(carriers)} anonymized file(s) carry content beyond the pixels audited (EXIF thumbnail, extra frames or pages, "
+        f"pixels under transparency: see input issues, e.g. {', '.join(carriers[:3])}); strip it (re-encode the pixels only) and audit again"
+    ]
 
 
 def identify_observed(ctx: RunContext, method: Method, faces: Sequence[FaceRecord], paths: dict[str, Path]) -> tuple[Method, Identification]:

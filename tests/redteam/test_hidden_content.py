@@ -1,0 +1,88 @@
+"""An anonymized file that carries the face outside its audited pixels (EXIF thumbnail, a second page or
+frame, pixels under full transparency) is reported, and its method cannot PASS."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from redteam.anonymizers import build_method
+from redteam.core.config import AuditConfig, MethodSource
+from redteam.engine import AuditRun
+from redteam.faces import FaceDetector
+from redteam.images import hidden_content, load_image
+
+POLICY = 'min_samples = 5\nrequired_tiers = ["naive"]\n[limits.naive]\nverify = 0.5\n'
+
+
+def exif_with_thumbnail(thumbnail_jpeg: bytes) -> bytes:
+    """Raw EXIF (little-endian TIFF) whose IFD1 holds a JPEG thumbnail, as cameras write it."""
+    ifd0 = struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 3, 1, 1)
+    ifd1_offset = 8 + len(ifd0) + 4
+    thumbnail_offset = ifd1_offset + 2 + 12 * 2 + 4
+    ifd1 = struct.pack("<H", 2) + struct.pack("<HHII", 0x0201, 4, 1, thumbnail_offset) + struct.pack("<HHII", 0x0202, 4, 1, len(thumbnail_jpeg))
+    return b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd0 + struct.pack("<I", ifd1_offset) + ifd1 + struct.pack("<I", 0) + thumbnail_jpeg
+
+
+def jpeg_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_each_hiding_place_is_found(tmp_path: Path) -> None:
+    face = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    black = np.zeros_like(face)
+    Image.fromarray(black).save(tmp_path / "thumb.jpg", exif=exif_with_thumbnail(jpeg_bytes(face[::4, ::4])))
+    Image.fromarray(np.dstack([face, np.zeros((64, 64), np.uint8)])).save(tmp_path / "alpha.png")
+    Image.fromarray(black).save(tmp_path / "pages.tif", save_all=True, append_images=[Image.fromarray(face)])
+    Image.fromarray(black).save(tmp_path / "frames.webp", save_all=True, append_images=[Image.fromarray(face)], lossless=True)
+    Image.fromarray(black).save(tmp_path / "clean.png")
+    Image.fromarray(np.dstack([black, np.zeros((64, 64), np.uint8)])).save(tmp_path / "flat_alpha.png")  # transparent over a flat fill
+    assert "an EXIF thumbnail image" in hidden_content(tmp_path / "thumb.jpg")
+    assert "under 4096 fully transparent pixels" in hidden_content(tmp_path / "alpha.png")[0]
+    assert "2 frames or pages" in hidden_content(tmp_path / "pages.tif")[0]
+    assert "2 frames or pages" in hidden_content(tmp_path / "frames.webp")[0]
+    assert hidden_content(tmp_path / "clean.png") == () and hidden_content(tmp_path / "flat_alpha.png") == ()
+
+
+@pytest.fixture
+def boxed(sample_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The sample under a solid box, written twice: clean, and with the original in an EXIF thumbnail."""
+    detector, box = FaceDetector(), build_method("box:margin=0.6")
+    for path in sorted(sample_dir.rglob("*.jpg")):
+        pixels = load_image(path).pixels
+        covered = box.apply(pixels, detector.detect(pixels), torch.Generator().manual_seed(0))
+        rel = path.relative_to(sample_dir).with_suffix(".jpg")
+        for folder, extra in (("clean", {}), ("leaky", {"exif": exif_with_thumbnail(jpeg_bytes(pixels[::4, ::4]))})):
+            (tmp_path / folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(covered).save(tmp_path / folder / rel, quality=95, **extra)
+    return tmp_path / "clean", tmp_path / "leaky"
+
+
+def test_a_method_whose_files_keep_the_thumbnail_cannot_pass(sample_dir: Path, boxed: tuple[Path, Path], tmp_path: Path, cache_dir: Path) -> None:
+    (tmp_path / "p.toml").write_text(POLICY)
+    clean, leaky = boxed
+    config = AuditConfig(
+        originals=sample_dir,
+        out=tmp_path / "out",
+        methods=(MethodSource("clean", "observed", folder=clean), MethodSource("leaky", "observed", folder=leaky)),
+        cache_dir=cache_dir,
+        recognizers=("dlib",),
+        attacks=("none",),
+        policy=tmp_path / "p.toml",
+        identify=False,
+    )
+    result = AuditRun(config).run()
+    verdicts = {v.method: v for v in result.method_verdicts}
+    assert verdicts["clean"].verdict.value == "PASS", verdicts["clean"].reasons
+    assert verdicts["leaky"].verdict.value == "INCONCLUSIVE"
+    assert any("beyond the pixels audited" in reason for reason in verdicts["leaky"].reasons)
+    flagged = [issue for issue in result.issues if issue.kind == "hidden_content"]
+    assert len(flagged) == 5 and {issue.method for issue in flagged} == {"leaky"}
