@@ -119,8 +119,9 @@ def _decode_tiff_with_tifffile(data: bytes, path: Path, conversions: list[str]) 
     return np.ascontiguousarray(array)
 
 
-def load_image(path: Path) -> LoadedImage:
-    """Decode an image file, apply its EXIF orientation and convert it to RGB uint8.
+def load_image(path: Path, *, orient: bool = True) -> LoadedImage:
+    """Decode an image file, apply its EXIF orientation (unless `orient` is False: the stored pixel grid)
+    and convert it to RGB uint8.
 
     Raises:
         InputError: the file is missing, not an image, truncated, or of an unsupported layout;
@@ -139,7 +140,7 @@ def load_image(path: Path) -> LoadedImage:
     try:
         with Image.open(io.BytesIO(data)) as opened:
             opened.load()
-            oriented = ImageOps.exif_transpose(opened)
+            oriented = ImageOps.exif_transpose(opened) if orient else opened
             if oriented is not opened:
                 exif_orientation = opened.getexif().get(0x0112, 1)
                 if exif_orientation not in (None, 1):

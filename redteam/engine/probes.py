@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -197,8 +198,9 @@ class Pass:
         if image is None:
             return None, "unreadable anonymized file"
         ctx.input_hashes[f"{source.name}:{rel}"] = image.sha256
-        if image.pixels.shape == original.shape:
-            return image.pixels, ""
+        pixels = self._best_orientation(work, rel, path, image.pixels, original) if "exif_orientation" in image.conversions else image.pixels
+        if pixels.shape == original.shape:
+            return pixels, ""
         height, width = original.shape[:2]
         size = f"{image.width}x{image.height} vs original {width}x{height}"
         if abs((image.width / image.height) / (width / height) - 1.0) > ctx.config.size_tolerance:
@@ -206,6 +208,21 @@ class Pass:
             return None, "size_mismatch"
         ctx.issue("resized", rel, source.name, f"resized to the original's size ({size})", "audited")
         return np.asarray(Image.fromarray(image.pixels).resize((width, height), Image.Resampling.BICUBIC), dtype=np.uint8), ""
+
+    def _best_orientation(self, work: MethodWork, rel: str, path: Path, oriented: np.ndarray, original: np.ndarray) -> np.ndarray:
+        """An anonymized file with an EXIF orientation tag, as displayed or as stored: whichever has the
+        original's geometry and, when both do (a square), matches the original's pixels more closely. The
+        tag is metadata an attacker can drop, so the audit compares like with like (recorded as an issue)."""
+        stored = load_image(path, orient=False).pixels
+        fits = [p for p in (oriented, stored) if p.shape == original.shape]
+        if not fits:
+            return oriented
+        best = min(fits, key=lambda p: float(np.abs(p.astype(np.int16) - original.astype(np.int16)).mean()))
+        if best is stored:
+            self.ctx.issue(
+                "exif_orientation_ignored", rel, work.method.source.name, "its stored pixels, not the EXIF-rotated ones, match the original", "audited"
+            )
+        return best
 
     def _detected(self, anonymized: np.ndarray, digest: str, faces: list[FaceRecord]) -> list[bool]:
         """Whether MTCNN still finds each face (IoU >= 0.5 with its original box), searched in the face's

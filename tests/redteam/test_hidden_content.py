@@ -86,3 +86,34 @@ def test_a_method_whose_files_keep_the_thumbnail_cannot_pass(sample_dir: Path, b
     assert any("beyond the pixels audited" in reason for reason in verdicts["leaky"].reasons)
     flagged = [issue for issue in result.issues if issue.kind == "hidden_content"]
     assert len(flagged) == 5 and {issue.method for issue in flagged} == {"leaky"}
+
+
+def test_an_orientation_tag_on_an_anonymized_file_does_not_misalign_it(sample_dir: Path, tmp_path: Path, cache_dir: Path) -> None:
+    """A square anonymized file tagged 'rotate 90' whose stored pixels match the original is audited as
+    stored (the tag is metadata an attacker drops), exactly like the same pixels untagged."""
+    detector, blur = FaceDetector(), build_method("gaussian_blur:sigma=2")
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    for path in sorted(sample_dir.rglob("*.jpg")):
+        pixels = load_image(path).pixels
+        side = min(pixels.shape[:2])
+        square = np.ascontiguousarray(pixels[:side, :side])
+        rel = path.relative_to(sample_dir).with_suffix(".png")
+        blurred = blur.apply(square, detector.detect(square), torch.Generator().manual_seed(0))
+        for folder, extra in (("originals", None), ("plain", {}), ("tagged", {"exif": exif.tobytes()})):
+            (tmp_path / folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(square if extra is None else blurred).save(tmp_path / folder / rel, **(extra or {}))
+    config = AuditConfig(
+        originals=tmp_path / "originals",
+        out=tmp_path / "out",
+        methods=(MethodSource("plain", "observed", folder=tmp_path / "plain"), MethodSource("tagged", "observed", folder=tmp_path / "tagged")),
+        cache_dir=cache_dir,
+        recognizers=("dlib",),
+        attacks=("none",),
+        identify=False,
+    )
+    result = AuditRun(config).run()
+    distance = {(row.method, row.face_id): row.distance for row in result.rows if row.attack == "none"}
+    faces = {face for _, face in distance}
+    assert faces and all(distance[("tagged", face)] == pytest.approx(distance[("plain", face)]) for face in faces)
+    assert sum(issue.kind == "exif_orientation_ignored" for issue in result.issues) == len({face.split("#")[0] for face in faces})
