@@ -130,7 +130,7 @@ def read_manifest(manifest: Path, originals_root: Path) -> tuple[ManifestRow, ..
 
 def _manifest_rows(manifest: Path, originals_root: Path) -> tuple[ManifestRow, ...]:
     rows: list[ManifestRow] = []
-    with manifest.open(newline="", encoding="utf-8") as handle:
+    with manifest.open(newline="", encoding="utf-8-sig") as handle:  # a BOM (Excel's UTF-8 CSV) is not part of the header
         reader = csv.DictReader(handle)
         header = [name.strip() for name in (reader.fieldnames or [])]
         missing = [c for c in MANIFEST_COLUMNS if c not in header]

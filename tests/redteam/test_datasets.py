@@ -103,3 +103,10 @@ def test_inputs_that_differ_only_in_suffix_are_refused_before_anything_is_writte
     assert output_targets(["a/1.jpg", "b.webp"], tmp_path) == {"a/1.jpg": tmp_path / "a" / "1.png", "b.webp": tmp_path / "b.png"}
     with pytest.raises(UsageError, match="person.jpg and person.png would both be written"):
         output_targets(["person.jpg", "person.png"], tmp_path)
+
+
+def test_a_manifest_saved_with_a_byte_order_mark_reads(tmp_path):
+    touch(tmp_path / "orig" / "a" / "1.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("\ufefforiginal,anonymized,method\norig/a/1.jpg,anon/1.png,blur\n".encode())
+    assert read_manifest(manifest, tmp_path / "orig")[0].original_rel == "a/1.jpg"
