@@ -71,7 +71,8 @@ def _faces_of(
         ctx.input_hashes[label] = image.sha256
         geometries = ctx.detect(image.pixels, image.sha256)
         if not geometries:
-            ctx.issue("no_face", label, None, "no face detected on the original", "skipped")
+            minimum = ctx.config.detector.min_face_size
+            ctx.issue("no_face", label, None, f"no face detected on the original (faces under {minimum} px are below the detector's minimum)", "skipped")
             continue
         identity: str | None = overrides.get(entry.rel, entry.identity)
         if role != "originals":
