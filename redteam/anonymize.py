@@ -47,14 +47,32 @@ class AnonymizeSummary:
 
 
 def read_declared_spec(folder: Path) -> str | None:
-    """The spec recorded by `redteam anonymize` in an anonymized folder, if any."""
-    record = folder / RECORD_NAME
-    if not record.is_file():
+    """The spec recorded by `redteam anonymize` in an anonymized folder, if any, once the record is shown
+    to describe the folder: every file it lists is there with its recorded SHA-256, and every image of the
+    folder is listed. A record that does not match (forged, or files changed after anonymizing) declares
+    nothing the audit can rely on.
+
+    Raises:
+        InputError: the record is unreadable or does not match the folder's files (named).
+    """
+    record_path = folder / RECORD_NAME
+    if not record_path.is_file():
         return None
+    fix = "re-run `redteam anonymize`, or delete the record to audit the folder as observed (the operator is then identified from the pairs)"
     try:
-        return str(json.loads(record.read_text(encoding="utf-8"))["spec"])
-    except (OSError, ValueError, KeyError) as error:
-        raise InputError(f"{record} is unreadable ({error})", fix="re-run `redteam anonymize`, or delete the record") from error
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        spec = str(record["spec"])
+        listed = {str(entry["output"]): str(entry["output_sha256"]) for entry in record["files"]}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{record_path} is unreadable ({error})", fix=fix) from error
+    present = {entry.rel for entry in discover_images(folder, role="anonymized").entries}
+    for rel in sorted(present - set(listed))[:1]:
+        raise InputError(f"{record_path} does not list {folder / rel}: the record does not describe this folder", fix=fix)
+    for rel, digest in sorted(listed.items()):
+        path = folder / rel
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            raise InputError(f"{path} is missing or differs from the file {record_path} recorded: the record does not describe this folder", fix=fix)
+    return spec
 
 
 def anonymize_folder(

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from redteam.anonymize import RECORD_NAME, anonymize_folder
+from redteam.anonymize import RECORD_NAME, anonymize_folder, read_declared_spec
 from redteam.core.config import AuditConfig, MethodSource
-from redteam.core.errors import UsageError
+from redteam.core.errors import InputError, UsageError
 from redteam.engine import AuditRun
 from reports.table import results_frame
 
@@ -36,6 +36,15 @@ def test_output_mirrors_the_input_and_records_the_method(originals, tmp_path, ha
     assert record["spec"] == "downsample:factor=4 | jpeg:quality=15 | noise:sigma=0.05"
     assert record["seed"] == 3 and record["environment"]["torch"] and record["skipped"] == [{"file": "notes.txt", "reason": "not a supported image type"}]
     assert [stage["method"] for stage in record["stages"]] == ["downsample", "jpeg", "noise"]
+    assert read_declared_spec(tmp_path / "out") == record["spec"]
+    Image.fromarray(np.full((120, 120, 3), 71, np.uint8)).save(tmp_path / "out" / "wall.png")  # changed after anonymizing
+    with pytest.raises(InputError, match="wall.png is missing or differs"):
+        read_declared_spec(tmp_path / "out")
+    Image.fromarray(np.full((120, 120, 3), 70, np.uint8)).save(tmp_path / "out" / "wall.png")
+    assert read_declared_spec(tmp_path / "out") == record["spec"]  # the same pixels, the same PNG bytes
+    Image.fromarray(np.full((9, 9, 3), 1, np.uint8)).save(tmp_path / "out" / "extra.png")
+    with pytest.raises(InputError, match="does not list .*extra.png"):
+        read_declared_spec(tmp_path / "out")
 
 
 def test_same_seed_same_bytes_other_seed_other_noise(sample_dir, tmp_path):
