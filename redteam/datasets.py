@@ -130,6 +130,7 @@ def read_manifest(manifest: Path, originals_root: Path) -> tuple[ManifestRow, ..
 
 def _manifest_rows(manifest: Path, originals_root: Path) -> tuple[ManifestRow, ...]:
     rows: list[ManifestRow] = []
+    seen: dict[tuple[str, str], int] = {}  # (original, method) -> line
     with manifest.open(newline="", encoding="utf-8-sig") as handle:  # a BOM (Excel's UTF-8 CSV) is not part of the header
         reader = csv.DictReader(handle)
         header = [name.strip() for name in (reader.fieldnames or [])]
@@ -152,6 +153,13 @@ def _manifest_rows(manifest: Path, originals_root: Path) -> tuple[ManifestRow, .
                     f"manifest {manifest}, line {line}: original {original} is outside the originals folder {root}",
                     fix="list originals inside the folder given to `redteam audit`",
                 ) from None
+            earlier = seen.get((original_rel, record["method"]))
+            if earlier is not None:
+                raise InputError(
+                    f"manifest {manifest}, line {line}: original {record['original']} already has a '{record['method']}' row (line {earlier})",
+                    fix="one row per original and method: remove the duplicate",
+                )
+            seen[(original_rel, record["method"])] = line
             rows.append(
                 ManifestRow(
                     original_rel=original_rel,

@@ -110,3 +110,11 @@ def test_a_manifest_saved_with_a_byte_order_mark_reads(tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_bytes("\ufefforiginal,anonymized,method\norig/a/1.jpg,anon/1.png,blur\n".encode())
     assert read_manifest(manifest, tmp_path / "orig")[0].original_rel == "a/1.jpg"
+
+
+def test_two_rows_for_one_original_and_method_are_refused(tmp_path):
+    touch(tmp_path / "orig" / "a" / "1.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("original,anonymized,method\norig/a/1.jpg,anon/1.png,blur\norig/a/1.jpg,anon/1b.png,blur\norig/a/1.jpg,px/1.png,mosaic\n")
+    with pytest.raises(InputError, match="line 3: original orig/a/1.jpg already has a 'blur' row \\(line 2\\)"):
+        read_manifest(manifest, tmp_path / "orig")
