@@ -20,7 +20,7 @@ from redteam.core.config import MethodSource
 from redteam.core.errors import ConfigError, InputError, UsageError
 from redteam.core.results import FaceRecord, Identification
 from redteam.core.seeds import image_seed
-from redteam.datasets import find_counterpart
+from redteam.datasets import discover_images, find_counterpart
 from redteam.engine.context import RunContext
 from redteam.engine.identify import MAX_PAIRS, Pair, identify
 from redteam.images import hidden_content, load_image
@@ -91,6 +91,18 @@ def hidden_content_blockers(ctx: RunContext, source: MethodSource, images: Seque
         f"{len(carriers)} anonymized file(s) carry content beyond the pixels audited (EXIF thumbnail, extra frames or pages, "
         f"pixels under transparency: see input issues, e.g. {', '.join(carriers[:3])}); strip it (re-encode the pixels only) and audit again"
     ]
+
+
+def unmatched_files(ctx: RunContext, source: MethodSource) -> None:
+    """Images in an observed folder that mirror no original: listed as `no_original` input issues (not
+    audited), so a file the user expected to be audited is never dropped without a word."""
+    if source.folder is None:
+        return
+    originals = [entry.rel for entry in discover_images(ctx.config.originals, role="originals").entries]
+    matched = {path.resolve() for rel in originals if (path := anonymized_path(source, rel)) is not None}
+    for entry in discover_images(source.folder, role="anonymized").entries:
+        if entry.path.resolve() not in matched:
+            ctx.issue("no_original", f"{source.name}:{entry.rel}", source.name, "no original mirrors this anonymized file", "not audited")
 
 
 def identify_observed(ctx: RunContext, method: Method, faces: Sequence[FaceRecord], paths: dict[str, Path]) -> tuple[Method, Identification]:

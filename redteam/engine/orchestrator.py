@@ -84,6 +84,7 @@ class AuditRun:
             method_stage.fit(ctx, method, inputs.gallery.faces, inputs.paths)
             info = MethodInfo(method.name, method.reference, audited_hashes=frozenset(ctx.input_hashes.values()))
             runnable, missing[method.name] = self._applicable(method.name, info, models, skipped, attack_models)
+            method_stage.unmatched_files(ctx, method.source)
             missing[method.name] += method_stage.hidden_content_blockers(ctx, method.source, sorted({face.image for face in inputs.audited}))
             if inputs.unreadable:
                 missing[method.name].append(

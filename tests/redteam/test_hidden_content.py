@@ -69,6 +69,7 @@ def boxed(sample_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
 def test_a_method_whose_files_keep_the_thumbnail_cannot_pass(sample_dir: Path, boxed: tuple[Path, Path], tmp_path: Path, cache_dir: Path) -> None:
     (tmp_path / "p.toml").write_text(POLICY)
     clean, leaky = boxed
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(clean / "stray.png")  # mirrors no original
     config = AuditConfig(
         originals=sample_dir,
         out=tmp_path / "out",
@@ -86,6 +87,7 @@ def test_a_method_whose_files_keep_the_thumbnail_cannot_pass(sample_dir: Path, b
     assert any("beyond the pixels audited" in reason for reason in verdicts["leaky"].reasons)
     flagged = [issue for issue in result.issues if issue.kind == "hidden_content"]
     assert len(flagged) == 5 and {issue.method for issue in flagged} == {"leaky"}
+    assert [(issue.path, issue.action) for issue in result.issues if issue.kind == "no_original"] == [("clean:stray.png", "not audited")]
 
 
 def test_an_orientation_tag_on_an_anonymized_file_does_not_misalign_it(sample_dir: Path, tmp_path: Path, cache_dir: Path) -> None:
