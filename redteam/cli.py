@@ -103,14 +103,16 @@ def _method_sources(anonymized: list[str], method: list[str], manifest: Path | N
 def _run_and_report(config: AuditConfig) -> object:
     from redteam import terminal
     from redteam.core.paths import default_cache_dir, ensure_writable_dir
-    from redteam.datasets import check_out_dir
+    from redteam.datasets import check_out_dir, check_outside_inputs
     from redteam.engine import AuditRun
     from reports import write_reports
 
     inputs = [config.originals] + [m.folder for m in config.methods if m.folder is not None]
     inputs += [config.gallery] if config.gallery is not None else []
     check_out_dir(config.out, inputs)
-    ensure_writable_dir(config.cache_dir or default_cache_dir(), "cache folder", "give a writable --cache-dir (or set REDTEAM_CACHE)")
+    cache = config.cache_dir or default_cache_dir()
+    check_outside_inputs(cache, inputs, "cache folder")
+    ensure_writable_dir(cache, "cache folder", "give a writable --cache-dir (or set REDTEAM_CACHE)")
     with terminal.progress_bar() as progress:
         result = AuditRun(config, log=terminal.log, progress=progress).run()
     written = write_reports(result, config.out)

@@ -173,19 +173,24 @@ def _manifest_rows(manifest: Path, originals_root: Path) -> tuple[ManifestRow, .
     return tuple(rows)
 
 
+def check_outside_inputs(path: Path, inputs: list[Path], role: str) -> None:
+    """Refuse a folder the run writes into (output, cache) that is, or lies inside, an input folder."""
+    resolved = path.resolve()
+    for folder in inputs:
+        root = folder.resolve()
+        if resolved == root or root in resolved.parents:
+            raise UsageError(f"{role} {path} is inside input folder {folder}", fix=f"choose another {role}, outside the input folders")
+
+
 def check_out_dir(out: Path, inputs: list[Path], *, mirrors_inputs: bool = False) -> None:
     """Refuse an output folder inside (or equal to) an input folder (inputs are never modified), or one
     that is a file, lies under a file or cannot be written; create it. A command that writes a tree
     mirroring its input (`mirrors_inputs`: anonymize, attack run) also refuses an output folder that
     contains an input folder: the two trees must not overlap at all."""
     resolved = out.resolve()
+    check_outside_inputs(out, inputs, "output folder")
     for folder in inputs:
         root = folder.resolve()
-        if resolved == root or root in resolved.parents:
-            raise UsageError(
-                f"output folder {out} is inside input folder {folder}",
-                fix="choose an output folder outside the input folders",
-            )
         if mirrors_inputs and resolved in root.parents:
             raise UsageError(
                 f"output folder {out} contains input folder {folder}: the images written could replace inputs",

@@ -118,3 +118,10 @@ def test_two_rows_for_one_original_and_method_are_refused(tmp_path):
     manifest.write_text("original,anonymized,method\norig/a/1.jpg,anon/1.png,blur\norig/a/1.jpg,anon/1b.png,blur\norig/a/1.jpg,px/1.png,mosaic\n")
     with pytest.raises(InputError, match="line 3: original orig/a/1.jpg already has a 'blur' row \\(line 2\\)"):
         read_manifest(manifest, tmp_path / "orig")
+
+
+def test_a_cache_inside_an_input_is_refused(tmp_path):
+    from redteam.datasets import check_outside_inputs
+
+    with pytest.raises(UsageError, match="cache folder .* is inside input folder"):
+        check_outside_inputs(tmp_path / "orig" / ".cache", [tmp_path / "orig"], "cache folder")
