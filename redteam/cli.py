@@ -26,6 +26,23 @@ app = typer.Typer(
 models_app = typer.Typer(help="List, download or import model weights.", invoke_without_command=True)
 list_app = typer.Typer(help="List registered attacks, methods or recognizers.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"redteam (face-anon-redteam) {version('face-anon-redteam')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
+    """Red-team face anonymization: attack anonymized faces and measure how much identity survives."""
+
+
 app.add_typer(list_app, name="list")
 
 F = TypeVar("F", bound=Callable[..., object])

@@ -49,3 +49,5 @@ def test_the_command_line_starts_without_torch() -> None:
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
     shown = subprocess.run([sys.executable, "-m", "redteam", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert shown.returncode == 0 and "audit" in shown.stdout
+    version = subprocess.run([sys.executable, "-m", "redteam", "--version"], capture_output=True, text=True, cwd=ROOT)
+    assert version.returncode == 0 and version.stdout.startswith("redteam (face-anon-redteam) ")
