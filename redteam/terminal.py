@@ -17,6 +17,7 @@ from rich.table import Table
 
 from redteam.core.results import AuditResult, ProgressFn
 from redteam.core.tiers import TIER_ORDER
+from reports.decision import decision
 from reports.table import format_limit
 
 # Logs of CI jobs are not terminals: give tables room (COLUMNS, else 160) instead of rich's 80-column default.
@@ -83,6 +84,15 @@ def print_result(result: AuditResult) -> None:
         names = (escape(v.method), v.tier, escape(v.attack), escape(v.recognizer), v.metric)
         rates.add_row(*names, rate, chance, format_limit(v.limit), _styled(v.verdict.value))
     stdout.print(rates)
+    summary = decision(result)
+    style = _STYLE.get(summary.outcome, "bold")
+    stdout.print(f"[{style}]{escape(summary.headline)}[/{style}]", soft_wrap=True, highlight=False)
+    if summary.cannot_certify:
+        stdout.print(f"[bold red]{escape(summary.cannot_certify)}[/bold red]", soft_wrap=True, highlight=False)
+    for line in summary.deciding:
+        stdout.print(f"  {escape(line)}", soft_wrap=True, highlight=False)
+    for step in summary.next_steps:
+        stdout.print(f"  next: {escape(step)}", soft_wrap=True, highlight=False)
     for blocker in result.blockers:
         stderr.print(f"[bold red]requested or required but unavailable (no PASS, exit 4):[/bold red] {escape(blocker)}", soft_wrap=True, highlight=False)
     skipped_by_reason: dict[tuple[str, str], list[str]] = {}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from redteam.core.atomic import write_text_atomically
 from redteam.core.results import AuditResult
+from reports.decision import decision
 from reports.table import verdict_frame
 
 
@@ -32,6 +34,7 @@ def summary_dict(result: AuditResult) -> dict[str, Any]:
             "overall": result.overall.value,
             "exit_code": int(result.exit_code),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "decision": asdict(decision(result)),
             "methods": [
                 {
                     "method": m.method,

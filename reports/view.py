@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 from collections import Counter
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from redteam.core.results import AuditResult
+from reports.decision import decision
 from reports.plots import distance_histograms, png_bytes
 from reports.table import format_limit, format_rate, results_frame, verdict_frame
 
@@ -78,6 +80,7 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
                 }
             )
     view: dict[str, Any] = {
+        "decision": asdict(decision(result)),
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "policy": result.policy.to_json(),
         "methods": methods,

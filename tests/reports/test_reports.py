@@ -94,3 +94,31 @@ def test_hostile_names_never_become_live_markup(sample_dir, cache_dir, tmp_path)
     assert "<script" not in rendered and 'href="javascript' not in rendered and "<strong>PASS" not in rendered
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered and "[x](javascript:alert(2))" in rendered
     assert "<script>alert(1)" not in written["html"].read_text()
+
+
+def test_the_summary_leads_with_the_outcome_the_deciding_rows_and_the_next_step(result, tmp_path):
+    from reports.decision import decision
+
+    summary = decision(result)
+    assert summary.outcome == result.overall.value == "FAIL" and summary.exit_code == 1
+    blur = next(line for line in summary.deciding if line.startswith("blur FAIL: "))
+    assert "naive tier" in blur and "vs limit" in blur
+    assert summary.cannot_certify and "even 0 re-identified of 5 faces has a 95% upper bound of 43%" in summary.cannot_certify
+    assert "add 17 distractors" in summary.cannot_certify and any("--gallery" in step for step in summary.next_steps)
+    assert "audit at least 35 faces in all (now 5)" in " ".join(summary.next_steps)  # Wilson: 0/35 has upper bound 9.9%
+    written = write_reports(result, tmp_path)
+    markdown = written["markdown"].read_text()
+    assert markdown.index("## Summary: FAIL (exit 1)") < markdown.index("## Verdicts per method")
+    assert "blur FAIL: naive tier" in markdown and "cannot certify" in markdown
+    html = written["html"].read_text()
+    assert html.index('class="summary FAIL"') < html.index("Verdicts per method")
+    assert json.loads(written["json"].read_text())["decision"]["outcome"] == "FAIL"
+
+
+def test_the_zero_success_bound_matches_the_interval_functions():
+    from metrics.statistics import rate_interval
+    from reports.decision import zero_success_upper_bound
+
+    for trials in (1, 5, 30, 300):
+        for interval in ("wilson", "clopper-pearson"):
+            assert zero_success_upper_bound(trials, 0.95, interval) == pytest.approx(rate_interval(0, trials, 0.95, interval).high, abs=1e-9)

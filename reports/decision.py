@@ -1,0 +1,119 @@
+"""The decision summary at the top of every report and of the terminal output: the outcome, the rows that
+decide it, and the exact next step (more faces, gallery distractors, weights, policy limits).
+
+A reviewer signing off a redaction policy reads this first; every number in it comes from the verdicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import NormalDist
+
+from redteam.core.results import AuditResult, MetricVerdict, Verdict
+
+#: Longest method reason quoted in the summary (the full text is in the method's section).
+_REASON_CHARS = 220
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the audit decided and what would change it.
+
+    Attributes:
+        outcome: PASS, FAIL or INCONCLUSIVE (the worst method verdict; INCONCLUSIVE when blocked).
+        exit_code: the exit code of `redteam audit` for this result.
+        headline: one sentence: the outcome and its count per verdict.
+        deciding: the rows that decide it: per failing method its highest-risk failing rate, per
+            inconclusive method its first reason.
+        next_steps: what to add or change to reach a decision (deduplicated, most blocking first).
+        cannot_certify: why this audit could never give PASS as configured (None when it could).
+    """
+
+    outcome: str
+    exit_code: int
+    headline: str
+    deciding: tuple[str, ...]
+    next_steps: tuple[str, ...]
+    cannot_certify: str | None
+
+
+def zero_success_upper_bound(trials: int, confidence: float, interval: str) -> float:
+    """The smallest upper bound any rate can have on `trials` samples: that of 0 successes. Closed forms:
+    Wilson z^2 / (n + z^2) (Wilson 1927), Clopper-Pearson 1 - (alpha/2)^(1/n) (Clopper and Pearson 1934).
+    When it is not below a limit, no number of clean results on this many faces can PASS."""
+    if trials <= 0:
+        return 1.0
+    if interval == "clopper-pearson":
+        return 1.0 - ((1.0 - confidence) / 2.0) ** (1.0 / trials)
+    z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
+    return z * z / (trials + z * z)
+
+
+def _rate(v: MetricVerdict) -> str:
+    e = v.estimate
+    return f"{v.metric} {e.successes}/{e.trials} = {e.rate:.0%} [{e.low:.0%}, {e.high:.0%}] vs limit {v.limit:.0%}"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
+
+
+def decision(result: AuditResult) -> Decision:
+    verdicts = {v.method: v for v in result.method_verdicts}
+    counts = {kind: sum(v.verdict is kind for v in verdicts.values()) for kind in Verdict}
+    outcome = result.overall.value
+    parts = [f"{counts[kind]} {kind.value}" for kind in (Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.PASS) if counts[kind]]
+    headline = f"{outcome}: {len(verdicts)} method(s) audited ({', '.join(parts) or 'none judged'}) on {len(result.faces)} faces"
+    if result.blockers:
+        headline += "; something requested or required was unavailable, so nothing can PASS"
+
+    deciding: list[str] = []
+    for name, verdict in verdicts.items():
+        if verdict.verdict is Verdict.FAIL:
+            failing = [v for v in result.metric_verdicts if v.method == name and v.verdict is Verdict.FAIL]
+            worst = max(failing, key=lambda v: v.estimate.low, default=None)
+            if worst is not None:
+                deciding.append(f"{name} FAIL: {worst.tier} tier, attack {worst.attack}, {worst.recognizer}: {_rate(worst)}")
+            else:
+                deciding.append(f"{name} FAIL: {_short(verdict.reasons[0]) if verdict.reasons else 'see its section'}")
+        elif verdict.verdict is Verdict.INCONCLUSIVE:
+            deciding.append(f"{name} INCONCLUSIVE: {_short(verdict.reasons[0]) if verdict.reasons else 'see its section'}")
+
+    steps: list[str] = list(result.blockers)
+    judged = [v for v in result.metric_verdicts if v.verdict is Verdict.INCONCLUSIVE]
+    short_of = max((result.policy.min_samples - v.estimate.trials for v in judged if 0 < v.estimate.trials < result.policy.min_samples), default=0)
+    if short_of > 0:
+        steps.append(f"audit at least {short_of} more faces: the policy's min_samples is {result.policy.min_samples}")
+    distractors = max((v.distractors_needed or 0 for v in result.metric_verdicts), default=0)
+    if distractors > 0:
+        steps.append(f"add at least {distractors} faces of other people with --gallery: with this gallery a random guess reaches a limit")
+    unlimited = sorted({v.tier for v in result.metric_verdicts if v.limit != v.limit})
+    if unlimited:
+        steps.append(f"add limits for tier(s) {', '.join(unlimited)} to the policy ([limits.TIER] or [limits.default])")
+    for verdict in verdicts.values():
+        for reason in verdict.reasons:
+            if ("strip it" in reason or "policy requires" in reason or "required tier" in reason) and reason not in steps:
+                steps.append(f"{verdict.method}: {_short(reason)}")
+    if any(i.kind in ("missing_counterpart", "unreadable", "size_mismatch") for i in result.issues):
+        steps.append("provide a readable anonymized file of the original's aspect ratio for every original (see Input issues)")
+
+    blockers_of_pass = []
+    if len(result.faces) < result.policy.min_samples:
+        blockers_of_pass.append(f"{len(result.faces)} audited faces is fewer than the policy's min_samples ({result.policy.min_samples})")
+    limits = [v.limit for v in result.metric_verdicts if v.limit == v.limit]
+    floor = zero_success_upper_bound(len(result.faces), result.policy.confidence, result.policy.interval)
+    if limits and floor >= min(limits):
+        lowest, policy = min(limits), result.policy
+        needed = next((n for n in range(len(result.faces) + 1, 10**6) if zero_success_upper_bound(n, policy.confidence, policy.interval) < lowest), None)
+        if needed is not None:
+            steps.append(f"audit at least {needed} faces in all (now {len(result.faces)}): fewer cannot bring an upper bound below {lowest:.0%}")
+        blockers_of_pass.append(
+            f"even 0 re-identified of {len(result.faces)} faces has a {result.policy.confidence:.0%} upper bound of {floor:.0%}, "
+            f"not below the lowest limit {min(limits):.0%}"
+        )
+    if distractors > 0:
+        blockers_of_pass.append(f"the gallery is too small for the policy's limits (add {distractors} distractors)")
+    if result.blockers:
+        blockers_of_pass.append("required models or attacks are unavailable")
+    cannot = "This audit cannot certify a method as configured: " + "; ".join(blockers_of_pass) + "." if blockers_of_pass else None
+    return Decision(outcome, int(result.exit_code), headline, tuple(deciding), tuple(dict.fromkeys(steps)), cannot)
