@@ -131,7 +131,7 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
                     "face_id": example.face_id,
                     "original": encode(example.original) if result.config.include_originals_in_report else None,
                     "anonymized": encode(example.anonymized),
-                    "reconstructions": [(name, encode(pixels)) for name, pixels in example.reconstructions],
+                    "reconstructions": [(name, encode(pixels)) for name, pixels in example.reconstructions if name != "none"],  # none: the anonymized copy
                     "similarity": [f"{attack}/{recognizer}: cos {value:.2f}" for attack, recognizer, value in example.similarity],
                 }
             )
