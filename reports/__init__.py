@@ -8,14 +8,18 @@ from pathlib import Path
 from redteam.core.results import AuditResult
 from reports.html import write_html
 from reports.json_summary import write_summary
+from reports.junit import write_junit
 from reports.markdown import write_markdown
 from reports.parquet import write_parquet
+from reports.sarif import write_sarif
 
 WRITERS: dict[str, Callable[[AuditResult, Path], Path]] = {
     "parquet": write_parquet,
     "json": write_summary,
     "markdown": write_markdown,
     "html": write_html,
+    "junit": write_junit,
+    "sarif": write_sarif,
 }
 
 

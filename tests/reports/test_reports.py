@@ -31,7 +31,7 @@ def result(sample_dir, cache_dir, tmp_path_factory):
 
 def test_all_formats_agree_with_the_results_table(result, tmp_path):
     written = write_reports(result, tmp_path)
-    assert set(written) == {"parquet", "json", "markdown", "html"}
+    assert set(written) == {"parquet", "json", "markdown", "html", "junit", "sarif"}
     table = pd.read_parquet(written["parquet"])
     pd.testing.assert_frame_equal(table, results_frame(result), check_dtype=False)
     summary = json.loads(written["json"].read_text())
@@ -122,3 +122,25 @@ def test_the_zero_success_bound_matches_the_interval_functions():
     for trials in (1, 5, 30, 300):
         for interval in ("wilson", "clopper-pearson"):
             assert zero_success_upper_bound(trials, 0.95, interval) == pytest.approx(rate_interval(0, trials, 0.95, interval).high, abs=1e-9)
+
+
+def test_junit_and_sarif_carry_one_case_per_method_and_tier_and_one_result_per_non_pass(result, tmp_path):
+    import xml.etree.ElementTree as ElementTree
+
+    written = write_reports(result, tmp_path)
+    suite = ElementTree.parse(written["junit"]).getroot().find("testsuite")
+    cases = {(case.get("classname"), case.get("name")): case for case in suite.findall("testcase")}
+    assert {name for _, name in cases} >= {"naive", "reconstruction", "parrot", "adaptive"}
+    assert int(suite.get("tests")) == len(cases) and int(suite.get("failures")) >= 1
+    failure = cases[("redteam.blur", "naive")].find("failure")
+    assert failure is not None and "lower bound" in failure.text
+    assert cases[("redteam.blur", "adaptive")].find("skipped") is not None or cases[("redteam.blur", "adaptive")].find("error") is not None
+    document = json.loads(written["sarif"].read_text())
+    assert document["version"] == "2.1.0" and document["$schema"].endswith("sarif-2.1.0.json")
+    run = document["runs"][0]
+    assert {rule["id"] for rule in run["tool"]["driver"]["rules"]} == {"RT001", "RT002"}
+    by_method = {r["properties"]["method"]: r for r in run["results"]}
+    verdicts = {v.method: v.verdict.value for v in result.method_verdicts}
+    assert set(by_method) == {m for m, v in verdicts.items() if v != "PASS"}
+    assert by_method["blur"]["ruleId"] == "RT001" and by_method["blur"]["level"] == "error"
+    assert by_method["blur"]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "report.html"

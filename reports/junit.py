@@ -1,0 +1,57 @@
+"""report.junit.xml: one JUnit test case per method x tier, for CI systems that read JUnit (GitLab, Jenkins,
+GitHub test reporters). A FAIL is a <failure>, an INCONCLUSIVE an <error> (the run could not decide), a
+tier that did not run is <skipped>; the message carries the verdict's reason."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+from redteam.core.atomic import write_text_atomically
+from redteam.core.results import AuditResult, Verdict
+from redteam.core.tiers import TIER_ORDER
+
+
+def junit_xml(result: AuditResult) -> str:
+    cases = []
+    for method in result.method_verdicts:
+        tiers = dict(method.tiers)
+        for tier in TIER_ORDER:
+            case = ElementTree.Element("testcase", {"classname": f"redteam.{method.method}", "name": tier.value})
+            verdict = tiers.get(tier.value)
+            rates = [v for v in result.metric_verdicts if v.method == method.method and v.tier == tier.value and v.verdict is not Verdict.PASS]
+            detail = "\n".join(f"{v.attack}/{v.recognizer}/{v.metric}: {v.verdict.value}: {v.reason}" for v in rates)
+            if verdict is None:
+                ElementTree.SubElement(case, "skipped", {"message": f"tier '{tier.value}' did not run"})
+            elif verdict is Verdict.FAIL:
+                ElementTree.SubElement(case, "failure", {"message": f"{method.method} {tier.value}: FAIL", "type": "FAIL"}).text = detail
+            elif verdict is Verdict.INCONCLUSIVE:
+                reasons = detail or "\n".join(method.reasons)
+                ElementTree.SubElement(case, "error", {"message": f"{method.method} {tier.value}: INCONCLUSIVE", "type": "INCONCLUSIVE"}).text = reasons
+            cases.append(case)
+        if method.verdict is not Verdict.PASS and method.reasons:  # method-level reasons (evidence gate) as their own case
+            gate = ElementTree.Element("testcase", {"classname": f"redteam.{method.method}", "name": "evidence"})
+            kind = "failure" if method.verdict is Verdict.FAIL else "error"
+            ElementTree.SubElement(gate, kind, {"message": f"{method.method}: {method.verdict.value}", "type": method.verdict.value}).text = "\n".join(
+                method.reasons
+            )
+            cases.append(gate)
+    suite = ElementTree.Element(
+        "testsuite",
+        {
+            "name": f"redteam audit (policy {result.policy.name})",
+            "tests": str(len(cases)),
+            "failures": str(sum(c.find("failure") is not None for c in cases)),
+            "errors": str(sum(c.find("error") is not None for c in cases)),
+            "skipped": str(sum(c.find("skipped") is not None for c in cases)),
+        },
+    )
+    suite.extend(cases)
+    suites = ElementTree.Element("testsuites", {"name": "redteam"})
+    suites.append(suite)
+    ElementTree.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ElementTree.tostring(suites, encoding="unicode") + "\n"
+
+
+def write_junit(result: AuditResult, out: Path) -> Path:
+    return write_text_atomically(out / "report.junit.xml", junit_xml(result))

@@ -1,0 +1,70 @@
+"""report.sarif: SARIF 2.1.0 (OASIS), one result per method that does not PASS, pointing at report.html,
+for code-scanning dashboards (GitHub code scanning, Azure DevOps)."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from redteam.core.atomic import write_text_atomically
+from redteam.core.results import AuditResult, Verdict
+
+SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+RULES = {
+    Verdict.FAIL: ("RT001", "identity-survives", "error", "Faces are re-identified above the policy's limits"),
+    Verdict.INCONCLUSIVE: ("RT002", "audit-inconclusive", "warning", "The audit could not decide: evidence missing or too few samples"),
+}
+
+
+def _version() -> str:
+    try:
+        return version("face-anon-redteam")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def sarif(result: AuditResult) -> dict[str, Any]:
+    results = []
+    for method in result.method_verdicts:
+        if method.verdict is Verdict.PASS:
+            continue
+        rule_id = RULES[method.verdict][0]
+        failing = [v for v in result.metric_verdicts if v.method == method.method and v.verdict is method.verdict]
+        text = f"{method.method}: {method.verdict.value}. " + " ".join(method.reasons[:3])
+        results.append(
+            {
+                "ruleId": rule_id,
+                "level": RULES[method.verdict][2],
+                "message": {"text": text.strip()},
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": "report.html"}}}],
+                "properties": {
+                    "method": method.method,
+                    "tiers": {tier: verdict.value for tier, verdict in method.tiers},
+                    "rates": [
+                        {"tier": v.tier, "attack": v.attack, "recognizer": v.recognizer, "metric": v.metric, "k": v.estimate.successes, "n": v.estimate.trials}
+                        for v in failing
+                    ],
+                },
+            }
+        )
+    rules = [
+        {"id": rule_id, "name": name, "shortDescription": {"text": text}, "defaultConfiguration": {"level": level}}
+        for rule_id, name, level, text in RULES.values()
+    ]
+    return {
+        "$schema": SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {"driver": {"name": "redteam", "version": _version(), "rules": rules}},
+                "results": results,
+                "properties": {"policy": result.policy.name, "faces": len(result.faces), "overall": result.overall.value},
+            }
+        ],
+    }
+
+
+def write_sarif(result: AuditResult, out: Path) -> Path:
+    return write_text_atomically(out / "report.sarif", json.dumps(sarif(result), indent=2) + "\n")
