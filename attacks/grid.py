@@ -287,5 +287,6 @@ def resample_grid(window: np.ndarray, grid_x: AxisGrid, grid_y: AxisGrid, box: t
     v = (np.arange(top, bottom) + 0.5 - rows[0][0]) / grid_y.pitch - 0.5
     wx, wy = _weights(u, len(columns), kernel), _weights(v, len(rows), kernel)
     out = window.copy()
-    out[top:bottom, left:right] = np.clip(np.einsum("yr,rcz,xc->yxz", wy, cells, wx), 0.0, 1.0)
+    rows_done = np.einsum("yr,rcz->ycz", wy, cells)  # two separable passes: O(H*R*C + H*W*C), not O(H*W*R*C)
+    out[top:bottom, left:right] = np.clip(np.einsum("ycz,xc->yxz", rows_done, wx), 0.0, 1.0)
     return out

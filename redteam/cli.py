@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -117,11 +118,15 @@ def _method_sources(anonymized: list[str], method: list[str], manifest: Path | N
     return sources, identities
 
 
-def _run_and_report(config: AuditConfig) -> object:
+def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: str | None = None) -> object:
+    from dataclasses import replace
+
     from redteam import terminal
     from redteam.core.paths import default_cache_dir, ensure_writable_dir
     from redteam.datasets import check_out_dir, check_outside_inputs
     from redteam.engine import AuditRun
+    from redteam.regression import compare, gate
+    from redteam.store import RunStore, default_store_path, run_record
     from reports import write_reports
 
     inputs = [config.originals] + [m.folder for m in config.methods if m.folder is not None]
@@ -130,9 +135,19 @@ def _run_and_report(config: AuditConfig) -> object:
     cache = config.cache_dir or default_cache_dir()
     check_outside_inputs(cache, inputs, "cache folder")
     ensure_writable_dir(cache, "cache folder", "give a writable --cache-dir (or set REDTEAM_CACHE)")
+    runs = RunStore(store or (config.cache_dir / "runs.sqlite" if config.cache_dir and not os.environ.get("REDTEAM_STORE") else default_store_path()))
+    before = runs.get(baseline) if baseline else None  # an unknown baseline fails before the audit runs
     with terminal.progress_bar() as progress:
         result = AuditRun(config, log=terminal.log, progress=progress).run()
+    record = run_record(result)
+    if before is not None:
+        reasons = gate(before, record, result.policy.confidence)
+        changes = [change.to_json() for change in compare(before, record, result.policy.confidence)]
+        result = replace(result, regression={"baseline": before.run_id, "run": record.run_id, "gate": reasons, "changes": changes})
+        record = replace(record, exit_code=int(result.exit_code))
     written = write_reports(result, config.out)
+    runs.record(record, written.get("parquet"))
+    terminal.log(f"recorded run {record.run_id} in {runs.path}")
     terminal.print_result(result)
     terminal.log(f"timings (s): {result.timings}")
     for name, path in written.items():
@@ -178,6 +193,12 @@ def audit(
     workers: Annotated[int, typer.Option(help="Processes to split the images over (torch threads are divided among them).")] = 1,
     executor: Annotated[str, typer.Option(help="local (this machine) or ray (a Ray cluster; pip install 'face-anon-redteam[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Address of an existing Ray cluster (default: start a local one).")] = None,
+    store: Annotated[
+        Path | None, typer.Option(help="Run store (SQLite) the audit is recorded in (default: $REDTEAM_STORE or runs.sqlite in the cache).")
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="RUN id or 'latest': exit 1 if a method that passed there no longer passes, or a rate rose significantly.")
+    ] = None,
 ) -> None:
     """Audit anonymization methods against the originals and give a verdict per method and tier."""
     if not 0.0 < min_face_score <= 1.0:
@@ -211,7 +232,7 @@ def audit(
         executor=executor,
         ray_address=ray_address,
     )
-    result = _run_and_report(config)
+    result = _run_and_report(config, store, baseline)
     raise typer.Exit(int(result.exit_code))  # type: ignore[attr-defined]
 
 
@@ -574,6 +595,84 @@ def list_recognizers() -> None:
         availability = recognizer.availability()
         status = "available" if availability.available else f"unavailable: {availability.reason}"
         terminal.stdout.print(escape(f"{name:10} {recognizer.summary}  [{status}]"), highlight=False)
+
+
+def _store(store: Path | None) -> Any:
+    from redteam.store import RunStore, default_store_path
+
+    return RunStore(store or default_store_path())
+
+
+@app.command()
+@guarded
+def history(
+    method: Annotated[str | None, typer.Option(help="Only this method.")] = None,
+    store: Annotated[Path | None, typer.Option(help="Run store (default: $REDTEAM_STORE or runs.sqlite in the cache).")] = None,
+) -> None:
+    """Recorded audits: date, verdict per method, worst rate with its interval, and what changed since the run before."""
+    from rich.table import Table
+
+    from redteam import terminal
+    from redteam.regression import catalog_changes
+
+    runs = _store(store).runs()
+    if not runs:
+        raise UsageError(f"no runs recorded in {_store(store).path}", fix="run `redteam audit` (every audit is recorded), or give --store")
+    table = Table(title=f"Audit history ({len(runs)} runs)")
+    for column in ("run", "finished", "method", "verdict", "worst rate [CI]", "changed since the run before"):
+        table.add_column(column)
+    previous_by_inputs: dict[str, Any] = {}
+    for run in runs:
+        before = previous_by_inputs.get(run.inputs_hash)
+        changed = "; ".join(catalog_changes(before, run)[:4]) if before else "first run over these inputs"
+        for name, verdict in run.method_verdicts.items():
+            if method and name != method:
+                continue
+            rows = [r for r in run.verdict_rows if r["method"] == name and r["n"]]
+            worst = max(rows, key=lambda r: r["k"] / r["n"], default=None)
+            rate = "n/a"
+            if worst:
+                where = f"{worst['tier']}/{worst['attack']}/{worst['metric']}"
+                rate = f"{worst['k']}/{worst['n']} {worst['k'] / worst['n']:.0%} [{worst['low']:.0%}, {worst['high']:.0%}] {where}"
+            table.add_row(escape(run.run_id), run.finished_at, escape(name), verdict, escape(rate), escape(changed))
+        previous_by_inputs[run.inputs_hash] = run
+    terminal.stdout.print(table)
+
+
+@app.command("compare")
+@guarded
+def compare_runs(
+    run_a: Annotated[str | None, typer.Argument(help="The older run (default: the run before RUN_B over the same inputs).")] = None,
+    run_b: Annotated[str | None, typer.Argument(help="The newer run (default: the latest).")] = None,
+    store: Annotated[Path | None, typer.Option(help="Run store (default: $REDTEAM_STORE or runs.sqlite in the cache).")] = None,
+) -> None:
+    """Per method x tier x metric: the change in the worst rate, its Newcombe interval, a label and the likely cause."""
+    from rich.table import Table
+
+    from redteam import terminal
+    from redteam.regression import compare, not_comparable
+
+    runs = _store(store)
+    new = runs.get(run_b or "latest")
+    if run_a is None:
+        earlier = [r for r in runs.runs() if r.inputs_hash == new.inputs_hash and r.finished_at <= new.finished_at and r.run_id != new.run_id]
+        if not earlier:
+            raise UsageError(f"no earlier run over the same inputs as {new.run_id}", fix="give both runs: redteam compare RUN_A RUN_B")
+        old = earlier[-1]
+    else:
+        old = runs.get(run_a)
+    blocked = not_comparable(old, new)
+    table = Table(title=f"{old.run_id} -> {new.run_id}" + (f" (not comparable: {'; '.join(blocked)})" if blocked else ""))
+    for column in ("method", "tier", "metric", "before", "after", "change [95% CI]", "label", "likely cause"):
+        table.add_column(column)
+
+    def rate(row: dict[str, Any] | None) -> str:
+        return "-" if row is None else f"{row['k']}/{row['n']} {row['k'] / row['n']:.0%}"
+
+    for change in compare(old, new):
+        interval = "-" if change.difference is None else f"{change.difference:+.1%} [{change.low:+.1%}, {change.high:+.1%}]"
+        table.add_row(escape(change.method), change.tier, change.metric, rate(change.old), rate(change.new), interval, change.label, escape(change.cause))
+    terminal.stdout.print(table)
 
 
 def main() -> None:

@@ -298,6 +298,7 @@ class AuditResult:
     environment: dict[str, str]
     quality_columns: tuple[str, ...] = ("ssim", "psnr", "lpips")  # the image-quality columns of the results table
     method_stages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # method -> every stage with every parameter
+    regression: dict[str, Any] | None = None  # `audit --baseline`: the baseline run, the gate's reasons, the comparison rows
 
     @property
     def model_unavailable(self) -> bool:
@@ -314,7 +315,9 @@ class AuditResult:
     @property
     def exit_code(self) -> ExitCode:
         """The audit command's exit code (README, "Exit codes"): 4 when something required was unavailable,
-        0 when every method PASSed, else 1."""
+        1 when the run regressed against its baseline (`--baseline`), 0 when every method PASSed, else 1."""
         if self.blockers:
             return ExitCode.MODEL_UNAVAILABLE
+        if self.regression and self.regression.get("gate"):
+            return ExitCode.NOT_ALL_PASS  # regressed against the baseline
         return ExitCode.ALL_PASS if self.method_verdicts and all(v.verdict is Verdict.PASS for v in self.method_verdicts) else ExitCode.NOT_ALL_PASS
