@@ -79,6 +79,10 @@ def decision(result: AuditResult) -> Decision:
         elif verdict.verdict is Verdict.INCONCLUSIVE:
             deciding.append(f"{name} INCONCLUSIVE: {_short(verdict.reasons[0]) if verdict.reasons else 'see its section'}")
 
+    gate = (result.regression or {}).get("gate") or []
+    if gate:
+        headline += f"; regressed against baseline run {result.regression['baseline']}"  # type: ignore[index]
+        deciding.extend(f"regression: {reason}" for reason in gate)
     steps: list[str] = list(result.blockers)
     judged = [v for v in result.metric_verdicts if v.verdict is Verdict.INCONCLUSIVE]
     short_of = max((result.policy.min_samples - v.estimate.trials for v in judged if 0 < v.estimate.trials < result.policy.min_samples), default=0)

@@ -35,6 +35,7 @@ def summary_dict(result: AuditResult) -> dict[str, Any]:
             "exit_code": int(result.exit_code),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "decision": asdict(decision(result)),
+            "regression": result.regression,
             "methods": [
                 {
                     "method": m.method,

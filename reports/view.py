@@ -81,6 +81,7 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
             )
     view: dict[str, Any] = {
         "decision": asdict(decision(result)),
+        "regression": result.regression,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "policy": result.policy.to_json(),
         "methods": methods,
