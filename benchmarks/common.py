@@ -3,6 +3,9 @@ are fractions of the face), kept outside the repository."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from PIL import Image
@@ -38,3 +41,35 @@ def normalise(source: Path, target: Path, face_width: float = 160.0, *, limit: i
     done.parent.mkdir(parents=True, exist_ok=True)
     done.write_text("ok\n")
     return target
+
+
+MEASURE = (
+    "import resource, subprocess, sys, time; t = time.perf_counter(); r = subprocess.run(sys.argv[1:]); "
+    "print('BENCH', time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)"
+)
+
+
+def measured(command: list[str], log: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one run of `command` in a fresh process."""
+    with log.open("a") as handle:
+        done = subprocess.run([sys.executable, "-c", MEASURE, *command], stdout=subprocess.PIPE, stderr=handle, text=True, check=False)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("BENCH"))
+    _, seconds, peak_kb, code = line.split()
+    if int(code) not in (0, 1):
+        raise RuntimeError(f"{command[:4]} exited {code}; see {log}")
+    return float(seconds), float(peak_kb) / 1024.0
+
+
+def subset(source: Path, target: Path, count: int, pattern: str) -> Path:
+    if target.is_dir() and len(list(target.rglob(pattern))) >= count:
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    for path in sorted(source.rglob(pattern))[:count]:
+        out = target / path.relative_to(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out)
+    return target
+
+
+def redteam(*args: object) -> list[str]:
+    return [sys.executable, "-m", "redteam", *map(str, args)]
