@@ -105,24 +105,25 @@ def valid_blur_fft(kernel: torch.Tensor, shape: tuple[int, int]):
     inside the window), computed with FFTs (exact: the circular wrap only touches the cropped border).
 
     Args:
-        kernel: 1 x 1 x k x k (odd k), centred.
+        kernel: 1 x 1 x kh x kw (odd sizes, centred; not square when the method's region is narrower than
+            its kernel and `physics()` truncates it).
         shape: (h, w) of the blurred window (the measurement).
     """
     from deepinv.physics import LinearPhysics
 
-    size = kernel.shape[-1]
-    radius = size // 2
-    height, width = shape[0] + 2 * radius, shape[1] + 2 * radius
+    size_y, size_x = kernel.shape[-2:]
+    radius_y, radius_x = size_y // 2, size_x // 2
+    height, width = shape[0] + 2 * radius_y, shape[1] + 2 * radius_x
     padded = torch.zeros((height, width), dtype=torch.float32)
-    padded[:size, :size] = kernel[0, 0].float()
-    spectrum = torch.fft.rfft2(torch.roll(padded, shifts=(-radius, -radius), dims=(0, 1)))
+    padded[:size_y, :size_x] = kernel[0, 0].float()
+    spectrum = torch.fft.rfft2(torch.roll(padded, shifts=(-radius_y, -radius_x), dims=(0, 1)))
 
     def forward(x: torch.Tensor, **_: object) -> torch.Tensor:
         blurred = torch.fft.irfft2(torch.fft.rfft2(x) * spectrum, s=(height, width))
-        return blurred[..., radius : height - radius, radius : width - radius]
+        return blurred[..., radius_y : height - radius_y, radius_x : width - radius_x]
 
     def adjoint(y: torch.Tensor, **_: object) -> torch.Tensor:
-        full = torch.nn.functional.pad(y, (radius, radius, radius, radius))
+        full = torch.nn.functional.pad(y, (radius_x, radius_x, radius_y, radius_y))
         return torch.fft.irfft2(torch.fft.rfft2(full) * spectrum.conj(), s=(height, width))
 
     return LinearPhysics(A=forward, A_adjoint=adjoint)
@@ -138,15 +139,16 @@ def _exact_problem(images: torch.Tensor, method: MethodInfo) -> tuple[Any, torch
         (operator, y, x0, crop box, measured box), boxes as (x0, y0, x1, y1) in window coordinates.
     """
     kernel = torch.from_numpy(known_kernel(method)).float()[None, None]  # type: ignore[arg-type]
-    radius = kernel.shape[-1] // 2
+    radius_y, radius_x = kernel.shape[-2] // 2, kernel.shape[-1] // 2
     height, width = images.shape[-2:]
     stage = method.stage_of("blur")
     region = method.region_of(stage) if stage is not None else None
     rx0, ry0, rx1, ry1 = region if region is not None else (0, 0, width, height)
-    crop = (max(0, rx0 - radius), max(0, ry0 - radius), min(width, rx1 + radius), min(height, ry1 + radius))
-    measured = (crop[0] + radius, crop[1] + radius, crop[2] - radius, crop[3] - radius)
+    crop = (max(0, rx0 - radius_x), max(0, ry0 - radius_y), min(width, rx1 + radius_x), min(height, ry1 + radius_y))
+    measured = (crop[0] + radius_x, crop[1] + radius_y, crop[2] - radius_x, crop[3] - radius_y)
     if measured[2] <= measured[0] or measured[3] <= measured[1]:
-        raise AttackNotApplicable(f"the blurred region is too close to the image's edge for its {2 * radius + 1} px kernel")
+        size = f"{kernel.shape[-1]} x {kernel.shape[-2]}"
+        raise AttackNotApplicable(f"the blurred region is too close to the image's edge for its {size} px kernel")
     physics = valid_blur_fft(kernel, (measured[3] - measured[1], measured[2] - measured[0]))
     y = images[..., measured[1] : measured[3], measured[0] : measured[2]].float()
     x0 = images[..., crop[1] : crop[3], crop[0] : crop[2]].float()

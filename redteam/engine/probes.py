@@ -44,6 +44,10 @@ PROBE_VERSION = "probe/1"
 SCALE_CAP = 2.0
 
 
+#: Prefix of the refusal reason of a face whose attack raised an unexpected error (never cached).
+FAILED = "the attack failed: "
+
+
 @dataclass
 class Probe:
     """One attacked face of one method x attack: what scoring and the reports need, nothing more."""
@@ -287,7 +291,8 @@ class Pass:
         else:
             work.computed += 1
             records, refused, seconds, crops = self._compute(work, attack, label, faces, audited, anonymized, original_crops)
-            self._store(key, records, refused, seconds, crops)
+            if not any(reason.startswith(FAILED) for reason in refused.values()):  # a failure is retried next run
+                self._store(key, records, refused, seconds, crops)
         work.attack_seconds[attack.name] = work.attack_seconds.get(attack.name, 0.0) + seconds
         for face in audited:
             if face.face_id in refused:
@@ -365,6 +370,10 @@ class Pass:
                     restored = attack.reconstruct(window, method=context, generator=generator)
             except AttackNotApplicable as reason:
                 refused[face.face_id] = str(reason)
+                continue
+            except Exception as error:  # noqa: BLE001 - a failing attack costs that face's evidence, not the audit
+                refused[face.face_id] = f"{FAILED}{type(error).__name__}: {error}"
+                self.ctx.log(f"attack {attack.name} failed on {face.face_id}: {type(error).__name__}: {error} (that face has no result: no PASS)")
                 continue
             if restored.shape != window.shape:
                 raise RuntimeError(f"attack {attack.name} returned shape {tuple(restored.shape)} for {tuple(window.shape)}")

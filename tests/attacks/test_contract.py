@@ -280,3 +280,22 @@ def test_diffusion_provenance_names_the_exact_weights(tiny_ddpm, tmp_path):
     assert build_attack(f"diffpir:model={copy}").provenance(MethodInfo("m", None))["weights_sha256"] != first["weights_sha256"]
     hub = build_attack("sd_upscale").provenance(MethodInfo("m", None))
     assert hub == {"model": "stabilityai/stable-diffusion-x4-upscaler", "revision": "unknown (not in the local hub cache)"}
+
+
+@pytest.mark.parametrize("kernel_shape", [(7, 7), (9, 5), (5, 11)])
+def test_valid_blur_fft_is_the_valid_convolution_and_its_adjoint(kernel_shape: tuple[int, int]) -> None:
+    """Square or not (a method's region narrower than its kernel truncates it), the FFT operator is the
+    'valid' convolution, and A_adjoint is its adjoint."""
+    from scipy.signal import convolve2d
+
+    from attacks.deconvolution import valid_blur_fft
+
+    rng = np.random.default_rng(1)
+    kernel = rng.random(kernel_shape)
+    measured = (13, 17)
+    physics = valid_blur_fft(torch.from_numpy(kernel)[None, None], measured)
+    x = torch.from_numpy(rng.random((1, 1, measured[0] + kernel_shape[0] - 1, measured[1] + kernel_shape[1] - 1))).float()
+    expected = convolve2d(x[0, 0].double().numpy(), kernel, mode="valid")
+    assert np.allclose(physics.A(x)[0, 0].numpy(), expected, atol=1e-4)
+    y = torch.from_numpy(rng.random((1, 1, *measured))).float()
+    assert float((physics.A(x) * y).sum()) == pytest.approx(float((x * physics.A_adjoint(y)).sum()), rel=1e-4)

@@ -242,6 +242,36 @@ def test_faces_an_attack_cannot_handle_have_no_result_and_block_pass(originals, 
     assert quick.method_verdicts[0].verdict.value == "PASS"  # the same audit without the picky attack
 
 
+class _Broken(Attack):
+    """Crashes on the faces of one image (a bug in an attack, or a model failing on odd input)."""
+
+    name = "broken"
+    tier = ThreatTier.RECONSTRUCTION
+    calls = 0
+
+    def reconstruct(self, images, *, method, generator):
+        if method.image_shape is not None and method.image_shape[:2] == (558, 558):
+            type(self).calls += 1
+            raise RuntimeError("kernel larger than the window")
+        return images
+
+
+def test_an_attack_that_crashes_on_a_face_costs_that_face_not_the_audit(originals, tmp_path, cache_dir, monkeypatch):
+    from attacks import ATTACKS
+
+    monkeypatch.setitem(ATTACKS, "broken", _Broken)
+    policy = tmp_path / "policy.toml"
+    policy.write_text("min_samples = 1\nrequired_tiers = []\n[limits.default]\nverify = 0.9\n")
+    methods = (MethodSource("box", "reference", spec="box:margin=0.5"),)
+    result = AuditRun(config(originals, tmp_path, cache_dir, methods=methods, attacks=("none", "broken"), policy=policy)).run()
+    (verdict,) = result.method_verdicts
+    assert verdict.verdict.value == "INCONCLUSIVE" and len([row for row in result.rows if row.attack == "broken"]) == 4
+    assert any("the attack failed: RuntimeError: kernel larger than the window" in reason for reason in verdict.reasons)
+    calls = _Broken.calls
+    AuditRun(config(originals, tmp_path, cache_dir, methods=methods, attacks=("none", "broken"), policy=policy)).run()
+    assert _Broken.calls == 2 * calls  # a failure is not cached: the next run tries again
+
+
 def test_a_required_attack_that_does_not_apply_blocks_pass(originals, tmp_path, cache_dir):
     policy = tmp_path / "policy.toml"
     policy.write_text("min_samples = 1\nrequired_tiers = []\nrequired_attacks = ['wiener']\n[limits.default]\nverify = 0.9\n")
