@@ -136,19 +136,20 @@ class Pass:
                 f"attacking {len(self.works)} method(s): image {done}/{len(todo)}, ETA {elapsed / done * (len(todo) - done):.0f} s", done, len(todo)
             )
             if done == 1:
-                self._announce_cost(len(todo))
+                self._announce_cost(sum(len(audited) for _, _, audited in todo))
 
-    def _announce_cost(self, images: int) -> None:
-        """After the first image, the cost per face of each attack, and what the whole pass will take."""
+    def _announce_cost(self, attacked_faces: int) -> None:
+        """After the first image, the cost per face of each costly attack, and what attacking every audited
+        face will take (images of the gallery that are only anonymized for the parrot tier are not attacked)."""
         for work in self.works:
             faces = max(1, len({p.face.face_id for probes in work.probes.values() for p in probes}))
             costly = {a: t / faces for a, t in work.attack_seconds.items() if t / faces >= 1.0}
             if costly:
-                estimate = sum(costly.values()) * images
+                estimate = sum(costly.values()) * attacked_faces
                 self.ctx.log(
                     f"{work.method.name}: "
                     + ", ".join(f"{a} ~{t:.1f} s/face" for a, t in sorted(costly.items(), key=lambda i: -i[1]))
-                    + f" (about {estimate / 60:.0f} min for {images} images at this rate)"
+                    + f" (about {estimate / 60:.0f} min for the {attacked_faces} attacked faces at this rate)"
                 )
 
     def _image(self, label: str, faces: list[FaceRecord], audited: list[FaceRecord]) -> None:
