@@ -145,6 +145,8 @@ def _manifest_rows(manifest: Path, originals_root: Path) -> tuple[ManifestRow, .
             record = {k.strip(): (v or "").strip() for k, v in record.items() if k}
             if not record.get("original") or not record.get("anonymized") or not record.get("method"):
                 raise InputError(f"manifest {manifest}, line {line}: empty original, anonymized or method", fix="fill every column")
+            if any("\x00" in value for value in record.values()):
+                raise InputError(f"manifest {manifest}, line {line}: a field contains a NUL character", fix="remove the NUL byte (no path contains one)")
             original = (manifest.parent / record["original"]).resolve()
             try:
                 original_rel = original.relative_to(root).as_posix()

@@ -125,3 +125,10 @@ def test_a_cache_inside_an_input_is_refused(tmp_path):
 
     with pytest.raises(UsageError, match="cache folder .* is inside input folder"):
         check_outside_inputs(tmp_path / "orig" / ".cache", [tmp_path / "orig"], "cache folder")
+
+
+def test_a_nul_byte_in_a_manifest_path_is_an_input_error(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(b"original,anonymized,method\na\x00.jpg,b.png,blur\n")
+    with pytest.raises(InputError, match="line 2: a field contains a NUL character"):
+        read_manifest(manifest, tmp_path)
