@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--corpus-size", type=int, default=1500, help="UTKFace faces used for training")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of the methods")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--without", default="", help="comma-separated attacks left out of auto (e.g. parrot: it anonymizes and embeds every gallery photo)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from redteam.core.config import AuditConfig, MethodSource
@@ -139,7 +140,7 @@ def main() -> None:
         out=work / "report",
         methods=tuple(MethodSource(name, "reference", spec=METHODS[name][0]) for name in chosen),
         recognizers=("dlib",),
-        attacks=("auto",),
+        attacks=("auto", *(f"-{name}" for name in args.without.split(",") if name)),
         cache_dir=work / "cache",
         probes=probes,
         examples_per_method=0,
@@ -177,7 +178,9 @@ def main() -> None:
     lines = [
         f"# Real identities: CelebA, {len(result.faces)} probes, gallery {result.gallery_size}, dlib ({stamp})",
         "",
-        f"`python benchmarks/bench_real_faces.py --probes {args.probes} --train-minutes {args.train_minutes}` on 2 CPU cores, "
+        f"`python benchmarks/bench_real_faces.py --probes {args.probes} --train-minutes {args.train_minutes}"
+        + (f" --without {args.without}" if args.without else "")
+        + "` on 2 CPU cores, "
         f"audit wall time {wall / 60:.1f} min. Faces rescaled to {FACE_WIDTH} px. Metric: rank-1 against another photo of the same "
         "person (own photo removed), k/n, 95% Wilson interval, chance level of a random ranking.",
         "",

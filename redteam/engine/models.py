@@ -12,7 +12,7 @@ from attacks import ATTACKS, Attack, build_attack
 from metrics.perceptual import LPIPSMetric
 from metrics.recognizers import RECOGNIZERS, Recognizer
 from redteam.calibration import load_threshold
-from redteam.core.errors import UsageError
+from redteam.core.errors import ConfigError, UsageError
 from redteam.engine.context import RunContext
 
 
@@ -57,12 +57,16 @@ class Models:
 
 def select_attacks(specs: tuple[str, ...], ctx: RunContext) -> tuple[list[Attack], set[str]]:
     """The attacks of the run; `auto` means every registered attack (inapplicable ones are skipped per
-    method, with the reason). Attacks named explicitly are remembered as requested."""
+    method, with the reason), `-NAME` removes one chosen so far. Attacks named explicitly are remembered as requested."""
     attacks: list[Attack] = []
     requested: set[str] = set()
     for spec in specs:
         if spec == "auto":
             attacks.extend(ATTACKS[name]() for name in ATTACKS if name not in {a.name for a in attacks})
+        elif spec.startswith("-"):  # `auto` minus one attack: --attack auto --attack -sr
+            if spec[1:] not in ATTACKS:
+                raise ConfigError(f"unknown attack '{spec[1:]}' in '{spec}'", fix="choose one of: " + ", ".join(ATTACKS))
+            attacks = [a for a in attacks if a.name != spec[1:]]
         else:
             attack = build_attack(spec)
             requested.add(attack.name)

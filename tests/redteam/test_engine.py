@@ -77,3 +77,18 @@ def test_a_ray_cluster_of_two_workers_gives_the_results_of_one_process(sample_di
     finally:
         ray.shutdown()
     pd.testing.assert_frame_equal(reproducible_columns(results_frame(local)), reproducible_columns(results_frame(clustered)))
+
+
+def test_auto_minus_an_attack() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from attacks import ATTACKS
+    from redteam.core.errors import ConfigError
+    from redteam.engine.models import select_attacks
+
+    chosen, requested = select_attacks(("auto", "-parrot", "-sr"), SimpleNamespace(device=torch.device("cpu")))  # type: ignore[arg-type]
+    assert {a.name for a in chosen} == set(ATTACKS) - {"parrot", "sr"} and requested == set()
+    with pytest.raises(ConfigError, match="unknown attack 'nosuch'"):
+        select_attacks(("auto", "-nosuch"), SimpleNamespace(device=torch.device("cpu")))  # type: ignore[arg-type]
