@@ -176,7 +176,7 @@ def audit(
         typer.Option(
             "--attack",
             "--attacks",
-            help="Attack or chain a|b (repeatable); default auto (every applicable attack with its model here); none = the naive look; --attack=-NAME drops one from auto.",
+            help="Attack or chain a|b (repeatable); default auto (every applicable attack with its model); none: naive only; =-NAME drops one.",
         ),
     ] = [],
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
