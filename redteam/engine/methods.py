@@ -93,12 +93,12 @@ def hidden_content_blockers(ctx: RunContext, source: MethodSource, images: Seque
     ]
 
 
-def unmatched_files(ctx: RunContext, source: MethodSource) -> None:
-    """Images in an observed folder that mirror no original: listed as `no_original` input issues (not
-    audited), so a file the user expected to be audited is never dropped without a word."""
+def unmatched_files(ctx: RunContext, source: MethodSource, originals: Sequence[str]) -> None:
+    """Images in an observed folder that mirror none of `originals` (every original's relative path):
+    listed as `no_original` input issues (not audited), so a file the user expected to be audited is
+    never dropped without a word."""
     if source.folder is None:
         return
-    originals = [entry.rel for entry in discover_images(ctx.config.originals, role="originals").entries]
     matched = {path.resolve() for rel in originals if (path := anonymized_path(source, rel)) is not None}
     for entry in discover_images(source.folder, role="anonymized").entries:
         if entry.path.resolve() not in matched:

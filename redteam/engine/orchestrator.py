@@ -22,6 +22,7 @@ from redteam.core.paths import default_cache_dir
 from redteam.core.policy import load_policy
 from redteam.core.provenance import environment
 from redteam.core.results import AuditResult, ExampleFace, LogFn, MethodEvidence, ProgressFn, ResultRow, SkippedAttack
+from redteam.datasets import discover_images
 from redteam.engine import methods as method_stage
 from redteam.engine.context import RunContext
 from redteam.engine.executors import run_pass
@@ -78,14 +79,16 @@ class AuditRun:
         skipped: list[SkippedAttack] = []
         attack_models: dict[str, dict[str, dict[str, str]]] = {}
         missing: dict[str, list[str]] = {}
+        original_rels = [entry.rel for entry in discover_images(ctx.config.originals, role="originals").entries]
+        audited_images = sorted({face.image for face in inputs.audited})
         for method in methods:
             if method.source.kind == "observed" and method.reference is None and ctx.config.identify:
                 method, identifications[method.name] = method_stage.identify_observed(ctx, method, inputs.originals, inputs.paths)
             method_stage.fit(ctx, method, inputs.gallery.faces, inputs.paths)
             info = MethodInfo(method.name, method.reference, audited_hashes=frozenset(ctx.input_hashes.values()))
             runnable, missing[method.name] = self._applicable(method.name, info, models, skipped, attack_models)
-            method_stage.unmatched_files(ctx, method.source)
-            missing[method.name] += method_stage.hidden_content_blockers(ctx, method.source, sorted({face.image for face in inputs.audited}))
+            method_stage.unmatched_files(ctx, method.source, original_rels)
+            missing[method.name] += method_stage.hidden_content_blockers(ctx, method.source, audited_images)
             if inputs.unreadable:
                 missing[method.name].append(
                     f"{len(inputs.unreadable)} original(s) could not be read, so the set was not audited in full: {', '.join(inputs.unreadable[:5])}"
