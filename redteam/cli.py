@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -135,7 +134,7 @@ def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: st
     cache = config.cache_dir or default_cache_dir()
     check_outside_inputs(cache, inputs, "cache folder")
     ensure_writable_dir(cache, "cache folder", "give a writable --cache-dir (or set REDTEAM_CACHE)")
-    runs = RunStore(store or (config.cache_dir / "runs.sqlite" if config.cache_dir and not os.environ.get("REDTEAM_STORE") else default_store_path()))
+    runs = RunStore(store or default_store_path(config.cache_dir))
     before = runs.get(baseline) if baseline else None  # an unknown baseline fails before the audit runs
     with terminal.progress_bar() as progress:
         result = AuditRun(config, log=terminal.log, progress=progress).run()

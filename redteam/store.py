@@ -40,10 +40,10 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
-def default_store_path() -> Path:
-    """$REDTEAM_STORE, else runs.sqlite in the cache folder."""
+def default_store_path(cache_dir: Path | None = None) -> Path:
+    """$REDTEAM_STORE, else runs.sqlite in `cache_dir` (the run's --cache-dir), else in the default cache."""
     env = os.environ.get("REDTEAM_STORE")
-    return Path(env).expanduser() if env else default_cache_dir() / "runs.sqlite"
+    return Path(env).expanduser() if env else (cache_dir or default_cache_dir()) / "runs.sqlite"
 
 
 def _digest(value: Any) -> str:
