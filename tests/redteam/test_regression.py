@@ -128,3 +128,19 @@ def test_the_baseline_gate_through_the_command_line(originals: Path, tmp_path: P
     assert latest.returncode == 2 and "no earlier run over the same inputs" in latest.stderr
     junit = (tmp_path / "b" / "report.junit.xml").read_text()
     assert 'name="naive"' in junit and (tmp_path / "b" / "report.sarif").is_file()
+
+
+def test_two_concurrent_audits_record_into_one_store(originals: Path, tmp_path: Path, cache_dir: Path) -> None:
+    store = tmp_path / "runs.sqlite"
+    command = [sys.executable, "-m", "redteam", "audit", str(originals), "--attack", "none", "--recognizer", "dlib", "--store", str(store)]
+    audits = [
+        subprocess.Popen([*command, "--method", f"m{index}=box:margin=0.6", "--out", str(tmp_path / f"out{index}"), "--cache-dir", str(tmp_path / f"c{index}")])
+        for index in range(2)
+    ]
+    assert [audit.wait(600) for audit in audits] == [1, 1]  # the built-in policy cannot PASS 5 faces: exit 1, recorded
+    runs = RunStore(store).runs()
+    assert len(runs) == 2 and {method: verdict for run in runs for method, verdict in run.method_verdicts.items()} == {
+        "m0": "INCONCLUSIVE",
+        "m1": "INCONCLUSIVE",
+    }
+    assert all((store.parent / "runs" / f"{run.run_id}.parquet").is_file() for run in runs)
