@@ -57,6 +57,10 @@ class Cache:
             data = json.dumps(value).encode()
             write_atomically(self._path(kind, key, ".json"), lambda path: path.write_bytes(data))
 
+    def has(self, kind: str, key: str) -> bool:
+        """Whether a `put_bytes` entry exists (without reading it)."""
+        return self.root is not None and self._path(kind, key, ".bin").is_file()
+
     def get_bytes(self, kind: str, key: str) -> bytes | None:
         if self.root is None:
             return None

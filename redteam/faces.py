@@ -54,16 +54,36 @@ class FaceDetector:
                 )
         return self._mtcnn
 
-    def detect(self, pixels: np.ndarray) -> list[FaceGeometry]:
+    def cache_key_for(self, min_face_size: int | None = None) -> str:
+        """The cache key of detections searched down to `min_face_size` px (None: the settings' minimum)."""
+        size = self._min_size(min_face_size)
+        return self.cache_key if size == self.settings.min_face_size else f"{self.cache_key}-search{size}"
+
+    def _min_size(self, min_face_size: int | None) -> int:
+        return self.settings.min_face_size if min_face_size is None else max(self.settings.min_face_size, int(min_face_size))
+
+    def detect(self, pixels: np.ndarray, min_face_size: int | None = None) -> list[FaceGeometry]:
         """Detect faces in an H x W x 3 uint8 RGB image.
+
+        Args:
+            min_face_size: search only for faces at least this many pixels wide (never below the settings'
+                minimum). MTCNN's image pyramid then starts at scale 12 / min_face_size, so a search for a
+                face of known size skips the large, costly scales that only find much smaller faces
+                (Zhang et al. 2016, section II-A).
 
         Returns:
             Faces with score >= `min_score`, sorted by the left edge of their box.
         """
-        if min(pixels.shape[:2]) < self.settings.min_face_size:
+        size = self._min_size(min_face_size)
+        if min(pixels.shape[:2]) < size:
             return []  # no face of the minimum size fits (MTCNN's image pyramid would be empty)
-        with torch.no_grad():
-            boxes, scores, landmarks = self._model().detect(Image.fromarray(pixels), landmarks=True)
+        model = self._model()
+        model.min_face_size = size
+        try:
+            with torch.no_grad():
+                boxes, scores, landmarks = model.detect(Image.fromarray(pixels), landmarks=True)
+        finally:
+            model.min_face_size = self.settings.min_face_size
         if boxes is None:
             return []
         # facenet-pytorch 2.5.3 returns object arrays under numpy 2: normalise them.

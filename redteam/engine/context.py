@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from redteam.core.results import InputIssue, LogFn, ProgressFn
 if TYPE_CHECKING:
     import torch
 
+    from redteam.engine.handles import ImageHandle
     from redteam.faces import FaceDetector
     from redteam.images import LoadedImage
 
@@ -64,6 +65,21 @@ class RunContext:
     def issue(self, kind: str, path: str, method: str | None, detail: str, action: str) -> None:
         self.issues.append(InputIssue(kind, path, method, detail, action))
 
+    def open(self, path: Path, label: str, method: str | None) -> ImageHandle | None:
+        """A handle on an input (hashed now, decoded when needed: `redteam.engine.handles`), recording its
+        conversions; an unreadable file becomes an input issue."""
+        from redteam.engine.handles import open_image
+
+        try:
+            with self.clock.measure("io"):
+                handle = open_image(path, self.cache)
+        except InputError as error:
+            self.issue("unreadable", label, method, error.message, "skipped")
+            self.log(f"skipped {label}: {error.message}")
+            return None
+        self.conversions.update(handle.conversions)
+        return handle
+
     def load(self, path: Path, label: str, method: str | None) -> LoadedImage | None:
         """Decode an input, recording its conversions; an unreadable file becomes an input issue."""
         from redteam.images import load_image
@@ -78,17 +94,26 @@ class RunContext:
         self.conversions.update(image.conversions)
         return image
 
-    def detect(self, pixels: np.ndarray, content_hash: str) -> list[FaceGeometry]:
-        """Detections for an image, cached by its content hash and the detector's settings; a cache
-        entry that does not parse is recomputed."""
-        key = content_key(content_hash, self.detector.cache_key)
+    def cached_detection(self, content_hash: str, min_face_size: int | None = None) -> list[FaceGeometry] | None:
+        """The cached detections for an image, or None (absent, or malformed: then logged)."""
+        key = content_key(content_hash, self.detector.cache_key_for(min_face_size))
         cached = self.cache.get_json("detections", key)
         if isinstance(cached, list):
             try:
                 return [FaceGeometry.from_json(face) for face in cached]
             except (KeyError, TypeError, ValueError, IndexError):
                 self.log(f"detection cache entry {key[:12]} is malformed: recomputed")
+        return None
+
+    def detect(self, pixels: np.ndarray | Callable[[], np.ndarray], content_hash: str, min_face_size: int | None = None) -> list[FaceGeometry]:
+        """Detections for an image (or a function giving it, called only on a cache miss), cached by its
+        content hash and the detector's settings; a cache entry that does not parse is recomputed."""
+        cached = self.cached_detection(content_hash, min_face_size)
+        if cached is not None:
+            return cached
+        key = content_key(content_hash, self.detector.cache_key_for(min_face_size))
+        image = pixels() if callable(pixels) else pixels
         with self.clock.measure("inference"):
-            faces = self.detector.detect(pixels)
+            faces = self.detector.detect(image, min_face_size)
         self.cache.put_json("detections", key, [face.to_json() for face in faces])
         return faces

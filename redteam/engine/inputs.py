@@ -61,7 +61,7 @@ def _faces_of(
     for done, entry in enumerate(entries, start=1):
         ctx.progress(f"reading and embedding {role}", done, len(entries))
         label = entry.rel if role == "originals" else f"{role}:{entry.rel}"
-        image = ctx.load(entry.path, label, None)
+        image = ctx.open(entry.path, label, None)
         if image is None:
             continue
         first = seen.setdefault(image.sha256, label)
@@ -69,7 +69,7 @@ def _faces_of(
             ctx.issue("duplicate", label, None, f"byte-identical to {first}: counted once", "skipped")
             continue
         ctx.input_hashes[label] = image.sha256
-        geometries = ctx.detect(image.pixels, image.sha256)
+        geometries = ctx.detect(lambda: image.pixels, image.sha256)  # noqa: B023 - called here, within this iteration
         if not geometries:
             minimum = ctx.config.detector.min_face_size
             ctx.issue("no_face", label, None, f"no face detected on the original (faces under {minimum} px are below the detector's minimum)", "skipped")

@@ -7,6 +7,7 @@ the tool); otherwise it is a black box. Set-level methods (k-Same) are fitted on
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 
 from redteam.anonymize import read_declared_spec
 from redteam.anonymizers import Anonymizer, FaceSet, build_method
+from redteam.cache import content_key
 from redteam.core.config import MethodSource
 from redteam.core.errors import ConfigError, InputError, UsageError
 from redteam.core.results import FaceRecord, Identification
@@ -71,6 +73,23 @@ def anonymized_path(source: MethodSource, rel: str) -> Path | None:
     return dict(source.files).get(rel)
 
 
+def _hidden_content(ctx: RunContext, path: Path) -> tuple[str, ...]:
+    """`redteam.images.hidden_content`, kept in the cache under the hash of the file's bytes (finding a PNG's
+    EXIF block means decoding it: a warm re-run should not)."""
+    from redteam.engine.handles import DECODER_VERSION
+
+    try:
+        key = content_key(hashlib.sha256(path.read_bytes()).hexdigest(), "hidden-content-v1", DECODER_VERSION)
+    except OSError:
+        return ()  # unreadable: reported by the pass
+    cached = ctx.cache.get_json("hidden_content", key)
+    if isinstance(cached, list) and all(isinstance(item, str) for item in cached):
+        return tuple(cached)
+    found = hidden_content(path)
+    ctx.cache.put_json("hidden_content", key, list(found))
+    return found
+
+
 def hidden_content_blockers(ctx: RunContext, source: MethodSource, images: Sequence[str]) -> list[str]:
     """Scan an observed method's files for content beyond the audited pixels (EXIF thumbnail, more frames
     or pages, pixels under full transparency: `redteam.images.hidden_content`). Each file is an input issue;
@@ -80,7 +99,7 @@ def hidden_content_blockers(ctx: RunContext, source: MethodSource, images: Seque
     carriers = []
     for rel in images:
         path = anonymized_path(source, rel)
-        found = hidden_content(path) if path is not None else ()
+        found = _hidden_content(ctx, path) if path is not None else ()
         if found:
             carriers.append(rel)
             ctx.issue("hidden_content", rel, source.name, "; ".join(found), "method cannot PASS")

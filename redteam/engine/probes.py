@@ -16,7 +16,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,12 +27,14 @@ from PIL import Image
 from attacks import Attack, AttackNotApplicable, MethodInfo
 from metrics.columns import METRIC_CROP, QUALITY_COLUMNS, LPIPSColumn, QualityColumn
 from redteam.cache import content_key
+from redteam.core.errors import InputError
 from redteam.core.geometry import attack_window, box_crop, match_detections
 from redteam.core.results import ExampleFace, FaceRecord
 from redteam.core.seeds import derived_seed, image_seed
 from redteam.core.tensors import to_tensor, to_uint8
 from redteam.engine.context import RunContext
 from redteam.engine.embedding import Embedder
+from redteam.engine.handles import ImageHandle, LazyCrops
 from redteam.engine.inputs import Inputs
 from redteam.engine.methods import Method, anonymized_path
 from redteam.engine.models import Models
@@ -153,85 +155,109 @@ class Pass:
                 )
 
     def _image(self, label: str, faces: list[FaceRecord], audited: list[FaceRecord]) -> None:
-        original = load_image(self.inputs.paths[label]).pixels  # read before (issues recorded then)
-        original_crops = {face.face_id: box_crop(original, face.geometry.box, METRIC_CROP) for face in audited}
+        """Every method and attack on one image. Its pixels (and each method's output) are decoded or
+        made only when something is not in the cache: a warm re-run hashes the files and reads results."""
+        path = self.inputs.paths[label]
+        original = self.ctx.open(path, label, None)  # read before (issues recorded then)
+        if original is None:
+            return
+        boxes = {face.face_id: face.geometry.box for face in audited}
+        original_crops = LazyCrops(boxes, lambda face_id: box_crop(original.pixels, boxes[face_id], METRIC_CROP))
         for work in self.works:
-            anonymized = self._anonymized(work, label, faces, audited, original)
-            if anonymized is None:
-                continue
-            digest = content_key(str(anonymized.shape), anonymized.tobytes())
-            if work.needs_parrot:
-                self._parrot(work, faces, anonymized)
-            if not audited:
-                continue
-            detected = dict(zip([f.face_id for f in audited], self._detected(anonymized, digest, audited), strict=True))
-            anonymized_crops = {face.face_id: box_crop(anonymized, face.geometry.box, METRIC_CROP) for face in audited}
-            reconstructions: dict[str, dict[str, np.ndarray]] = {}
-            fresh: dict[str, dict[str, Probe]] = {}  # face id -> attack -> this image's probe
-            for attack in work.attacks:
-                before = len(work.probes.get(attack.name, []))
-                crops = self._attack(work, attack, label, faces, audited, anonymized, digest, original_crops, detected)
-                for probe in work.probes.get(attack.name, [])[before:]:
-                    fresh.setdefault(probe.face.face_id, {})[attack.name] = probe
-                for face_id, crop in crops.items():
-                    reconstructions.setdefault(face_id, {})[attack.name] = crop
-            self._keep_examples(work, audited, fresh, original_crops, anonymized_crops, reconstructions)
+            try:
+                anonymized = self._anonymized(work, label, faces, audited, original)
+                if anonymized is None:
+                    continue
+                self._attacks(work, label, faces, audited, anonymized, original_crops, boxes)
+            except InputError as error:  # a file changed under the audit: that image's evidence is lost
+                self.ctx.issue("unreadable", label, work.method.name, error.message, "skipped")
+                work.gaps.setdefault("unreadable during the audit", []).extend(face.face_id for face in audited)
 
-    def _anonymized(self, work: MethodWork, label: str, faces: list[FaceRecord], audited: list[FaceRecord], original: np.ndarray) -> np.ndarray | None:
+    def _attacks(
+        self,
+        work: MethodWork,
+        label: str,
+        faces: list[FaceRecord],
+        audited: list[FaceRecord],
+        anonymized: ImageHandle,
+        original_crops: LazyCrops,
+        boxes: dict[str, tuple[float, float, float, float]],
+    ) -> None:
+        if work.needs_parrot:
+            self._parrot(work, faces, anonymized.pixels)
+        if not audited:
+            return
+        detected = dict(zip([f.face_id for f in audited], self._detected(anonymized, audited), strict=True))
+        anonymized_crops = LazyCrops(boxes, lambda face_id: box_crop(anonymized.pixels, boxes[face_id], METRIC_CROP))
+        reconstructions: dict[str, Mapping[str, np.ndarray]] = {}  # attack -> face id -> attacked crop
+        fresh: dict[str, dict[str, Probe]] = {}  # face id -> attack -> this image's probe
+        for attack in work.attacks:
+            before = len(work.probes.get(attack.name, []))
+            reconstructions[attack.name] = self._attack(work, attack, label, faces, audited, anonymized, original_crops, detected)
+            for probe in work.probes.get(attack.name, [])[before:]:
+                fresh.setdefault(probe.face.face_id, {})[attack.name] = probe
+        self._keep_examples(work, audited, fresh, original_crops, anonymized_crops, reconstructions)
+
+    def _anonymized(self, work: MethodWork, label: str, faces: list[FaceRecord], audited: list[FaceRecord], original: ImageHandle) -> ImageHandle | None:
         """The method's output for this image, or None (a gap for its audited faces, with the issue)."""
         source, reference = work.method.source, work.method.reference
         if source.kind == "observed" and faces[0].in_run:
-            pixels, gap = self._observed(work, label, original)
-            if pixels is not None or not audited:
-                return pixels
+            handle, gap = self._observed(work, label, original)
+            if handle is not None or not audited:
+                return handle
             work.gaps.setdefault(gap, []).extend(face.face_id for face in audited)
             return None
         if reference is None:
             return None  # a distractor of an observed method with no known operator: not in its parrot gallery
         generator = torch.Generator().manual_seed(image_seed(self.ctx.config.seed, label))
         with self.ctx.clock.measure("anonymize"):
-            return reference.apply(original, [f.geometry for f in faces], generator)
+            return ImageHandle.of(reference.apply(original.pixels, [f.geometry for f in faces], generator))
 
-    def _observed(self, work: MethodWork, rel: str, original: np.ndarray) -> tuple[np.ndarray | None, str]:
+    def _observed(self, work: MethodWork, rel: str, original: ImageHandle) -> tuple[ImageHandle | None, str]:
         """The user's anonymized image for `rel` at the original's size, or None and why."""
         source, ctx = work.method.source, self.ctx
         path = anonymized_path(source, rel)
         if path is None or not path.exists():
             ctx.issue("missing_counterpart", rel, source.name, "no anonymized file", "skipped")
             return None, "missing_counterpart"
-        image = ctx.load(path, f"{source.name}:{rel}", source.name)
+        image = ctx.open(path, f"{source.name}:{rel}", source.name)
         if image is None:
             return None, "unreadable anonymized file"
         ctx.input_hashes[f"{source.name}:{rel}"] = image.sha256
-        pixels = self._best_orientation(work, rel, path, image.pixels, original) if "exif_orientation" in image.conversions else image.pixels
-        if pixels.shape == original.shape:
-            return pixels, ""
+        if "exif_orientation" in image.conversions:
+            image = self._best_orientation(work, rel, path, image, original)
+        if image.shape == original.shape:
+            return image, ""
         height, width = original.shape[:2]
-        size = f"{image.width}x{image.height} vs original {width}x{height}"
-        if abs((image.width / image.height) / (width / height) - 1.0) > ctx.config.size_tolerance:
+        size = f"{image.shape[1]}x{image.shape[0]} vs original {width}x{height}"
+        if abs((image.shape[1] / image.shape[0]) / (width / height) - 1.0) > ctx.config.size_tolerance:
             ctx.issue("size_mismatch", rel, source.name, f"aspect ratio differs ({size})", "skipped")
             return None, "size_mismatch"
         ctx.issue("resized", rel, source.name, f"resized to the original's size ({size})", "audited")
-        return np.asarray(Image.fromarray(image.pixels).resize((width, height), Image.Resampling.BICUBIC), dtype=np.uint8), ""
+        resized = np.asarray(Image.fromarray(image.pixels).resize((width, height), Image.Resampling.BICUBIC), dtype=np.uint8)
+        return ImageHandle.of(resized), ""
 
-    def _best_orientation(self, work: MethodWork, rel: str, path: Path, oriented: np.ndarray, original: np.ndarray) -> np.ndarray:
+    def _best_orientation(self, work: MethodWork, rel: str, path: Path, oriented: ImageHandle, original: ImageHandle) -> ImageHandle:
         """An anonymized file with an EXIF orientation tag, as displayed or as stored: whichever has the
         original's geometry and, when both do (a square), matches the original's pixels more closely. The
         tag is metadata an attacker can drop, so the audit compares like with like (recorded as an issue)."""
         stored = load_image(path, orient=False).pixels
-        fits = [p for p in (oriented, stored) if p.shape == original.shape]
+        fits = [p for p in (oriented.pixels, stored) if p.shape == original.shape]
         if not fits:
             return oriented
-        best = min(fits, key=lambda p: float(np.abs(p.astype(np.int16) - original.astype(np.int16)).mean()))
+        best = min(fits, key=lambda p: float(np.abs(p.astype(np.int16) - original.pixels.astype(np.int16)).mean()))
         if best is stored:
             self.ctx.issue(
                 "exif_orientation_ignored", rel, work.method.source.name, "its stored pixels, not the EXIF-rotated ones, match the original", "audited"
             )
-        return best
+            return ImageHandle.of(stored)
+        return oriented
 
-    def _detected(self, anonymized: np.ndarray, digest: str, faces: list[FaceRecord]) -> list[bool]:
+    def _detected(self, anonymized: ImageHandle, faces: list[FaceRecord]) -> list[bool]:
         """Whether MTCNN still finds each face (IoU >= 0.5 with its original box), searched in the face's
-        neighbourhood (its box grown by half), which is where a match can be, rather than in the whole image."""
+        neighbourhood (its box grown by half), which is where a match can be, rather than in the whole image,
+        and only for faces at least half as wide as the original's (a box with IoU >= 0.5 has at least half
+        its area, so a side at least 0.71 of it): the detector's pyramid skips the scales of smaller faces."""
         flags = []
         height, width = anonymized.shape[:2]
         for face in faces:
@@ -239,8 +265,12 @@ class Pass:
             gx, gy = (x1 - x0) / 2, (y1 - y0) / 2
             cx0, cy0 = max(0, int(x0 - gx)), max(0, int(y0 - gy))
             cx1, cy1 = min(width, int(np.ceil(x1 + gx))), min(height, int(np.ceil(y1 + gy)))
-            crop = np.ascontiguousarray(anonymized[cy0:cy1, cx0:cx1])
-            found = self.ctx.detect(crop, content_key(digest, f"{cx0},{cy0},{cx1},{cy1}"))
+            smallest = int(min(x1 - x0, y1 - y0) / 2)
+
+            def crop(cx0: int = cx0, cy0: int = cy0, cx1: int = cx1, cy1: int = cy1) -> np.ndarray:
+                return np.ascontiguousarray(anonymized.pixels[cy0:cy1, cx0:cx1])
+
+            found = self.ctx.detect(crop, content_key(anonymized.digest, f"{cx0},{cy0},{cx1},{cy1}"), smallest)
             moved = [replace(f, box=(f.box[0] + cx0, f.box[1] + cy0, f.box[2] + cx0, f.box[3] + cy0)) for f in found]
             flags.append(match_detections([face.geometry], moved)[0])
         return flags
@@ -277,13 +307,13 @@ class Pass:
         label: str,
         faces: list[FaceRecord],
         audited: list[FaceRecord],
-        anonymized: np.ndarray,
-        digest: str,
-        original_crops: dict[str, np.ndarray],
+        anonymized: ImageHandle,
+        original_crops: Mapping[str, np.ndarray],
         detected: dict[str, bool],
-    ) -> dict[str, np.ndarray]:
+    ) -> Mapping[str, np.ndarray]:
         """Probes of `attack` for the audited faces of one image (from the cache when it has them);
-        returns each probed face's attacked crop."""
+        returns each probed face's attacked crop (read from the cache only when asked for)."""
+        digest = anonymized.digest
         key = self._key(work, attack, label, digest, faces)
         cached = self._cached(key, audited)
         if cached is not None:
@@ -291,7 +321,7 @@ class Pass:
             records, refused, seconds, crops = cached
         else:
             work.computed += 1
-            records, refused, seconds, crops = self._compute(work, attack, label, faces, audited, anonymized, original_crops)
+            records, refused, seconds, crops = self._compute(work, attack, label, faces, audited, anonymized.pixels, original_crops)
             if not any(reason.startswith(FAILED) for reason in refused.values()):  # a failure is retried next run
                 self._store(key, records, refused, seconds, crops)
         work.attack_seconds[attack.name] = work.attack_seconds.get(attack.name, 0.0) + seconds
@@ -321,7 +351,7 @@ class Pass:
         faces: list[FaceRecord],
         audited: list[FaceRecord],
         anonymized: np.ndarray,
-        original_crops: dict[str, np.ndarray],
+        original_crops: Mapping[str, np.ndarray],
     ) -> tuple[dict[str, dict], dict[str, str], float, dict[str, np.ndarray]]:
         generator = torch.Generator().manual_seed(derived_seed(self.ctx.config.seed, work.method.name, attack.name, label))
         began = time.perf_counter()
@@ -387,15 +417,16 @@ class Pass:
         for face_id, crop in crops.items():
             self.ctx.cache.put_bytes("probe_crops", content_key(key, face_id), _encode(crop))
 
-    def _cached(self, key: str, audited: list[FaceRecord]) -> tuple[dict[str, dict], dict[str, str], float, dict[str, np.ndarray]] | None:
+    def _cached(self, key: str, audited: list[FaceRecord]) -> tuple[dict[str, dict], dict[str, str], float, Mapping[str, np.ndarray]] | None:
         """A stored result, checked: every audited face present or refused, finite embeddings of the right
-        size for every recognizer. A bad entry is recomputed with a log line."""
+        size for every recognizer, its crops present. A bad entry is recomputed with a log line. The crops
+        are decoded only when asked for (an example face); one that no longer decodes is an empty crop."""
         entry = self.ctx.cache.get_json("probes", key)
         if entry is None:
             return None
         try:
             records, refused, seconds = entry["records"], entry["refused"], float(entry["seconds"])
-            crops = {}
+            present = []
             for face in audited:
                 if face.face_id in refused:
                     continue
@@ -405,16 +436,23 @@ class Pass:
                     if vector.shape != (recognizer.embedding_dim,) or not np.all(np.isfinite(vector)):
                         raise ValueError("embedding")
                     float(record["spread"][name])
-                data = self.ctx.cache.get_bytes("probe_crops", content_key(key, face.face_id))
-                if data is None:
+                if not self.ctx.cache.has("probe_crops", content_key(key, face.face_id)):
                     raise ValueError("crop")
-                crops[face.face_id] = _decode(data)
+                present.append(face.face_id)
             if not math.isfinite(seconds):
                 raise ValueError("seconds")
         except (KeyError, TypeError, ValueError, OSError):
             self.ctx.log(f"probe cache entry {key[:12]} is incomplete or malformed: recomputed")
             return None
-        return records, refused, seconds, crops
+        return records, refused, seconds, LazyCrops(present, lambda face_id: self._stored_crop(key, face_id))
+
+    def _stored_crop(self, key: str, face_id: str) -> np.ndarray:
+        data = self.ctx.cache.get_bytes("probe_crops", content_key(key, face_id))
+        try:
+            return _decode(data) if data is not None else np.zeros((METRIC_CROP, METRIC_CROP, 3), np.uint8)
+        except (OSError, ValueError):
+            self.ctx.log(f"probe crop {key[:12]}/{face_id} no longer decodes: shown blank")
+            return np.zeros((METRIC_CROP, METRIC_CROP, 3), np.uint8)
 
     # -- examples ---------------------------------------------------------------------------------
     def _keep_examples(
@@ -422,12 +460,12 @@ class Pass:
         work: MethodWork,
         faces: list[FaceRecord],
         fresh: dict[str, dict[str, Probe]],
-        original_crops: dict[str, np.ndarray],
-        anonymized_crops: dict[str, np.ndarray],
-        reconstructions: dict[str, dict[str, np.ndarray]],
+        original_crops: Mapping[str, np.ndarray],
+        anonymized_crops: Mapping[str, np.ndarray],
+        reconstructions: dict[str, Mapping[str, np.ndarray]],
     ) -> None:
         """Keep the riskiest faces so far (closest to their own original under any clean attack),
-        with their crops, in a bounded heap."""
+        with their crops, in a bounded heap; the crops of a face that does not enter it are never made."""
         keep = 2 * self.ctx.config.examples_per_method
         if keep <= 0:
             return
@@ -445,12 +483,16 @@ class Pass:
                     risk = max(risk, 1.0 - distance / recognizer.threshold.value)
             if not similarity:
                 continue
+            if len(work.examples) >= keep and (risk, face.face_id) <= work.examples[0][:2]:
+                continue  # not riskier than the least risky kept: its crops are not needed
             example = ExampleFace(
                 method=work.method.name,
                 face_id=face.face_id,
                 original=original_crops[face.face_id],
                 anonymized=anonymized_crops[face.face_id],
-                reconstructions=tuple((a, reconstructions[face.face_id][a]) for a in sorted(reconstructions.get(face.face_id, {})) if a in clean),
+                reconstructions=tuple(
+                    (a, reconstructions[a][face.face_id]) for a in sorted(reconstructions) if a in clean and face.face_id in reconstructions[a]
+                ),
                 similarity=tuple(similarity),
             )
             item = (risk, face.face_id, example)  # the face id breaks ties: the same choice in any worker

@@ -92,3 +92,23 @@ def test_auto_minus_an_attack() -> None:
     assert {a.name for a in chosen} == set(ATTACKS) - {"parrot", "sr"} and requested == set()
     with pytest.raises(ConfigError, match="unknown attack 'nosuch'"):
         select_attacks(("auto", "-nosuch"), SimpleNamespace(device=torch.device("cpu")))  # type: ignore[arg-type]
+
+
+def test_a_warm_re_run_of_observed_folders_decodes_no_anonymized_file(originals: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-run hashes every input and reads its results from the cache; it decodes an anonymized file only
+    for the example faces it shows (none asked for here)."""
+    import redteam.images
+    from tests.redteam.test_run import make_observed
+
+    observed = make_observed(originals, tmp_path / "observed")
+    settings = dict(methods=(MethodSource("seen", "observed", folder=observed),), attacks=("none", "bicubic"), examples_per_method=0)
+    cache = tmp_path / "cache"
+    first = AuditRun(config(originals, tmp_path, cache, **settings)).run()
+    decoded: list[Path] = []
+    real = redteam.images.load_image
+    monkeypatch.setattr(redteam.images, "load_image", lambda path, **kw: decoded.append(path) or real(path, **kw))
+    second = AuditRun(config(originals, tmp_path, cache, **settings)).run()
+    assert not [path for path in decoded if observed in path.parents]
+    assert second.cache_stats["seen_attack_results_computed"] == 0
+    pd.testing.assert_frame_equal(reproducible_columns(results_frame(first)), reproducible_columns(results_frame(second)))
+    assert second.input_hashes == first.input_hashes
