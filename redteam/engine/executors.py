@@ -181,6 +181,12 @@ def run_pass(run: Pass, executor: str, workers: int, address: str | None = None)
     if executor == "local" and workers <= 1:
         run.run(tasks)
         return
+    # Images whose results are all in the cache (a warm re-run, the done part of a resumed one) are read
+    # here: starting workers, each loading its models, would cost more than reading them.
+    tasks = tasks[run.run(tasks, until_computed=True) :]
+    if not tasks:
+        run.ctx.log("every image's results were in the cache: no worker started")
+        return
     spec = spec_of(run, workers)
     chunks = chunked(tasks, workers)
     done = 0

@@ -127,11 +127,15 @@ class Pass:
                 work.append((label, by_image[label], audited))
         return work
 
-    def run(self, labels: list[tuple[str, list[FaceRecord], list[FaceRecord]]] | None = None) -> None:
-        """Process the images here, in this process (see `redteam.engine.executors` for workers)."""
+    def run(self, labels: list[tuple[str, list[FaceRecord], list[FaceRecord]]] | None = None, *, until_computed: bool = False) -> int:
+        """Process the images here, in this process (see `redteam.engine.executors` for workers); returns
+        how many were processed. With `until_computed`, stop after the first image that needed any
+        computation (model inference, an attack, a method applied): the images before it were all read
+        from the cache, and what remains is worth handing to workers."""
         todo = self.labels() if labels is None else labels
         began = time.perf_counter()
         for done, (label, faces, audited) in enumerate(todo, start=1):
+            before = self._computed()
             self._image(label, faces, audited)
             elapsed = time.perf_counter() - began
             self.ctx.progress(
@@ -139,6 +143,14 @@ class Pass:
             )
             if done == 1:
                 self._announce_cost(sum(len(audited) for _, _, audited in todo))
+            if until_computed and self._computed() > before:
+                return done
+        return len(todo)
+
+    def _computed(self) -> float:
+        """A measure that grows whenever anything is computed rather than read from the cache."""
+        seconds = self.ctx.clock.seconds
+        return sum(w.computed for w in self.works) + sum(seconds.get(c, 0.0) for c in ("inference", "attack", "anonymize"))
 
     def _announce_cost(self, attacked_faces: int) -> None:
         """After the first image, the cost per face of each costly attack, and what attacking every audited

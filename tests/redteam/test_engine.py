@@ -96,7 +96,7 @@ def test_auto_minus_an_attack() -> None:
 
 def test_a_warm_re_run_of_observed_folders_decodes_no_anonymized_file(originals: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A re-run hashes every input and reads its results from the cache; it decodes an anonymized file only
-    for the example faces it shows (none asked for here)."""
+    for the example faces it shows (none asked for here), and starts no worker process."""
     import redteam.images
     from tests.redteam.test_run import make_observed
 
@@ -107,8 +107,10 @@ def test_a_warm_re_run_of_observed_folders_decodes_no_anonymized_file(originals:
     decoded: list[Path] = []
     real = redteam.images.load_image
     monkeypatch.setattr(redteam.images, "load_image", lambda path, **kw: decoded.append(path) or real(path, **kw))
-    second = AuditRun(config(originals, tmp_path, cache, **settings)).run()
+    lines: list[str] = []
+    second = AuditRun(config(originals, tmp_path, cache, workers=2, **settings), log=lines.append).run()
     assert not [path for path in decoded if observed in path.parents]
+    assert "every image's results were in the cache: no worker started" in lines
     assert second.cache_stats["seen_attack_results_computed"] == 0
     pd.testing.assert_frame_equal(reproducible_columns(results_frame(first)), reproducible_columns(results_frame(second)))
     assert second.input_hashes == first.input_hashes
