@@ -74,16 +74,31 @@ class FaceDetector:
         Returns:
             Faces with score >= `min_score`, sorted by the left edge of their box.
         """
+        return self.detect_batch([pixels], min_face_size)[0]
+
+    def detect_batch(self, images: list[np.ndarray], min_face_size: int | None = None) -> list[list[FaceGeometry]]:
+        """`detect` on images of one size at once: MTCNN runs each stage on the whole batch (one network
+        call per pyramid level and stage instead of one per image), with the same result per image."""
+        if not images:
+            return []
+        if any(image.shape != images[0].shape for image in images):
+            raise ValueError("detect_batch needs images of one size")
         size = self._min_size(min_face_size)
-        if min(pixels.shape[:2]) < size:
-            return []  # no face of the minimum size fits (MTCNN's image pyramid would be empty)
+        if min(images[0].shape[:2]) < size:
+            return [[] for _ in images]  # no face of the minimum size fits (MTCNN's image pyramid would be empty)
         model = self._model()
         model.min_face_size = size
         try:
             with torch.no_grad():
-                boxes, scores, landmarks = model.detect(Image.fromarray(pixels), landmarks=True)
+                batch = [Image.fromarray(pixels) for pixels in images]
+                boxes, scores, landmarks = model.detect(batch if len(batch) > 1 else batch[0], landmarks=True)
         finally:
             model.min_face_size = self.settings.min_face_size
+        if len(images) == 1:
+            boxes, scores, landmarks = [boxes], [scores], [landmarks]
+        return [self._faces(b, s, m) for b, s, m in zip(boxes, scores, landmarks, strict=True)]
+
+    def _faces(self, boxes: Any, scores: Any, landmarks: Any) -> list[FaceGeometry]:
         if boxes is None:
             return []
         # facenet-pytorch 2.5.3 returns object arrays under numpy 2: normalise them.

@@ -105,15 +105,17 @@ class RunContext:
                 self.log(f"detection cache entry {key[:12]} is malformed: recomputed")
         return None
 
+    def store_detection(self, content_hash: str, faces: list[FaceGeometry], min_face_size: int | None = None) -> None:
+        self.cache.put_json("detections", content_key(content_hash, self.detector.cache_key_for(min_face_size)), [face.to_json() for face in faces])
+
     def detect(self, pixels: np.ndarray | Callable[[], np.ndarray], content_hash: str, min_face_size: int | None = None) -> list[FaceGeometry]:
         """Detections for an image (or a function giving it, called only on a cache miss), cached by its
         content hash and the detector's settings; a cache entry that does not parse is recomputed."""
         cached = self.cached_detection(content_hash, min_face_size)
         if cached is not None:
             return cached
-        key = content_key(content_hash, self.detector.cache_key_for(min_face_size))
         image = pixels() if callable(pixels) else pixels
         with self.clock.measure("inference"):
             faces = self.detector.detect(image, min_face_size)
-        self.cache.put_json("detections", key, [face.to_json() for face in faces])
+        self.store_detection(content_hash, faces, min_face_size)
         return faces

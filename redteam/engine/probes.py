@@ -168,22 +168,39 @@ class Pass:
 
     def _image(self, label: str, faces: list[FaceRecord], audited: list[FaceRecord]) -> None:
         """Every method and attack on one image. Its pixels (and each method's output) are decoded or
-        made only when something is not in the cache: a warm re-run hashes the files and reads results."""
+        made only when something is not in the cache: a warm re-run hashes the files and reads results.
+        Whether each face is still detectable is found for every method at once (one batched detector call)."""
         path = self.inputs.paths[label]
         original = self.ctx.open(path, label, None)  # read before (issues recorded then)
         if original is None:
             return
         boxes = {face.face_id: face.geometry.box for face in audited}
         original_crops = LazyCrops(boxes, lambda face_id: box_crop(original.pixels, boxes[face_id], METRIC_CROP))
-        for work in self.works:
+        outputs: dict[int, ImageHandle] = {}
+        for index, work in enumerate(self.works):
             try:
                 anonymized = self._anonymized(work, label, faces, audited, original)
-                if anonymized is None:
-                    continue
-                self._attacks(work, label, faces, audited, anonymized, original_crops, boxes)
-            except InputError as error:  # a file changed under the audit: that image's evidence is lost
-                self.ctx.issue("unreadable", label, work.method.name, error.message, "skipped")
-                work.gaps.setdefault("unreadable during the audit", []).extend(face.face_id for face in audited)
+            except InputError as error:
+                self._lost(work, label, audited, error)
+                continue
+            if anonymized is not None:
+                outputs[index] = anonymized
+        try:
+            detected = self._detected(outputs, audited)
+        except InputError as error:  # a file changed under the audit: that image's evidence is lost
+            for index in outputs:
+                self._lost(self.works[index], label, audited, error)
+            return
+        for index, anonymized in outputs.items():
+            work = self.works[index]
+            try:
+                self._attacks(work, label, faces, audited, anonymized, original_crops, boxes, detected[index])
+            except InputError as error:
+                self._lost(work, label, audited, error)
+
+    def _lost(self, work: MethodWork, label: str, audited: list[FaceRecord], error: InputError) -> None:
+        self.ctx.issue("unreadable", label, work.method.name, error.message, "skipped")
+        work.gaps.setdefault("unreadable during the audit", []).extend(face.face_id for face in audited)
 
     def _attacks(
         self,
@@ -194,12 +211,12 @@ class Pass:
         anonymized: ImageHandle,
         original_crops: LazyCrops,
         boxes: dict[str, tuple[float, float, float, float]],
+        detected: dict[str, bool],
     ) -> None:
         if work.needs_parrot:
             self._parrot(work, faces, anonymized.pixels)
         if not audited:
             return
-        detected = dict(zip([f.face_id for f in audited], self._detected(anonymized, audited), strict=True))
         anonymized_crops = LazyCrops(boxes, lambda face_id: box_crop(anonymized.pixels, boxes[face_id], METRIC_CROP))
         reconstructions: dict[str, Mapping[str, np.ndarray]] = {}  # attack -> face id -> attacked crop
         fresh: dict[str, dict[str, Probe]] = {}  # face id -> attack -> this image's probe
@@ -265,26 +282,36 @@ class Pass:
             return ImageHandle.of(stored)
         return oriented
 
-    def _detected(self, anonymized: ImageHandle, faces: list[FaceRecord]) -> list[bool]:
-        """Whether MTCNN still finds each face (IoU >= 0.5 with its original box), searched in the face's
-        neighbourhood (its box grown by half), which is where a match can be, rather than in the whole image,
-        and only for faces at least half as wide as the original's (a box with IoU >= 0.5 has at least half
-        its area, so a side at least 0.71 of it): the detector's pyramid skips the scales of smaller faces."""
-        flags = []
-        height, width = anonymized.shape[:2]
+    def _detected(self, outputs: dict[int, ImageHandle], faces: list[FaceRecord]) -> dict[int, dict[str, bool]]:
+        """Per method (index -> face id -> flag): whether MTCNN still finds each face (IoU >= 0.5 with its
+        original box). It searches the face's neighbourhood (its box grown by half), which is where a match
+        can be, rather than the whole image, and only for faces at least half as wide as the original's (a
+        box with IoU >= 0.5 has at least half its area, so a side at least 0.71 of it): the detector's
+        pyramid skips the scales of smaller faces. Every method's output has the original's size, so the
+        neighbourhoods have one size and the detections not in the cache run as one batch."""
+        flags: dict[int, dict[str, bool]] = {index: {} for index in outputs}
+        if not outputs:
+            return flags
+        height, width = next(iter(outputs.values())).shape[:2]
         for face in faces:
             x0, y0, x1, y1 = face.geometry.box
             gx, gy = (x1 - x0) / 2, (y1 - y0) / 2
             cx0, cy0 = max(0, int(x0 - gx)), max(0, int(y0 - gy))
             cx1, cy1 = min(width, int(np.ceil(x1 + gx))), min(height, int(np.ceil(y1 + gy)))
             smallest = int(min(x1 - x0, y1 - y0) / 2)
-
-            def crop(cx0: int = cx0, cy0: int = cy0, cx1: int = cx1, cy1: int = cy1) -> np.ndarray:
-                return np.ascontiguousarray(anonymized.pixels[cy0:cy1, cx0:cx1])
-
-            found = self.ctx.detect(crop, content_key(anonymized.digest, f"{cx0},{cy0},{cx1},{cy1}"), smallest)
-            moved = [replace(f, box=(f.box[0] + cx0, f.box[1] + cy0, f.box[2] + cx0, f.box[3] + cy0)) for f in found]
-            flags.append(match_detections([face.geometry], moved)[0])
+            keys = {index: content_key(handle.digest, f"{cx0},{cy0},{cx1},{cy1}") for index, handle in outputs.items()}
+            found = {index: self.ctx.cached_detection(key, smallest) for index, key in keys.items()}
+            missing = [index for index, faces_found in found.items() if faces_found is None]
+            if missing:
+                crops = [np.ascontiguousarray(outputs[index].pixels[cy0:cy1, cx0:cx1]) for index in missing]
+                with self.ctx.clock.measure("inference"):
+                    results = self.ctx.detector.detect_batch(crops, smallest)
+                for index, fresh in zip(missing, results, strict=True):
+                    self.ctx.store_detection(keys[index], fresh, smallest)
+                    found[index] = fresh
+            for index, known in found.items():
+                moved = [replace(f, box=(f.box[0] + cx0, f.box[1] + cy0, f.box[2] + cx0, f.box[3] + cy0)) for f in known or []]
+                flags[index][face.face_id] = match_detections([face.geometry], moved)[0]
         return flags
 
     def _parrot(self, work: MethodWork, faces: list[FaceRecord], anonymized: np.ndarray) -> None:
