@@ -1,15 +1,18 @@
 """The engine's throughput, memory and overhead, as ratios measured in one run.
 
-    python benchmarks/bench_engine.py [--faces 200] [--methods 10] [--large 2000] [--runs 3]
+    python benchmarks/bench_engine.py [--faces 200] [--methods 10] [--large 2000] [--runs 3] [--workers 2]
 
 1. Against the naive script (`naive_pairs.py`: HOG detection and a dlib descriptor on both images of
    every pair): `redteam audit ORIGINALS --anonymized m=DIR x 10 --attack none --no-identify` with a cold
-   cache, on `--faces` CelebA photos x `--methods` observed folders, run in turn with the script.
-2. Warm re-run: the same audit again with the cache of a cold run.
+   cache, on `--faces` CelebA photos x `--methods` observed folders, run in turn with the script: once in
+   one process (`--workers 1`) and once with `--workers N` (default: one per core; the script is
+   single-threaded, as dlib is).
+2. Warm re-run: the `--workers N` audit again with the cache of its cold run.
 3. Memory: peak RSS of a naive-tier audit of `--large` UTKFace faces against one of `--faces`.
 4. Classical attacks: every model-free attack that applies, per face and method, on 20 photos under a
    blur, a mosaic and a box (what `--attacks auto` runs when no model file is installed).
-5. Overhead: the cold audit's end-to-end seconds over its model-inference seconds (summary.json timings).
+5. Overhead: the one-process cold audit's end-to-end seconds over its model-inference seconds
+   (summary.json timings; with workers, inference seconds add up over processes, so that run is not used).
 
 Each figure is the median of `--runs` runs (wall seconds, peak RSS of the whole process by the OS's own
 accounting). Writes `engine-<date>.md` into `--out`. Reads ../shared/faces/research; copies nothing
@@ -49,7 +52,9 @@ def main() -> None:
     parser.add_argument("--methods", type=int, default=10)
     parser.add_argument("--large", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the parallel cold and warm runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--prepare-only", action="store_true", help="write the observed folders and subsets, then stop")
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     from redteam.core.paths import default_cache_dir
@@ -67,6 +72,12 @@ def main() -> None:
             (folder / "redteam-anonymize.json").rename(folder.with_suffix(".record.json"))  # an observed folder: no declared spec
             (folder / ".complete").write_text("ok\n")
         folders.append(folder)
+    small = subset(RESEARCH / "utkface", work / f"utkface-{args.faces}", args.faces, "*.jpg")
+    large = subset(RESEARCH / "utkface", work / f"utkface-{args.large}", args.large, "*.jpg")
+    attacked = subset(RESEARCH / "celeba", work / "celeba-20", 20, "*.jpg")
+    if args.prepare_only:
+        print(f"prepared {len(folders)} observed folders of {args.faces} photos under {work}")
+        return
     anonymized = [a for i, folder in enumerate(folders) for a in ("--anonymized", f"m{i}={folder}")]
     rows: dict[str, list[float]] = {}
 
@@ -77,22 +88,25 @@ def main() -> None:
     timings = {}
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(dir=work) as folder:
-            cache = Path(folder) / "cache"
-            cold, cold_rss = measured(audit(cache, Path(folder) / "cold"), log)
-            warm, _ = measured(audit(cache, Path(folder) / "warm"), log)
+            parallel = ("--workers", args.workers)
+            single, _ = measured(audit(Path(folder) / "cache1", Path(folder) / "single", "--workers", 1), log)
+            cold, cold_rss = measured(audit(Path(folder) / "cache", Path(folder) / "cold", *parallel), log)
+            warm, _ = measured(audit(Path(folder) / "cache", Path(folder) / "warm", *parallel), log)
             script, _ = measured(naive, log)
-            timings = json.loads((Path(folder) / "cold" / "summary.json").read_text())["timings_seconds"]
+            timings = json.loads((Path(folder) / "single" / "summary.json").read_text())["timings_seconds"]
+        rows.setdefault("single", []).append(single)
         rows.setdefault("cold", []).append(cold)
         rows.setdefault("warm", []).append(warm)
         rows.setdefault("script", []).append(script)
+        rows.setdefault("speedup_single", []).append(script / single)
         rows.setdefault("speedup", []).append(script / cold)
         rows.setdefault("warm_ratio", []).append(warm / cold)
         rows.setdefault("overhead", []).append(timings["total"] / max(timings.get("inference", 0.0), 1e-9))
         rows.setdefault("cold_rss", []).append(cold_rss)
-        print(f"run {run + 1}: cold {cold:.1f} s, warm {warm:.1f} s, naive script {script:.1f} s", flush=True)
+        print(
+            f"run {run + 1}: one process {single:.1f} s, {args.workers} workers cold {cold:.1f} s, warm {warm:.1f} s, naive script {script:.1f} s", flush=True
+        )
 
-    small = subset(RESEARCH / "utkface", work / f"utkface-{args.faces}", args.faces, "*.jpg")
-    large = subset(RESEARCH / "utkface", work / f"utkface-{args.large}", args.large, "*.jpg")
     for label, folder in (("rss_small", small), ("rss_large", large)):
         with tempfile.TemporaryDirectory(dir=work) as scratch:
             seconds, peak = measured(
@@ -116,7 +130,6 @@ def main() -> None:
         rows[label.replace("rss", "seconds")] = [seconds]
         print(f"{label}: {peak:.0f} MB in {seconds:.0f} s", flush=True)
 
-    attacked = subset(RESEARCH / "celeba", work / "celeba-20", 20, "*.jpg")
     with tempfile.TemporaryDirectory(dir=work) as scratch:
         started = time.perf_counter()
         methods = ("--method", "blur=gaussian_blur:sigma=6", "--method", "px=mosaic:block=12", "--method", "box=box")
@@ -131,16 +144,18 @@ def main() -> None:
     lines = [
         f"# Engine benchmark ({date.today().isoformat()}, 2 CPU cores)",
         "",
-        f"`python benchmarks/bench_engine.py --faces {args.faces} --methods {args.methods} --large {args.large} --runs {args.runs}`; "
-        f"medians of {args.runs} runs.",
+        f"`python benchmarks/bench_engine.py --faces {args.faces} --methods {args.methods} --large {args.large} --runs {args.runs} "
+        f"--workers {args.workers}`; medians of {args.runs} runs; {args.faces * args.methods} pairs.",
         "",
         "| figure | measured | target |",
         "|---|---|---|",
-        f"| naive tier, {args.faces} CelebA photos x {args.methods} observed folders, cold cache | {median['cold']:.1f} s | |",
-        f"| the naive per-pair script on the same pairs | {median['script']:.1f} s | |",
-        f"| speed-up over the script (script / audit, per run) | {median['speedup']:.2f}x | >= 5x |",
-        f"| warm re-run / cold run | {median['warm_ratio']:.3f} | <= 0.1 |",
-        f"| end-to-end / model inference (cold run) | {median['overhead']:.2f} | <= 1.15 |",
+        f"| naive tier, {args.faces} CelebA photos x {args.methods} observed folders, cold cache, one process | {median['single']:.1f} s | |",
+        f"| the same, `--workers {args.workers}` | {median['cold']:.1f} s | |",
+        f"| the naive per-pair script on the same pairs (one process) | {median['script']:.1f} s | |",
+        f"| speed-up over the script, one process (script / audit, per run) | {median['speedup_single']:.2f}x | |",
+        f"| speed-up over the script, `--workers {args.workers}` | {median['speedup']:.2f}x | >= 5x |",
+        f"| warm re-run / cold run (`--workers {args.workers}`, same command) | {median['warm_ratio']:.3f} ({median['warm']:.1f} s) | <= 0.1 |",
+        f"| end-to-end / model inference (one-process cold run) | {median['overhead']:.2f} | <= 1.15 |",
         f"| peak RSS, {args.large} faces / {args.faces} faces | {median['rss_large']:.0f} MB / {median['rss_small']:.0f} MB "
         f"= {median['rss_large'] / median['rss_small']:.2f} | <= 1.2 |",
         "| classical attacks (`--attacks auto`, model-free), s per face per method | "

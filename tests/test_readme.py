@@ -1,0 +1,61 @@
+"""The README's commands: every `redteam ...` it documents names a real command, and every option it
+passes is one that command's `--help` lists (so the README cannot drift from the CLI)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from redteam.cli import app
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def documented_commands() -> list[str]:
+    """Every `redteam ...` command line in the README's code blocks and inline code."""
+    text = README.read_text()
+    commands = []
+    for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.S):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        commands += [line.split("#")[0].strip() for line in joined.splitlines() if line.strip().startswith("redteam ")]
+    commands += [c.strip() for c in re.findall(r"`(redteam [^`]+)`", text)]
+    return sorted(set(commands))
+
+
+def resolve(command: str) -> tuple[list[str], Any]:
+    """The subcommand path of a command line and the click command it reaches."""
+    words = shlex.split(command.replace("[", " ").replace("]", " ").replace("|", " "))[1:]
+    group: Any = typer.main.get_command(app)
+    path: list[str] = []
+    for word in words:
+        found = group.get_command(group.context_class(group), word) if hasattr(group, "list_commands") else None
+        if found is None:
+            break
+        group = found
+        path.append(word)
+    return path, group
+
+
+COMMANDS = documented_commands()
+
+
+def test_the_readme_documents_the_main_commands() -> None:
+    reached = {" ".join(resolve(command)[0]) for command in COMMANDS}
+    for expected in ("demo", "audit", "anonymize", "attack run", "attack train", "calibrate", "models download", "models import", "history", "compare"):
+        assert expected in reached, f"the README never shows `redteam {expected}`"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_documented_command_exists_and_takes_its_options(command: str) -> None:
+    path, target = resolve(command)
+    result = CliRunner().invoke(app, [*path, "--help"], terminal_width=200)
+    assert result.exit_code == 0, f"`redteam {' '.join(path)} --help` failed for README line: {command}\n{result.output}"
+    known = {name for parameter in target.params for name in (*parameter.opts, *parameter.secondary_opts)} | {"--help"}
+    used = {token.split("=")[0] for token in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*(?:=\S*)?", command)}
+    assert used <= known, f"README line `{command}` uses {sorted(used - known)}, not options of `redteam {' '.join(path)}`"
