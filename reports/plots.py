@@ -12,32 +12,55 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+#: Panels per row of the grid (one panel per attack).
+GRID_COLUMNS = 4
 
-def distance_histograms(frame: pd.DataFrame, method: str) -> bytes:
-    """One panel per recognizer: distance of each attacked face to its own original, per attack,
-    with the recognizer's verification threshold (left of the line = verified as the same person).
+
+def distance_histograms(frame: pd.DataFrame, method: str, baseline: dict[str, tuple[float, ...]] | None = None) -> bytes:
+    """A grid of small panels, one per attack (a row per recognizer): the distance of each attacked face
+    to its own original, against the distances between unrelated people (`baseline`, grey outline) and
+    the recognizer's verification threshold (left of the dashed line: verified as the same person). An
+    attack whose faces sit where unrelated people sit has removed the identity; one whose faces sit left
+    of the line has brought it back.
 
     Labels are the user's names, drawn as plain text (no mathtext: a name like `$\\frac$` is not parsed)."""
     with plt.rc_context({"text.parse_math": False}):
-        return _distance_histograms(frame, method)
+        return _distance_histograms(frame, method, baseline or {})
 
 
-def _distance_histograms(frame: pd.DataFrame, method: str) -> bytes:
+def _distance_histograms(frame: pd.DataFrame, method: str, baseline: dict[str, tuple[float, ...]]) -> bytes:
     rows = frame[(frame["method"] == method) & frame["verify"].notna()]
-    recognizers = sorted(rows["recognizer"].unique())
-    figure, axes = plt.subplots(1, max(1, len(recognizers)), figsize=(4.2 * max(1, len(recognizers)), 3.0), squeeze=False)
-    for axis, recognizer in zip(axes[0], recognizers, strict=False):
+    recognizers = sorted(rows["recognizer"].unique()) or ["-"]
+    attacks = sorted(rows["attack"].unique(), key=lambda a: (a != "none", a)) or ["-"]
+    columns = min(GRID_COLUMNS, len(attacks))
+    per_recognizer = -(-len(attacks) // columns)
+    figure, axes = plt.subplots(per_recognizer * len(recognizers), columns, figsize=(2.6 * columns, 2.1 * per_recognizer * len(recognizers)), squeeze=False)
+    for axis in axes.flat:
+        axis.set_visible(False)
+    for r, recognizer in enumerate(recognizers):
         mine = rows[rows["recognizer"] == recognizer]
+        if mine.empty:
+            continue
         threshold = float(mine["threshold"].iloc[0])
-        high = max(float(mine["distance"].max()), threshold) * 1.1
-        bins = np.linspace(0.0, high, 21)
-        for attack, group in mine.groupby("attack"):
-            axis.hist(group["distance"], bins=bins, alpha=0.6, label=f"{attack} (n={len(group)})")
-        axis.axvline(threshold, color="crimson", linestyle="--", label=f"threshold {threshold:g}")
-        axis.set_title(f"{method} / {recognizer}", fontsize=9)
-        axis.set_xlabel("distance to own original (left of line: verified)", fontsize=8)
-        axis.set_ylabel("faces", fontsize=8)
-        axis.legend(fontsize=7)
+        unrelated = np.asarray(baseline.get(recognizer, ()), dtype=float)
+        high = max(float(mine["distance"].max()), threshold, float(unrelated.max()) if unrelated.size else 0.0) * 1.05
+        bins = np.linspace(0.0, high, 25)
+        for index, attack in enumerate(attacks):
+            axis = axes[r * per_recognizer + index // columns][index % columns]
+            axis.set_visible(True)
+            group = mine[mine["attack"] == attack]
+            if unrelated.size:
+                axis.hist(unrelated, bins=bins, density=True, histtype="step", color="grey", label=f"unrelated people (n={unrelated.size})")
+            axis.hist(group["distance"], bins=bins, density=True, alpha=0.7, color="tab:blue", label=f"faces (n={len(group)})")
+            axis.axvline(threshold, color="crimson", linestyle="--", linewidth=1)
+            verified = int((group["distance"] < threshold).sum())
+            axis.set_title(f"{attack} / {recognizer}: {verified}/{len(group)} verified", fontsize=8)
+            axis.tick_params(labelsize=6)
+            axis.set_yticks([])
+            if index // columns == per_recognizer - 1 or index + columns >= len(attacks):
+                axis.set_xlabel("distance to own original", fontsize=7)
+        axes[r * per_recognizer][0].legend(fontsize=6, loc="upper left", framealpha=0.6)
+    figure.suptitle(f"{method}: each attacked face's distance to its own original (left of the dashed line: verified)", fontsize=8)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)

@@ -124,7 +124,7 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
     if figures and not frame.empty:
         for m in result.method_verdicts:
             if (frame["method"] == m.method).any() and frame.loc[frame["method"] == m.method, "verify"].notna().any():
-                view["histograms"][m.method] = base64.b64encode(distance_histograms(frame, m.method)).decode()
+                view["histograms"][m.method] = base64.b64encode(distance_histograms(frame, m.method, result.impostor_distances)).decode()
         for example in result.examples:
             view["examples"].append(
                 {

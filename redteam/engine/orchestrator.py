@@ -29,7 +29,7 @@ from redteam.engine.executors import run_pass
 from redteam.engine.inputs import Inputs, collect
 from redteam.engine.models import Models, load_models
 from redteam.engine.probes import MethodWork, Pass
-from redteam.engine.scoring import method_rows, outcomes
+from redteam.engine.scoring import impostor_distances, method_rows, outcomes
 from redteam.engine.verdict import method_verdicts, metric_verdicts
 from redteam.faces import FaceDetector
 
@@ -105,7 +105,8 @@ class AuditRun:
             evidence[work.method.name] = self._evidence(work, inputs, method_rows_, models, missing[work.method.name])
             ctx.log(f"{work.method.name}: {work.computed} attacked image results computed, {work.reused} reused from the cache")
         result = self._result(models, [w.method.source for w in works], tuple(rows), evidence, skipped, works, started, inputs=inputs)
-        return replace(result, identifications=identifications, attack_models=attack_models)
+        baseline = {name: impostor_distances(name, recognizer, inputs.gallery) for name, recognizer in models.recognizers.items()}
+        return replace(result, identifications=identifications, attack_models=attack_models, impostor_distances=baseline)
 
     def _applicable(
         self, method: str, info: MethodInfo, models: Models, skipped: list[SkippedAttack], attack_models: dict[str, dict[str, dict[str, str]]]

@@ -89,6 +89,35 @@ class ProbeScores:
         return chance_other_photo(k, self.pool[i] - 1, self.other_photos[i])
 
 
+#: At most this many distances between unrelated people are kept per recognizer (the report's baseline).
+IMPOSTOR_SAMPLE = 4000
+#: ... drawn from at most this many gallery faces, spread evenly (the distance matrix stays small).
+IMPOSTOR_FACES = 1000
+
+
+def impostor_distances(name: str, recognizer: Recognizer, gallery: Gallery, limit: int = IMPOSTOR_SAMPLE) -> tuple[float, ...]:
+    """Distances between clean gallery faces of different known people: what the recognizer gives for
+    unrelated people, the baseline an attacked face's distance to its own original is read against. At
+    most `limit` pairs, spread evenly over all of them (deterministic)."""
+    embeddings = gallery.embeddings.get(name)
+    if embeddings is None or len(gallery.faces) < 2:
+        return ()
+    chosen = torch.linspace(0, len(gallery.faces) - 1, min(len(gallery.faces), IMPOSTOR_FACES)).round().long().unique()  # bounded memory
+    identities = [gallery.faces[k].identity for k in chosen.tolist()]
+    embeddings = embeddings[chosen]
+    distances = recognizer.distances(embeddings, embeddings)
+    upper = torch.triu_indices(len(identities), len(identities), offset=1)
+    known = torch.tensor([identity is not None for identity in identities])
+    labels = {identity: index for index, identity in enumerate(sorted({i for i in identities if i is not None}))}
+    codes = torch.tensor([labels[identity] if identity is not None else -1 for identity in identities])
+    i, j = upper[0], upper[1]
+    unrelated = known[i] & known[j] & (codes[i] != codes[j])
+    values = distances[i[unrelated], j[unrelated]]
+    if len(values) > limit:
+        values = values[torch.linspace(0, len(values) - 1, limit).round().long()]
+    return tuple(round(float(v), 5) for v in values)
+
+
 def chip_spread(chips: Sequence[np.ndarray]) -> list[float]:
     """Standard deviation of each chip's pixels (0-255): near 0 for a blank (solid) face."""
     return [float(np.asarray(chip, dtype=np.float64).std()) for chip in chips]

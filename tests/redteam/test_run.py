@@ -94,6 +94,10 @@ def test_same_audit_twice_gives_identical_tables_and_reuses_original_embeddings(
     assert second.cache_stats["dlib_original_embeddings_reused"] == 5
     assert second.cache_stats["dlib_original_embeddings_computed"] == 0
     assert any("reused from cache 5, computed 0" in line for line in logs)
+    people = [face.identity for face in first.faces]
+    unrelated = sum(a != b for i, a in enumerate(people) for b in people[i + 1 :])
+    assert len(first.impostor_distances["dlib"]) == unrelated > 0  # the report's baseline: every pair of different people
+    assert min(first.impostor_distances["dlib"]) > 0.0
     uncached = AuditRun(config(originals, tmp_path, tmp_path / "other_cache", methods=methods)).run()
     pd.testing.assert_frame_equal(reproducible_columns(results_frame(first)), reproducible_columns(results_frame(uncached)))
 
