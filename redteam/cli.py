@@ -125,6 +125,7 @@ def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: st
     from redteam.datasets import check_out_dir, check_outside_inputs
     from redteam.engine import AuditRun
     from redteam.regression import compare, gate
+    from redteam.runlog import LOG_NAME, RunLog
     from redteam.store import RunStore, default_store_path, run_record
     from reports import write_reports
 
@@ -136,17 +137,27 @@ def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: st
     ensure_writable_dir(cache, "cache folder", "give a writable --cache-dir (or set REDTEAM_CACHE)")
     runs = RunStore(store or default_store_path(config.cache_dir))
     before = runs.get(baseline) if baseline else None  # an unknown baseline fails before the audit runs
-    with terminal.progress_bar() as progress:
-        result = AuditRun(config, log=terminal.log, progress=progress).run()
+    runlog = RunLog()
+
+    def log(line: str) -> None:
+        runlog.log(line)
+        terminal.log(line)
+
+    with terminal.progress_bar() as progress, runlog.capturing():
+        result = AuditRun(config, log=log, progress=progress).run()
     record = run_record(result)
     if before is not None:
         reasons = gate(before, record, result.policy.confidence)
         changes = [change.to_json() for change in compare(before, record, result.policy.confidence)]
         result = replace(result, regression={"baseline": before.run_id, "run": record.run_id, "gate": reasons, "changes": changes})
         record = replace(record, exit_code=int(result.exit_code))
-    written = write_reports(result, config.out)
+    with runlog.capturing():
+        written = write_reports(result, config.out)
     runs.record(record, written.get("parquet"))
-    terminal.log(f"recorded run {record.run_id} in {runs.path}")
+    log(f"recorded run {record.run_id} in {runs.path}")
+    if runlog.warnings:
+        terminal.log(f"{sum(runlog.warnings.values())} library warning(s) during the run: see {config.out / LOG_NAME}")
+    written["log"] = runlog.write(config.out)
     terminal.print_result(result)
     terminal.log(f"timings (s): {result.timings}")
     for name, path in written.items():
