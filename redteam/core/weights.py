@@ -363,7 +363,7 @@ def download_hub_model(name: str) -> Path:
     except Exception as error:  # noqa: BLE001 - offline, gated, interrupted: the model is not available
         raise ModelUnavailableError(
             f"could not download '{name}' ({entry.hub_id}): {type(error).__name__}: {error}",
-            fix=f"on a connected machine run `redteam models download {name}` (or `huggingface-cli download {entry.hub_id}`) and copy its HF_HOME folder here",
+            fix=f"on a connected machine run `redteam models download {name}` (or `hf download {entry.hub_id}`, huggingface_hub's command line) and copy its HF_HOME folder here",
         ) from error
 
 
@@ -451,6 +451,9 @@ def download_model_file(name: str, timeout: float = 30.0) -> Path:
         ModelUnavailableError: no network, or the download failed; the message names the URL so the
             file can be fetched elsewhere and imported with `redteam models import`.
     """
+    if name not in MODEL_FILES:
+        names = sorted([n for n, e in MODEL_FILES.items() if e.url is not None] + list(HUB_MODELS))
+        raise InputError(f"unknown model '{name}'", fix="models that download: " + ", ".join(names) + " (the others ship inside pip packages)")
     entry = get_model_file(name)
     if entry.url is None:
         return entry.require()

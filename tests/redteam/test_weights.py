@@ -71,3 +71,13 @@ def test_a_pickle_payload_checkpoint_is_refused_by_name_and_never_run(tmp_path):
     plain = tmp_path / "plain.pth"
     torch.save({"w": torch.ones(2)}, plain)
     assert torch.equal(load_plain_checkpoint(plain)["w"], torch.ones(2))
+
+
+def test_an_unknown_download_lists_every_model_that_downloads() -> None:
+    from redteam.core.weights import HUB_MODELS, MODEL_FILES, download_model_file
+
+    with pytest.raises(InputError) as raised:
+        download_model_file("nosuch")
+    fix = str(raised.value)
+    assert all(name in fix for name in HUB_MODELS)  # hub models included
+    assert all((name in fix) == (entry.url is not None) for name, entry in MODEL_FILES.items())  # pip-shipped ones left out
