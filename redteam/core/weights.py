@@ -363,7 +363,7 @@ def download_hub_model(name: str) -> Path:
     except Exception as error:  # noqa: BLE001 - offline, gated, interrupted: the model is not available
         raise ModelUnavailableError(
             f"could not download '{name}' ({entry.hub_id}): {type(error).__name__}: {error}",
-            fix=f"on a connected machine run `redteam models download {name}` (or `hf download {entry.hub_id}`, huggingface_hub's command line) and copy its HF_HOME folder here",
+            fix=f"on a connected machine run `redteam models download {name}` (or `hf download {entry.hub_id}`) and copy its HF_HOME folder here",
         ) from error
 
 
