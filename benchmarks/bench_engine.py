@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,38 @@ SPECS = (
 CLASSICAL = ("none", "parrot", "bicubic", "lanczos", "blind_deconv", "denoise", "jpeg_deblock", "wiener", "richardson_lucy", "tv_deconv")
 
 
+def observed_folders(originals: Path, work: Path, faces: int, specs: tuple[str, ...]) -> list[Path]:
+    """One folder per spec, as a user's redaction tool writes them (a PNG per original, mirroring the tree,
+    no record): faces are detected once per original and every spec applied to them (what `redteam
+    anonymize` does per spec, without detecting again for each)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from redteam.anonymizers import build_method
+    from redteam.core.seeds import image_seed
+    from redteam.datasets import discover_images
+    from redteam.faces import FaceDetector
+    from redteam.images import load_image
+
+    folders = [work / f"observed-{faces}-{index}" for index in range(len(specs))]
+    todo = [(folder, build_method(spec)) for folder, spec in zip(folders, specs, strict=True) if not (folder / ".complete").is_file()]
+    if not todo:
+        return folders
+    detector = FaceDetector()
+    for entry in discover_images(originals, role="originals").entries:
+        image = load_image(entry.path)
+        found = detector.detect(image.pixels)
+        for folder, method in todo:
+            out = folder / Path(entry.rel).with_suffix(".png")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            generator = torch.Generator().manual_seed(image_seed(0, entry.rel))
+            Image.fromarray(method.apply(image.pixels, found, generator) if found else np.array(image.pixels)).save(out)
+    for folder, _ in todo:
+        (folder / ".complete").write_text("ok\n")
+    return folders
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=int, default=200)
@@ -63,15 +94,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     log = work / "log.txt"
     originals = subset(RESEARCH / "celeba", work / f"celeba-{args.faces}", args.faces, "*.jpg")
-    folders = []
-    for index, spec in enumerate(SPECS[: args.methods]):
-        folder = work / f"observed-{args.faces}-{index}"
-        if not (folder / ".complete").is_file():
-            shutil.rmtree(folder, ignore_errors=True)
-            subprocess.run(redteam("anonymize", originals, folder, "--method", spec), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            (folder / "redteam-anonymize.json").rename(folder.with_suffix(".record.json"))  # an observed folder: no declared spec
-            (folder / ".complete").write_text("ok\n")
-        folders.append(folder)
+    folders = observed_folders(originals, work, args.faces, SPECS[: args.methods])
     small = subset(RESEARCH / "utkface", work / f"utkface-{args.faces}", args.faces, "*.jpg")
     large = subset(RESEARCH / "utkface", work / f"utkface-{args.large}", args.large, "*.jpg")
     attacked = subset(RESEARCH / "celeba", work / "celeba-20", 20, "*.jpg")

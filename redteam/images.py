@@ -196,8 +196,44 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
 _HIDDEN_SPREAD = 2.0
 
 
+#: EXIF tags that name a person or a device (IFD0 and the Exif IFD): tag -> what it is.
+_IDENTIFYING_TAGS = {0x013B: "artist", 0x8298: "copyright holder", 0xA430: "camera owner", 0xA431: "camera serial number", 0xA435: "lens serial number"}
+#: XMP properties that carry a preview image or name a person or place.
+_XMP_MARKERS = {
+    "xmpGImg:image": "an XMP preview image",
+    "xap:Thumbnails": "an XMP preview image",
+    "xmp:Thumbnails": "an XMP preview image",
+    "photoshop:City": "an XMP place",
+    "Iptc4xmpCore:Location": "an XMP place",
+    "exif:GPSLatitude": "XMP GPS coordinates",
+    "Iptc4xmpExt:PersonInImage": "an XMP person name",
+    "mwg-rs:Name": "an XMP face region name",
+}
+
+
+def _xmp_text(image: Image.Image) -> str:
+    raw = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp") or b""
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+def _identifying_metadata(exif: Image.Exif, xmp: str) -> list[str]:
+    """Metadata that identifies the person or the place (GPS position, owner, serial numbers, XMP
+    previews, names and places): each published with the file, whatever its pixels show."""
+    found = []
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    if gps.get(2) or gps.get(4):  # GPSLatitude / GPSLongitude
+        found.append("EXIF GPS coordinates")
+    tags = {**dict(exif.items()), **dict(exif.get_ifd(ExifTags.IFD.Exif).items())}
+    named = [what for tag, what in _IDENTIFYING_TAGS.items() if str(tags.get(tag, "")).strip(" \x00")]
+    if named:
+        found.append("EXIF " + ", ".join(named))
+    found += sorted({what for marker, what in _XMP_MARKERS.items() if marker in xmp})
+    return found
+
+
 def hidden_content(path: Path) -> tuple[str, ...]:
-    """What an image file carries besides the pixels the audit sees (its first frame, composited).
+    """What an image file carries besides the pixels the audit sees (its first frame, composited), and
+    metadata that identifies the person or the place.
 
     A redaction tool that blurs the visible face but keeps the camera's EXIF thumbnail, a second TIFF page
     or animation frame, or the face under fully transparent pixels, publishes the face: each is reported.
@@ -209,9 +245,11 @@ def hidden_content(path: Path) -> tuple[str, ...]:
             frames = int(getattr(image, "n_frames", 1) or 1)
             if frames > 1:
                 found.append(f"{frames} frames or pages (only the first is audited)")
-            thumbnail = image.getexif().get_ifd(ExifTags.IFD.IFD1)
+            exif = image.getexif()
+            thumbnail = exif.get_ifd(ExifTags.IFD.IFD1)
             if thumbnail.get(0x0201) or thumbnail.get(0x0111):  # JPEGInterchangeFormat / StripOffsets of IFD1
                 found.append("an EXIF thumbnail image")
+            found += _identifying_metadata(exif, _xmp_text(image))
             if image.mode in ("RGBA", "LA", "PA", "La") or "transparency" in image.info:
                 rgba = np.asarray(image.convert("RGBA"))
                 transparent = rgba[..., 3] == 0

@@ -79,7 +79,7 @@ def _hidden_content(ctx: RunContext, path: Path) -> tuple[str, ...]:
     from redteam.engine.handles import DECODER_VERSION
 
     try:
-        key = content_key(hashlib.sha256(path.read_bytes()).hexdigest(), "hidden-content-v1", DECODER_VERSION)
+        key = content_key(hashlib.sha256(path.read_bytes()).hexdigest(), "hidden-content-v2", DECODER_VERSION)
     except OSError:
         return ()  # unreadable: reported by the pass
     cached = ctx.cache.get_json("hidden_content", key)
@@ -107,8 +107,9 @@ def hidden_content_blockers(ctx: RunContext, source: MethodSource, images: Seque
         return []
     ctx.log(f"{source.name}: {len(carriers)} anonymized file(s) carry content beyond the audited pixels")
     return [
-        f"{len(carriers)} anonymized file(s) carry content beyond the pixels audited (EXIF thumbnail, extra frames or pages, "
-        f"pixels under transparency: see input issues, e.g. {', '.join(carriers[:3])}); strip it (re-encode the pixels only) and audit again"
+        f"{len(carriers)} anonymized file(s) carry content beyond the pixels audited (EXIF or XMP preview, extra frames or pages, "
+        f"pixels under transparency, GPS position, owner or serial number: see input issues, e.g. {', '.join(carriers[:3])}); "
+        "strip it (re-encode the pixels only, without metadata) and audit again"
     ]
 
 

@@ -52,6 +52,32 @@ def test_each_hiding_place_is_found(tmp_path: Path) -> None:
     assert hidden_content(tmp_path / "clean.png") == () and hidden_content(tmp_path / "flat_alpha.png") == ()
 
 
+def test_identifying_metadata_and_xmp_previews_are_found(tmp_path: Path) -> None:
+    from PIL import ExifTags, PngImagePlugin
+
+    black = np.zeros((32, 32, 3), np.uint8)
+    exif = Image.Exif()
+    exif[0x013B] = "Jane Doe"  # Artist
+    exif[ExifTags.IFD.GPSInfo] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)}
+    exif[ExifTags.IFD.Exif] = {0xA431: "SN12345"}  # BodySerialNumber
+    Image.fromarray(black).save(tmp_path / "gps.jpg", exif=exif)
+    xmp = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+        'xmlns:xmpGImg="http://ns.adobe.com/xap/1.0/g/img/"><xmp:Thumbnails><rdf:Alt><rdf:li><xmpGImg:image>/9j/4AAQ</xmpGImg:image>'
+        "</rdf:li></rdf:Alt></xmp:Thumbnails></rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp)
+    Image.fromarray(black).save(tmp_path / "preview.png", pnginfo=info)
+    Image.fromarray(black).save(tmp_path / "preview.jpg", xmp=xmp.encode())
+    plain = Image.Exif()
+    plain[0x0110] = "Model X"  # a camera model names no one
+    Image.fromarray(black).save(tmp_path / "model_only.jpg", exif=plain)
+    assert hidden_content(tmp_path / "gps.jpg") == ("EXIF GPS coordinates", "EXIF artist, camera serial number")
+    assert hidden_content(tmp_path / "preview.png") == ("an XMP preview image",) == hidden_content(tmp_path / "preview.jpg")
+    assert hidden_content(tmp_path / "model_only.jpg") == ()
+
+
 @pytest.fixture
 def boxed(sample_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
     """The sample under a solid box, written twice: clean, and with the original in an EXIF thumbnail."""
