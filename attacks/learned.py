@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from attacks.base import Applicability, Attack, MethodInfo
-from redteam.core.errors import ModelUnavailableError
+from redteam.core.errors import InputError, ModelUnavailableError
 from redteam.core.provenance import cached_sha256
 from redteam.core.tiers import ThreatTier
 from redteam.core.weights import load_plain_checkpoint
@@ -59,9 +59,30 @@ def checkpoint_dir() -> Path:
 
 
 def checkpoint_path(spec: str, folder: Path | None = None) -> Path:
-    """Where the inversion network for a canonical method spec is saved and looked up."""
+    """Where the inversion network for a canonical method spec is saved and looked up: a safetensors
+    file (tensors only, nothing to unpickle), its training record beside it (`.json`)."""
     key = hashlib.sha256(spec.encode()).hexdigest()[:16]
-    return (folder or checkpoint_dir()) / f"unet-{key}.pt"
+    return (folder or checkpoint_dir()) / f"unet-{key}.safetensors"
+
+
+def load_inversion_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a trained inversion: safetensors (what `redteam attack train` writes, whatever the
+    file is named); a plain PyTorch checkpoint is read with restricted unpickling (a pickle payload is
+    refused, nothing in it run)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(9)
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror})", fix="retrain with `redteam attack train`") from error
+    if head[8:9] != b"{":  # a safetensors file opens with its header's length, then the JSON header
+        return load_plain_checkpoint(path)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise InputError(f"{path}: not a readable safetensors checkpoint ({error})", fix="retrain with `redteam attack train`") from error
 
 
 def preprocess(window: torch.Tensor, method: MethodInfo) -> torch.Tensor:
@@ -135,7 +156,7 @@ class LearnedInversion(Attack):
         if spec not in self._models:
             path = checkpoint_path(spec)
             model = TinyUNet()
-            model.load_state_dict(load_plain_checkpoint(path))
+            model.load_state_dict(load_inversion_weights(path))
             self._models[spec] = model.eval()
         return self._models[spec]
 

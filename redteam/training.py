@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from attacks.base import MethodInfo
 from attacks.learned import TRAINING_SIZE, TinyUNet, checkpoint_path, preprocess
@@ -124,7 +125,7 @@ def train_inversion(
             log(f"step {step}: L1 {np.mean(losses[-100:]):.4f}")
     target = out or checkpoint_path(canonical)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    write_atomically(target, lambda path: torch.save(state, path))
+    write_atomically(target, lambda path: save_file(state, str(path)))
     record = {
         "schema": "redteam-inversion/2",
         "spec": canonical,

@@ -485,9 +485,12 @@ def load_plain_checkpoint(path: Path | str) -> Any:
     import pickle
 
     import torch
+    from safetensors import SafetensorError
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)  # torch also reads a file named *.safetensors as one
+    except SafetensorError as error:
+        raise InputError(f"{path}: named .safetensors but not a readable safetensors file ({error})", fix="download or convert the file again") from error
     except pickle.UnpicklingError as error:
         # torch's message advises weights_only=False, exactly what must not be done: keep only what it refused.
         asked = re.search(r"GLOBAL ([\w.]+)", str(error))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attacks import MethodInfo, build_attack
-from attacks.learned import TinyUNet, checkpoint_path
+from attacks.learned import TinyUNet, checkpoint_path, load_inversion_weights
 from redteam.anonymizers import build_method
 from redteam.core.config import AuditConfig, MethodSource
 from redteam.engine import AuditRun
@@ -27,8 +27,9 @@ def test_training_saves_weights_and_a_record_where_the_attack_looks(cache, sampl
     record = json.loads(path.with_suffix(".json").read_text())
     assert record["spec"] == "mosaic:block=12" and record["steps"] == 6 and len(record["corpus_files"]) == 3
     assert record["loss_first_100"] > 0
+    assert path.suffix == ".safetensors"
     model = TinyUNet()
-    model.load_state_dict(torch.load(path, weights_only=True))
+    model.load_state_dict(load_inversion_weights(path))  # safetensors: tensors only, nothing unpickled
     attack = build_attack("learned")
     known = MethodInfo("m", build_method(spec))
     assert attack.applicable(known)[0]
@@ -70,3 +71,29 @@ def test_a_checkpoint_that_differs_from_its_record_is_refused(cache, sample_dir)
     torch.save(TinyUNet().state_dict(), path)  # swapped weights: not what the record describes
     ok, reason = build_attack("learned").applicable(method)
     assert not ok and "does not match the SHA-256 in its training record" in reason
+
+
+def test_a_pickle_payload_where_the_inversion_looks_is_refused(cache, tmp_path):
+    """A plain checkpoint still loads (restricted unpickling); a pickle payload is refused by name, never run."""
+    from redteam.core.errors import InputError
+
+    plain = tmp_path / "plain.pt"
+    torch.save(TinyUNet().state_dict(), plain)
+    TinyUNet().load_state_dict(load_inversion_weights(plain))
+    sentinel = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {sentinel}",))
+
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"w": Payload()}, hostile)
+    with pytest.raises(InputError, match="not a plain tensor checkpoint: refused"):
+        load_inversion_weights(hostile)
+    disguised = tmp_path / "disguised.safetensors"  # the name does not make it safetensors
+    disguised.write_bytes(hostile.read_bytes())
+    with pytest.raises(InputError, match="disguised.safetensors"):
+        load_inversion_weights(disguised)
+    assert not sentinel.exists()
