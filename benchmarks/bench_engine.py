@@ -77,6 +77,14 @@ def observed_folders(originals: Path, work: Path, faces: int, specs: tuple[str, 
     return folders
 
 
+def _part_of(key: str) -> str:
+    if key.startswith("rss_") or key.startswith("seconds_"):
+        return "memory"
+    if key.startswith("classical"):
+        return "classical"
+    return "speed"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=int, default=200)
@@ -86,6 +94,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the parallel cold and warm runs")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--prepare-only", action="store_true", help="write the observed folders and subsets, then stop")
+    parser.add_argument(
+        "--parts",
+        default="speed,memory,classical",
+        help="which measurements to run now; the others are taken from the last run recorded in --out (engine-<date>.json), each with its command",
+    )
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     from redteam.core.paths import default_cache_dir
@@ -103,13 +116,18 @@ def main() -> None:
         return
     anonymized = [a for i, folder in enumerate(folders) for a in ("--anonymized", f"m{i}={folder}")]
     rows: dict[str, list[float]] = {}
+    parts = set(args.parts.split(","))
+    stamp = date.today().isoformat()
+    record_path = args.out / f"engine-{stamp}.json"
+    recorded = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    command = " ".join(["python benchmarks/bench_engine.py", *sys.argv[1:]])
 
     def audit(cache: Path, out: Path, *extra: object) -> list[str]:
         return redteam("audit", originals, *anonymized, "--attack", "none", "--no-identify", "--recognizer", "dlib", "--cache-dir", cache, "--out", out, *extra)
 
     naive = [sys.executable, str(ROOT / "benchmarks" / "naive_pairs.py"), str(originals), *map(str, folders)]
     timings = {}
-    for run in range(args.runs):
+    for run in range(args.runs if "speed" in parts else 0):
         with tempfile.TemporaryDirectory(dir=work) as folder:
             parallel = ("--workers", args.workers)
             single, _ = measured(audit(Path(folder) / "cache1", Path(folder) / "single", "--workers", 1), log)
@@ -130,7 +148,7 @@ def main() -> None:
             f"run {run + 1}: one process {single:.1f} s, {args.workers} workers cold {cold:.1f} s, warm {warm:.1f} s, naive script {script:.1f} s", flush=True
         )
 
-    for label, folder in (("rss_small", small), ("rss_large", large)):
+    for label, folder in (("rss_small", small), ("rss_large", large)) if "memory" in parts else ():
         with tempfile.TemporaryDirectory(dir=work) as scratch:
             seconds, peak = measured(
                 redteam(
@@ -153,22 +171,40 @@ def main() -> None:
         rows[label.replace("rss", "seconds")] = [seconds]
         print(f"{label}: {peak:.0f} MB in {seconds:.0f} s", flush=True)
 
-    with tempfile.TemporaryDirectory(dir=work) as scratch:
-        started = time.perf_counter()
-        methods = ("--method", "blur=gaussian_blur:sigma=6", "--method", "px=mosaic:block=12", "--method", "box=box")
-        attacks = [a for name in CLASSICAL for a in ("--attack", name)]
-        command = redteam("audit", attacked, *methods, *attacks, "--recognizer", "dlib", "--cache-dir", Path(scratch) / "c", "--out", Path(scratch) / "o")
-        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=log.open("a"), check=False)
-        summary = json.loads((Path(scratch) / "o" / "summary.json").read_text())
-        wall = time.perf_counter() - started
-    faces = summary["sample"]["faces"]
-    per_method = {method: sum(seconds.values()) / max(1, faces) for method, seconds in summary["attack_seconds"].items()}
+    if "classical" in parts:
+        with tempfile.TemporaryDirectory(dir=work) as scratch:
+            started = time.perf_counter()
+            methods = ("--method", "blur=gaussian_blur:sigma=6", "--method", "px=mosaic:block=12", "--method", "box=box")
+            attacks = [a for name in CLASSICAL for a in ("--attack", name)]
+            audit_command = redteam(
+                "audit", attacked, *methods, *attacks, "--recognizer", "dlib", "--cache-dir", Path(scratch) / "c", "--out", Path(scratch) / "o"
+            )
+            subprocess.run(audit_command, stdout=subprocess.DEVNULL, stderr=log.open("a"), check=False)
+            summary = json.loads((Path(scratch) / "o" / "summary.json").read_text())
+            rows["classical_wall"] = [time.perf_counter() - started]
+        rows["classical_faces"] = [summary["sample"]["faces"]]
+        for method, seconds in summary["attack_seconds"].items():
+            rows[f"classical:{method}"] = [sum(seconds.values()) / max(1, summary["sample"]["faces"])]
+    for part in ("speed", "memory", "classical"):
+        if part in parts:
+            recorded[part] = {"command": command, "rows": {k: v for k, v in rows.items() if _part_of(k) == part}}
+        elif part in recorded:
+            rows.update(recorded[part]["rows"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(recorded, indent=2) + "\n")
+    missing = [part for part in ("speed", "memory", "classical") if part not in recorded]
+    if missing:
+        print(f"recorded {sorted(parts)} in {record_path}; still to run: {', '.join(missing)}")
+        return
     median = {key: statistics.median(values) for key, values in rows.items()}
+    per_method = {key.split(":", 1)[1]: value for key, value in median.items() if key.startswith("classical:")}
+    faces, wall = int(median["classical_faces"]), median["classical_wall"]
     lines = [
         f"# Engine benchmark ({date.today().isoformat()}, 2 CPU cores)",
         "",
-        f"`python benchmarks/bench_engine.py --faces {args.faces} --methods {args.methods} --large {args.large} --runs {args.runs} "
-        f"--workers {args.workers}`; medians of {args.runs} runs; {args.faces * args.methods} pairs.",
+        f"Medians of the runs of each part; {args.faces * args.methods} pairs. Commands: "
+        + "; ".join(f"{part}: `{recorded[part]['command']}`" for part in ("speed", "memory", "classical"))
+        + ".",
         "",
         "| figure | measured | target |",
         "|---|---|---|",
@@ -185,8 +221,7 @@ def main() -> None:
         + ", ".join(f"{m} {s:.2f}" for m, s in sorted(per_method.items()))
         + f" (worst {max(per_method.values()):.2f}; {faces} faces, {wall:.0f} s in all) | <= 5 |",
     ]
-    args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / f"engine-{date.today().isoformat()}.md"
+    target = args.out / f"engine-{stamp}.md"
     target.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {target}")
