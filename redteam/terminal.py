@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from redteam.core.results import AuditResult, ProgressFn
@@ -34,21 +34,25 @@ def log(message: str) -> None:
 
 @contextmanager
 def progress_bar() -> Iterator[ProgressFn]:
-    """A progress callback drawing one bar per stage on stderr."""
+    """A progress callback drawing one bar per stage on stderr, with elapsed time and an ETA; the text
+    after " | " in a stage is a detail shown on its bar (e.g. the attack running now)."""
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=stderr,
         transient=True,
     ) as progress:
         tasks: dict[str, TaskID] = {}
 
         def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(escape(stage), total=total)
-            progress.update(tasks[stage], completed=done, total=total)
+            name = stage.split(" | ", 1)[0]
+            if name not in tasks:
+                tasks[name] = progress.add_task(escape(stage), total=total)
+            progress.update(tasks[name], completed=done, total=total, description=escape(stage))
 
         yield update
 

@@ -180,6 +180,8 @@ class Identification:
 
 
 LogFn = Callable[[str], None]
+#: progress(stage, done, total): `stage` names a bar; text after " | " is a detail shown on that bar (what is
+#: running now), not part of its name.
 ProgressFn = Callable[[str, int, int], None]
 
 

@@ -105,6 +105,7 @@ class Pass:
             if not cls.model or (cls.model == "lpips" and models.lpips is not None)
         ]
         self.gallery_index = inputs.gallery.index
+        self._position = (0, 1)  # (images done, images in all) of the pass running now: for progress
         self.audited = {face.face_id for face in inputs.audited}
         self.largest_chip = max([r.crop_size for r in models.recognizers.values()] + [METRIC_CROP])
         self._models_key = json.dumps(
@@ -133,14 +134,11 @@ class Pass:
         computation (model inference, an attack, a method applied): the images before it were all read
         from the cache, and what remains is worth handing to workers."""
         todo = self.labels() if labels is None else labels
-        began = time.perf_counter()
         for done, (label, faces, audited) in enumerate(todo, start=1):
+            self._position = (done - 1, len(todo))
             before = self._computed()
             self._image(label, faces, audited)
-            elapsed = time.perf_counter() - began
-            self.ctx.progress(
-                f"attacking {len(self.works)} method(s): image {done}/{len(todo)}, ETA {elapsed / done * (len(todo) - done):.0f} s", done, len(todo)
-            )
+            self.ctx.progress(f"attacking {len(self.works)} method(s)", done, len(todo))
             if done == 1:
                 self._announce_cost(sum(len(audited) for _, _, audited in todo))
             if until_computed and self._computed() > before:
@@ -360,6 +358,8 @@ class Pass:
             records, refused, seconds, crops = cached
         else:
             work.computed += 1
+            done, total = self._position
+            self.ctx.progress(f"attacking {len(self.works)} method(s) | {work.method.name}: {attack.name} on {label}", done, total)
             records, refused, seconds, crops = self._compute(work, attack, label, faces, audited, anonymized.pixels, original_crops)
             if not any(reason.startswith(FAILED) for reason in refused.values()):  # a failure is retried next run
                 self._store(key, records, refused, seconds, crops)

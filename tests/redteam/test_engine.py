@@ -103,7 +103,12 @@ def test_a_warm_re_run_of_observed_folders_decodes_no_anonymized_file(originals:
     observed = make_observed(originals, tmp_path / "observed")
     settings = dict(methods=(MethodSource("seen", "observed", folder=observed),), attacks=("none", "bicubic"), examples_per_method=0)
     cache = tmp_path / "cache"
-    first = AuditRun(config(originals, tmp_path, cache, **settings)).run()
+    calls: list[tuple[str, int, int]] = []
+    first = AuditRun(config(originals, tmp_path, cache, **settings), progress=lambda *call: calls.append(call)).run()
+    bars = {stage.split(" | ")[0] for stage, _, _ in calls}
+    assert len(bars) <= 3  # one bar per stage (reading, attacking), not one per image
+    assert any(stage.endswith("seen: bicubic on " + face.image) for stage, _, _ in calls for face in first.faces)  # names what runs
+    assert all(0 <= done <= total for _, done, total in calls)
     decoded: list[Path] = []
     real = redteam.images.load_image
     monkeypatch.setattr(redteam.images, "load_image", lambda path, **kw: decoded.append(path) or real(path, **kw))
