@@ -258,3 +258,49 @@ def hidden_content(path: Path) -> tuple[str, ...]:
     except Exception:  # noqa: BLE001 - an unreadable file is reported by load_image
         return ()
     return tuple(found)
+
+
+def hidden_images(path: Path) -> list[tuple[str, np.ndarray]]:
+    """The images a file carries besides its visible first frame, as RGB uint8 (what an attacker who
+    opens the file gets for free), in this order: the EXIF thumbnail, an XMP preview, the colour under
+    fully transparent pixels, the other frames or pages. Unreadable parts are left out (never raised):
+    `hidden_content` reports them all the same."""
+    import base64
+    import re
+
+    found: list[tuple[str, np.ndarray]] = []
+
+    def decoded(data: bytes) -> np.ndarray | None:
+        try:
+            with Image.open(io.BytesIO(data)) as inner:
+                return np.asarray(inner.convert("RGB"), dtype=np.uint8)
+        except Exception:  # noqa: BLE001 - a damaged embedded image is not an image to audit
+            return None
+
+    try:
+        with Image.open(path) as image:
+            raw = image.info.get("exif") or b""
+            base = 6 if raw.startswith(b"Exif\x00\x00") else 0
+            ifd1 = image.getexif().get_ifd(ExifTags.IFD.IFD1)
+            offset, length = ifd1.get(0x0201), ifd1.get(0x0202)
+            if raw and offset and length and (thumb := decoded(raw[base + int(offset) : base + int(offset) + int(length)])) is not None:
+                found.append(("exif_thumbnail", thumb))
+            for encoded in re.findall(r"<xmpGImg:image>([A-Za-z0-9+/=\s&#;x]+)</xmpGImg:image>", _xmp_text(image)):
+                try:
+                    preview = decoded(base64.b64decode(re.sub(r"&#xA;|\s", "", encoded)))
+                except ValueError:
+                    preview = None
+                if preview is not None:
+                    found.append(("xmp_preview", preview))
+                    break
+            if image.mode in ("RGBA", "LA", "PA", "La") or "transparency" in image.info:
+                rgba = np.asarray(image.convert("RGBA"))
+                transparent = rgba[..., 3] == 0
+                if transparent.any() and float(rgba[..., :3][transparent].astype(np.float32).std(axis=0).max()) > _HIDDEN_SPREAD:
+                    found.append(("under_transparency", np.ascontiguousarray(rgba[..., :3])))
+            for index in range(1, min(int(getattr(image, "n_frames", 1) or 1), 8)):
+                image.seek(index)
+                found.append((f"frame_{index + 1}", np.asarray(image.convert("RGB"), dtype=np.uint8)))
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by load_image
+        return found
+    return found

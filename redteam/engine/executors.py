@@ -16,7 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from attacks import MethodInfo, build_attack
+from attacks import Attack, MethodInfo, build_attack
+from attacks.hidden import HiddenContentAttack
 from metrics.recognizers import RECOGNIZERS
 from metrics.recognizers.base import Threshold
 from redteam.cache import Cache
@@ -42,7 +43,7 @@ class PassSpec:
     config: AuditConfig
     policy: Policy
     inputs: Inputs
-    methods: tuple[tuple[Method, MethodInfo, tuple[str, ...]], ...]
+    methods: tuple[tuple[Method, MethodInfo, tuple[str, ...], frozenset[str]], ...]
     thresholds: dict[str, Threshold]
     lpips: bool
     threads: int
@@ -69,7 +70,7 @@ def spec_of(run_pass: Pass, workers: int) -> PassSpec:
         config=run_pass.ctx.config,
         policy=run_pass.ctx.policy,
         inputs=run_pass.inputs,
-        methods=tuple((w.method, w.info, tuple(a.spec for a in w.attacks)) for w in run_pass.works),
+        methods=tuple((w.method, w.info, tuple(a.spec for a in w.attacks), w.hidden) for w in run_pass.works),
         thresholds={name: r.threshold for name, r in models.recognizers.items()},
         lpips=models.lpips is not None,
         threads=max(1, (os.cpu_count() or 1) // max(1, workers)),
@@ -78,6 +79,11 @@ def spec_of(run_pass: Pass, workers: int) -> PassSpec:
 
 
 _built: dict[str, Pass] = {}  # per worker process: the pass built from the spec it was given
+
+
+def _attack(spec: str) -> Attack:
+    """An attack from its spec; `hidden_content` is not in the registry (the audit adds it)."""
+    return HiddenContentAttack() if spec == HiddenContentAttack.name else build_attack(spec)
 
 
 def _build(spec: PassSpec) -> Pass:
@@ -103,7 +109,7 @@ def _build(spec: PassSpec) -> Pass:
         )
         recognizers = {name: RECOGNIZERS[name](device=device, threshold=threshold) for name, threshold in spec.thresholds.items()}  # type: ignore[call-arg]
         models = Models(recognizers, LPIPSMetric(device=device) if spec.lpips else None, [], set())
-        works = [MethodWork(method, info, [build_attack(a).use_device(device) for a in attacks]) for method, info, attacks in spec.methods]
+        works = [MethodWork(method, info, [_attack(a).use_device(device) for a in attacks], hidden=hidden) for method, info, attacks, hidden in spec.methods]
         _built.clear()
         _built[key] = Pass(ctx, spec.inputs, models, works)
     return _built[key]

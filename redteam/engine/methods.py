@@ -90,12 +90,13 @@ def _hidden_content(ctx: RunContext, path: Path) -> tuple[str, ...]:
     return found
 
 
-def hidden_content_blockers(ctx: RunContext, source: MethodSource, images: Sequence[str]) -> list[str]:
-    """Scan an observed method's files for content beyond the audited pixels (EXIF thumbnail, more frames
-    or pages, pixels under full transparency: `redteam.images.hidden_content`). Each file is an input issue;
-    any of them is a reason this method cannot PASS (the visible pixels are not all that was published)."""
+def hidden_content_blockers(ctx: RunContext, source: MethodSource, images: Sequence[str]) -> tuple[list[str], set[str]]:
+    """Scan an observed method's files for content beyond the audited pixels (EXIF or XMP preview, more
+    frames or pages, pixels under full transparency, identifying metadata: `redteam.images.hidden_content`).
+    Each file is an input issue; any of them is a reason this method cannot PASS (the visible pixels are
+    not all that was published). Returns the reasons and the images whose files carry such content."""
     if source.kind != "observed":
-        return []
+        return [], set()
     carriers = []
     for rel in images:
         path = anonymized_path(source, rel)
@@ -104,13 +105,13 @@ def hidden_content_blockers(ctx: RunContext, source: MethodSource, images: Seque
             carriers.append(rel)
             ctx.issue("hidden_content", rel, source.name, "; ".join(found), "method cannot PASS")
     if not carriers:
-        return []
+        return [], set()
     ctx.log(f"{source.name}: {len(carriers)} anonymized file(s) carry content beyond the audited pixels")
     return [
         f"{len(carriers)} anonymized file(s) carry content beyond the pixels audited (EXIF or XMP preview, extra frames or pages, "
         f"pixels under transparency, GPS position, owner or serial number: see input issues, e.g. {', '.join(carriers[:3])}); "
         "strip it (re-encode the pixels only, without metadata) and audit again"
-    ]
+    ], set(carriers)
 
 
 def unmatched_files(ctx: RunContext, source: MethodSource, originals: Sequence[str]) -> None:

@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 
 from attacks import Applicability, Attack, MethodInfo
+from attacks.hidden import HiddenContentAttack
 from metrics.columns import QUALITY_COLUMNS
 from metrics.perceptual import LPIPSMetric
 from metrics.recognizers import Recognizer
@@ -88,12 +89,15 @@ class AuditRun:
             info = MethodInfo(method.name, method.reference, audited_hashes=frozenset(ctx.input_hashes.values()))
             runnable, missing[method.name] = self._applicable(method.name, info, models, skipped, attack_models)
             method_stage.unmatched_files(ctx, method.source, original_rels)
-            missing[method.name] += method_stage.hidden_content_blockers(ctx, method.source, audited_images)
+            hidden_reasons, carriers = method_stage.hidden_content_blockers(ctx, method.source, audited_images)
+            missing[method.name] += hidden_reasons
+            if carriers:  # what those files carry is audited too, like the visible pixels (naive tier)
+                runnable.append(HiddenContentAttack().use_device(ctx.device))
             if inputs.unreadable:
                 missing[method.name].append(
                     f"{len(inputs.unreadable)} original(s) could not be read, so the set was not audited in full: {', '.join(inputs.unreadable[:5])}"
                 )
-            works.append(MethodWork(method, info, runnable))
+            works.append(MethodWork(method, info, runnable, hidden=frozenset(carriers)))
         executor = "processes" if ctx.config.executor == "local" and ctx.config.workers > 1 else ctx.config.executor
         run_pass(Pass(ctx, inputs, models, works), executor, ctx.config.workers, ctx.config.ray_address)
         quality = tuple(QUALITY_COLUMNS)

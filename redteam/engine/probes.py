@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from attacks import Attack, AttackNotApplicable, MethodInfo
+from attacks.hidden import HiddenContentAttack
 from metrics.columns import METRIC_CROP, QUALITY_COLUMNS, LPIPSColumn, QualityColumn
 from redteam.cache import content_key
 from redteam.core.errors import InputError
@@ -38,7 +39,7 @@ from redteam.engine.handles import ImageHandle, LazyCrops
 from redteam.engine.inputs import Inputs
 from redteam.engine.methods import Method, anonymized_path
 from redteam.engine.models import Models
-from redteam.images import load_image
+from redteam.images import hidden_images, load_image
 
 PROBE_VERSION = "probe/1"
 #: Attacks marked `works_at_any_scale` see a face at most this many times the largest chip the
@@ -77,6 +78,7 @@ class MethodWork:
     examples: list[tuple[float, str, ExampleFace]] = field(default_factory=list)  # a min-heap of the riskiest faces
     reused: int = 0
     computed: int = 0
+    hidden: frozenset[str] = frozenset()  # images whose anonymized file carries a hidden image (audited by `hidden_content`)
 
     @property
     def needs_parrot(self) -> bool:
@@ -220,10 +222,31 @@ class Pass:
         fresh: dict[str, dict[str, Probe]] = {}  # face id -> attack -> this image's probe
         for attack in work.attacks:
             before = len(work.probes.get(attack.name, []))
-            reconstructions[attack.name] = self._attack(work, attack, label, faces, audited, anonymized, original_crops, detected)
+            if attack.name == HiddenContentAttack.name:
+                hidden = self._hidden(work, label, anonymized.shape)
+                if hidden is None:
+                    continue
+                seen = self._detected({0: hidden}, audited)[0]
+                reconstructions[attack.name] = self._attack(work, attack, label, faces, audited, hidden, original_crops, seen)
+            else:
+                reconstructions[attack.name] = self._attack(work, attack, label, faces, audited, anonymized, original_crops, detected)
             for probe in work.probes.get(attack.name, [])[before:]:
                 fresh.setdefault(probe.face.face_id, {})[attack.name] = probe
         self._keep_examples(work, audited, fresh, original_crops, anonymized_crops, reconstructions)
+
+    def _hidden(self, work: MethodWork, label: str, shape: tuple[int, ...]) -> ImageHandle | None:
+        """The first image the anonymized file carries besides its visible pixels (EXIF thumbnail, XMP
+        preview, colour under transparency, another frame), at the original's size; None if it has none."""
+        path = anonymized_path(work.method.source, label) if label in work.hidden else None
+        found = hidden_images(path) if path is not None else []
+        if not found:
+            return None
+        kind, pixels = found[0]
+        height, width = shape[:2]
+        if pixels.shape[:2] != (height, width):
+            pixels = np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BICUBIC), dtype=np.uint8)
+        self.ctx.log(f"{work.method.name}: {label} carries a hidden image ({kind}): audited as attack '{HiddenContentAttack.name}'")
+        return ImageHandle.of(pixels)
 
     def _anonymized(self, work: MethodWork, label: str, faces: list[FaceRecord], audited: list[FaceRecord], original: ImageHandle) -> ImageHandle | None:
         """The method's output for this image, or None (a gap for its audited faces, with the issue)."""
@@ -421,7 +444,7 @@ class Pass:
     ) -> tuple[np.ndarray, dict[str, str]]:
         """Attack each face's window and paste the reconstruction back into a copy of the image; face id
         -> reason for the faces the attack cannot be applied to (nothing is pasted there)."""
-        if attack.name in ("none", "parrot"):
+        if attack.name in ("none", "parrot", HiddenContentAttack.name):
             return anonymized, {}
         out = np.array(anonymized, copy=True)
         refused: dict[str, str] = {}

@@ -89,17 +89,29 @@ def boxed(sample_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
         for folder, extra in (("clean", {}), ("leaky", {"exif": exif_with_thumbnail(jpeg_bytes(pixels[::4, ::4]))})):
             (tmp_path / folder / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(covered).save(tmp_path / folder / rel, quality=95, **extra)
+        png = rel.with_suffix(".png")
+        (tmp_path / "alpha" / png).parent.mkdir(parents=True, exist_ok=True)
+        alpha = np.where((covered != pixels).any(axis=2), 0, 255).astype(np.uint8)  # the box is transparent, the face under it
+        Image.fromarray(np.dstack([pixels, alpha])).save(tmp_path / "alpha" / png)
+        tif = rel.with_suffix(".tif")
+        (tmp_path / "pages" / tif).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(covered).save(tmp_path / "pages" / tif, save_all=True, append_images=[Image.fromarray(pixels)])
     return tmp_path / "clean", tmp_path / "leaky"
 
 
-def test_a_method_whose_files_keep_the_thumbnail_cannot_pass(sample_dir: Path, boxed: tuple[Path, Path], tmp_path: Path, cache_dir: Path) -> None:
+def test_a_method_whose_files_keep_the_thumbnail_fails_on_the_thumbnail(sample_dir: Path, boxed: tuple[Path, Path], tmp_path: Path, cache_dir: Path) -> None:
     (tmp_path / "p.toml").write_text(POLICY)
     clean, leaky = boxed
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(clean / "stray.png")  # mirrors no original
     config = AuditConfig(
         originals=sample_dir,
         out=tmp_path / "out",
-        methods=(MethodSource("clean", "observed", folder=clean), MethodSource("leaky", "observed", folder=leaky)),
+        methods=(
+            MethodSource("clean", "observed", folder=clean),
+            MethodSource("leaky", "observed", folder=leaky),
+            MethodSource("alpha", "observed", folder=leaky.parent / "alpha"),
+            MethodSource("pages", "observed", folder=leaky.parent / "pages"),
+        ),
         cache_dir=cache_dir,
         recognizers=("dlib",),
         attacks=("none",),
@@ -109,10 +121,16 @@ def test_a_method_whose_files_keep_the_thumbnail_cannot_pass(sample_dir: Path, b
     result = AuditRun(config).run()
     verdicts = {v.method: v for v in result.method_verdicts}
     assert verdicts["clean"].verdict.value == "PASS", verdicts["clean"].reasons
-    assert verdicts["leaky"].verdict.value == "INCONCLUSIVE"
+    assert verdicts["leaky"].verdict.value == "FAIL", verdicts["leaky"].reasons  # the thumbnail is audited like a visible image
     assert any("beyond the pixels audited" in reason for reason in verdicts["leaky"].reasons)
+    hidden = [row for row in result.rows if row.attack == "hidden_content"]
+    assert {row.method for row in hidden} == {"leaky", "alpha", "pages"} and len(hidden) == 15 and all(row.tier == "naive" for row in hidden)
+    assert sum(bool(row.verify) for row in hidden if row.method == "leaky") >= 4  # the camera's thumbnail of the face is the face
+    assert not any(row.verify for row in result.rows if row.method == "leaky" and row.attack == "none")  # the visible pixels hide it
+    for name in ("alpha", "pages"):  # the face under transparent pixels, the face on page 2
+        assert verdicts[name].verdict.value == "FAIL", verdicts[name].reasons
     flagged = [issue for issue in result.issues if issue.kind == "hidden_content"]
-    assert len(flagged) == 5 and {issue.method for issue in flagged} == {"leaky"}
+    assert len(flagged) == 15 and {issue.method for issue in flagged} == {"leaky", "alpha", "pages"}
     assert [(issue.path, issue.action) for issue in result.issues if issue.kind == "no_original"] == [("clean:stray.png", "not audited")]
 
 
