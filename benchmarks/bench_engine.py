@@ -60,6 +60,9 @@ def observed_folders(originals: Path, work: Path, faces: int, specs: tuple[str, 
     from redteam.images import load_image
 
     folders = [work / f"observed-{faces}-{index}" for index in range(len(specs))]
+    for folder in folders:  # a record left by an interrupted `redteam anonymize` would make the folder declared
+        if (folder / "redteam-anonymize.json").is_file():
+            (folder / "redteam-anonymize.json").rename(folder.with_suffix(".record.json"))
     todo = [(folder, build_method(spec)) for folder, spec in zip(folders, specs, strict=True) if not (folder / ".complete").is_file()]
     if not todo:
         return folders
