@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
     from redteam.engine.handles import ImageHandle
     from redteam.faces import FaceDetector
-    from redteam.images import LoadedImage
 
 
 @dataclass
@@ -79,20 +78,6 @@ class RunContext:
             return None
         self.conversions.update(handle.conversions)
         return handle
-
-    def load(self, path: Path, label: str, method: str | None) -> LoadedImage | None:
-        """Decode an input, recording its conversions; an unreadable file becomes an input issue."""
-        from redteam.images import load_image
-
-        try:
-            with self.clock.measure("io"):
-                image = load_image(path)
-        except InputError as error:
-            self.issue("unreadable", label, method, error.message, "skipped")
-            self.log(f"skipped {label}: {error.message}")
-            return None
-        self.conversions.update(image.conversions)
-        return image
 
     def cached_detection(self, content_hash: str, min_face_size: int | None = None) -> list[FaceGeometry] | None:
         """The cached detections for an image, or None (absent, or malformed: then logged)."""

@@ -65,7 +65,7 @@ def open_image(path: Path, cache: Cache) -> ImageHandle:
         InputError: the file cannot be read or decoded (as `redteam.images.load_image`), or it changed
             between being hashed and being decoded.
     """
-    from redteam.images import load_image
+    from redteam.images import LoadedImage, load_image
 
     try:
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -73,18 +73,19 @@ def open_image(path: Path, cache: Cache) -> ImageHandle:
         raise InputError(f"{path}: cannot be read ({error.strerror})", fix="check the path and its permissions") from error
     key = content_key(sha256, DECODER_VERSION)
 
-    def decode() -> np.ndarray:
+    def load() -> LoadedImage:
         image = load_image(path)
         if image.sha256 != sha256:
             raise InputError(f"{path}: changed while the audit was reading it", fix="do not modify inputs during an audit; run it again")
-        return image.pixels
+        return image
+
+    def decode() -> np.ndarray:
+        return load().pixels
 
     record = cache.get_json("decoded", key)
     if isinstance(record, dict) and _valid(record):
         return ImageHandle(record["digest"], tuple(record["shape"]), tuple(record["conversions"]), sha256, decode)
-    image = load_image(path)
-    if image.sha256 != sha256:
-        raise InputError(f"{path}: changed while the audit was reading it", fix="do not modify inputs during an audit; run it again")
+    image = load()
     digest = pixel_digest(image.pixels)
     cache.put_json("decoded", key, {"digest": digest, "shape": list(image.pixels.shape), "conversions": list(image.conversions)})
     return ImageHandle(digest, tuple(image.pixels.shape), image.conversions, sha256, decode, image.pixels)

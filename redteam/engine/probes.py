@@ -242,9 +242,8 @@ class Pass:
         if not found:
             return None
         kind, pixels = found[0]
-        height, width = shape[:2]
-        if pixels.shape[:2] != (height, width):
-            pixels = np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BICUBIC), dtype=np.uint8)
+        if pixels.shape[:2] != shape[:2]:
+            pixels = _resized(pixels, shape)
         self.ctx.log(f"{work.method.name}: {label} carries a hidden image ({kind}): audited as attack '{HiddenContentAttack.name}'")
         return ImageHandle.of(pixels)
 
@@ -284,8 +283,7 @@ class Pass:
             ctx.issue("size_mismatch", rel, source.name, f"aspect ratio differs ({size})", "skipped")
             return None, "size_mismatch"
         ctx.issue("resized", rel, source.name, f"resized to the original's size ({size})", "audited")
-        resized = np.asarray(Image.fromarray(image.pixels).resize((width, height), Image.Resampling.BICUBIC), dtype=np.uint8)
-        return ImageHandle.of(resized), ""
+        return ImageHandle.of(_resized(image.pixels, original.shape)), ""
 
     def _best_orientation(self, work: MethodWork, rel: str, path: Path, oriented: ImageHandle, original: ImageHandle) -> ImageHandle:
         """An anonymized file with an EXIF orientation tag, as displayed or as stored: whichever has the
@@ -562,6 +560,11 @@ class Pass:
                 heapq.heappush(work.examples, item)
             else:
                 heapq.heappushpop(work.examples, item)
+
+
+def _resized(pixels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`pixels` resampled (bicubic) to the height and width of `shape`."""
+    return np.asarray(Image.fromarray(pixels).resize((shape[1], shape[0]), Image.Resampling.BICUBIC), dtype=np.uint8)
 
 
 def _stack(crops: Sequence[np.ndarray]) -> torch.Tensor:
