@@ -24,7 +24,7 @@ from redteam.core.atomic import write_bytes_atomically, write_text_atomically
 from redteam.core.config import DetectorSettings
 from redteam.core.errors import InputError
 from redteam.core.geometry import FaceGeometry
-from redteam.datasets import check_out_dir, discover_images, output_targets
+from redteam.datasets import LINK_OUTSIDE, check_out_dir, discover_images, output_targets
 from redteam.faces import FaceDetector
 from redteam.images import LoadedImage, load_image
 
@@ -63,7 +63,9 @@ def read_declared_spec(folder: Path) -> str | None:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         spec = str(record["spec"])
         listed = {str(entry["output"]): str(entry["output_sha256"]) for entry in record["files"]}
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except KeyError as error:
+        raise InputError(f"{record_path} is not a record of `redteam anonymize`: it lacks the field {error}", fix=fix) from error
+    except (OSError, ValueError, TypeError) as error:
         raise InputError(f"{record_path} is unreadable ({error})", fix=fix) from error
     present = {entry.rel for entry in discover_images(folder, role="anonymized").entries}
     for rel in sorted(present - set(listed))[:1]:
@@ -95,14 +97,14 @@ def anonymize_folder(
     targets = output_targets([entry.rel for entry in dataset.entries], out)
     finder = FaceDetector(detector, device=device)
     loaded: list[tuple[str, LoadedImage, list[FaceGeometry]]] = []
-    skipped: list[tuple[str, str]] = [(rel, "not a supported image type") for rel in dataset.ignored]
+    skipped: list[tuple[str, str]] = [(rel, LINK_OUTSIDE) for rel in dataset.outside] + [(rel, "not a supported image type") for rel in dataset.ignored]
     for done, entry in enumerate(dataset.entries, start=1):
         progress("detecting faces", done, len(dataset.entries))
         try:
             image = load_image(entry.path)
         except InputError as error:
             skipped.append((entry.rel, error.message))
-            log(f"skipped {entry.rel}: {error.message}")
+            log(f"skipped {entry.rel}: {error}")
             continue
         loaded.append((entry.rel, image, finder.detect(image.pixels)))
     if method.needs_fit:

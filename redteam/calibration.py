@@ -31,25 +31,31 @@ def read_pairs(path: Path) -> list[tuple[Path, Path, bool]]:
     """CSV with columns image_a, image_b, same (1/0, true/false); paths relative to the CSV's folder."""
     if not path.is_file():
         raise InputError(f"pairs file {path} does not exist", fix="give a CSV with columns image_a,image_b,same")
+    try:
+        pairs = _pair_rows(path)
+    except UnicodeDecodeError as error:
+        raise InputError(f"pairs file {path} is not UTF-8 text (byte {error.start})", fix="save the CSV as UTF-8") from error
+    except csv.Error as error:
+        raise InputError(f"pairs file {path} is not a well-formed CSV ({error})", fix="one row per pair: image_a,image_b,same") from error
+    if not pairs:
+        raise InputError(f"pairs file {path} has no rows", fix="add labelled pairs")
+    return pairs
+
+
+def _pair_rows(path: Path) -> list[tuple[Path, Path, bool]]:
     pairs = []
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM (Excel's UTF-8 CSV) is not part of the header
         reader = csv.DictReader(handle)
         missing = [c for c in ("image_a", "image_b", "same") if c not in (reader.fieldnames or [])]
         if missing:
             raise InputError(f"pairs file {path} lacks column(s) {', '.join(missing)}", fix="header: image_a,image_b,same")
         for line, record in enumerate(reader, start=2):
-            flag = (record["same"] or "").strip().lower()
-            if flag not in ("1", "0", "true", "false", "yes", "no"):
-                raise InputError(f"pairs file {path}, line {line}: 'same' must be 1 or 0, got '{record['same']}'", fix="use 1 for same person, 0 otherwise")
-            pairs.append(
-                (
-                    (path.parent / record["image_a"].strip()).resolve(),
-                    (path.parent / record["image_b"].strip()).resolve(),
-                    flag in ("1", "true", "yes"),
-                )
-            )
-    if not pairs:
-        raise InputError(f"pairs file {path} has no rows", fix="add labelled pairs")
+            a, b, same = ((record.get(column) or "").strip() for column in ("image_a", "image_b", "same"))
+            if not a or not b or "\x00" in a + b:
+                raise InputError(f"pairs file {path}, line {line}: image_a and image_b must be file paths", fix="fill both columns with image paths")
+            if same.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise InputError(f"pairs file {path}, line {line}: 'same' must be 1 or 0, got '{same}'", fix="use 1 for same person, 0 otherwise")
+            pairs.append(((path.parent / a).resolve(), (path.parent / b).resolve(), same.lower() in ("1", "true", "yes")))
     return pairs
 
 

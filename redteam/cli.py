@@ -516,11 +516,13 @@ def calibrate(
     from redteam.core.atomic import write_text_atomically
     from redteam.core.devices import resolve_device
     from redteam.core.errors import InputError, ModelUnavailableError
+    from redteam.core.paths import ensure_writable_file
     from redteam.faces import FaceDetector
     from redteam.images import load_image
 
     if (pairs is None) == (faces is None):
         raise UsageError("give exactly one of --pairs or --faces", fix="e.g. redteam calibrate --faces lfw/ --out thresholds.json")
+    ensure_writable_file(out, "thresholds file", "give --out a file path in a writable folder, e.g. --out thresholds.json")
     labelled = read_pairs(pairs) if pairs is not None else pairs_from_identity_folders(faces)  # type: ignore[arg-type]
     torch_device = resolve_device(device)
     chosen = {}
@@ -543,7 +545,7 @@ def calibrate(
         try:
             image = load_image(path)
         except InputError as error:
-            terminal.log(f"skipped {path}: {error.message}")
+            terminal.log(f"skipped {path}: {error}")
             return None
         found = detector.detect(image.pixels)
         if not found:

@@ -40,12 +40,19 @@ class Dataset:
     Attributes:
         ignored: relative paths of files skipped because they are not a supported image type.
         identities_known: True when at least one file sits in an identity folder.
+        outside: relative paths of links to files outside the folder: not followed (a hostile tree could
+            point at any file the user can read, and `anonymize` would publish it).
     """
 
     root: Path
     entries: tuple[OriginalEntry, ...]
     ignored: tuple[str, ...]
     identities_known: bool
+    outside: tuple[str, ...] = ()
+
+
+#: What a command says about a skipped link (`Dataset.outside`).
+LINK_OUTSIDE = "a link to a file outside the folder: not followed"
 
 
 def discover_images(root: Path, *, role: str) -> Dataset:
@@ -56,7 +63,9 @@ def discover_images(root: Path, *, role: str) -> Dataset:
         raise InputError(f"{role} path {root} is not a folder", fix="give a folder of images")
     entries: list[OriginalEntry] = []
     ignored: list[str] = []
-    for path in sorted(root.rglob("*")):
+    outside: list[str] = []
+    resolved_root = root.resolve()
+    for path in sorted(root.rglob("*")):  # folder links are not descended into, so link loops end here
         relative = path.relative_to(root)
         if any(part.startswith(".") for part in relative.parts) or not path.is_file():
             continue
@@ -64,11 +73,16 @@ def discover_images(root: Path, *, role: str) -> Dataset:
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             ignored.append(rel)
             continue
+        resolved = path.resolve()
+        if resolved_root not in resolved.parents:
+            outside.append(rel)
+            continue
         identity = relative.parts[0] if len(relative.parts) > 1 else relative.stem
-        entries.append(OriginalEntry(rel=rel, path=path.resolve(), identity=identity))
+        entries.append(OriginalEntry(rel=rel, path=resolved, identity=identity))
     if not entries:
+        links = f" ({len(outside)} link(s) to files outside it are not followed)" if outside else ""
         raise InputError(
-            f"{role} folder {root} holds no images ({', '.join(sorted(SUPPORTED_SUFFIXES))})",
+            f"{role} folder {root} holds no images{links} ({', '.join(sorted(SUPPORTED_SUFFIXES))})",
             fix="point to a folder of face images, flat or one sub-folder per identity",
         )
     return Dataset(
@@ -76,6 +90,7 @@ def discover_images(root: Path, *, role: str) -> Dataset:
         entries=tuple(entries),
         ignored=tuple(ignored),
         identities_known=any(len(PurePosixPath(e.rel).parts) > 1 for e in entries),
+        outside=tuple(outside),
     )
 
 

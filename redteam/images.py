@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from redteam.core.errors import InputError
+from redteam.core.errors import ImageTooLargeError, InputError
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"})
 
@@ -149,7 +149,7 @@ def load_image(path: Path, *, orient: bool = True) -> LoadedImage:
             if _source_bits(opened, data) > 8 and "16bit_to_8bit" not in conversions:
                 conversions.append("16bit_to_8bit")  # Pillow reduced a 16-bit RGB file to 8 bits on load
     except Image.DecompressionBombError as error:
-        raise InputError(
+        raise ImageTooLargeError(
             f"{path}: declares more pixels than Pillow's safety limit ({2 * (Image.MAX_IMAGE_PIXELS or 0):,}): refused as a possible decompression bomb",
             fix="downscale the image (faces are audited at a few hundred pixels) or remove it",
         ) from error

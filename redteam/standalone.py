@@ -27,7 +27,7 @@ from redteam.core.geometry import attack_window
 from redteam.core.provenance import environment
 from redteam.core.seeds import derived_seed
 from redteam.core.tensors import to_tensor, to_uint8
-from redteam.datasets import check_out_dir, discover_images, find_counterpart, output_targets
+from redteam.datasets import LINK_OUTSIDE, check_out_dir, discover_images, find_counterpart, output_targets
 from redteam.faces import FaceDetector
 from redteam.images import load_image
 
@@ -66,7 +66,10 @@ def attack_folder(
     dataset = discover_images(anonymized, role="anonymized")
     targets = output_targets([entry.rel for entry in dataset.entries], out)
     detector = FaceDetector(device=device)
-    files, skipped = [], [(rel, "not a supported image type") for rel in dataset.ignored if not rel.startswith("redteam-")]
+    files, skipped = (
+        [],
+        [(rel, LINK_OUTSIDE) for rel in dataset.outside] + [(rel, "not a supported image type") for rel in dataset.ignored if not rel.startswith("redteam-")],
+    )
     faces_total = 0
     for done, entry in enumerate(dataset.entries, start=1):
         progress(f"attack {attack.name}", done, len(dataset.entries))
@@ -84,7 +87,7 @@ def attack_folder(
                     continue
         except InputError as error:
             skipped.append((entry.rel, error.message))
-            log(f"skipped {entry.rel}: {error.message}")
+            log(f"skipped {entry.rel}: {error}")
             continue
         faces = detector.detect(geometry_source.pixels)
         if not faces:

@@ -20,6 +20,9 @@ from redteam.core.tiers import TIER_ORDER
 from reports.decision import decision
 from reports.table import format_limit
 
+#: Input issues listed one by one in the terminal (all of them are in the reports).
+SHOWN_ISSUES = 20
+
 # Logs of CI jobs are not terminals: give tables room (COLUMNS, else 160) instead of rich's 80-column default.
 _WIDTH = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 160
 stdout = Console() if Console().is_terminal else Console(width=_WIDTH)
@@ -109,3 +112,8 @@ def print_result(result: AuditResult) -> None:
         for issue in result.issues:
             counts[issue.kind] = counts.get(issue.kind, 0) + 1
         stderr.print("input issues: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        for issue in result.issues[:SHOWN_ISSUES]:
+            where = f"{issue.path} ({issue.method})" if issue.method else issue.path
+            stderr.print(f"  {issue.kind}: {escape(where)}: {escape(issue.detail)}; fix: {escape(issue.fix)}", soft_wrap=True, highlight=False)
+        if len(result.issues) > SHOWN_ISSUES:
+            stderr.print(f"  ... and {len(result.issues) - SHOWN_ISSUES} more: see Input issues in report.md", highlight=False)

@@ -35,9 +35,18 @@ class UsageError(RedteamError):
 
 
 class InputError(RedteamError):
-    """An input file or folder is missing, unreadable or malformed (exit 3)."""
+    """An input file or folder is missing, unreadable or malformed (exit 3).
+
+    Inside an audit a bad file is not fatal: it becomes an input issue of kind `issue_kind`."""
 
     exit_code = ExitCode.BAD_INPUT
+    issue_kind = "unreadable"
+
+
+class ImageTooLargeError(InputError):
+    """An image declares more pixels than the decoding limit (a possible decompression bomb)."""
+
+    issue_kind = "too_large"
 
 
 class ConfigError(RedteamError):

@@ -37,3 +37,19 @@ def ensure_writable_dir(path: Path, role: str, fix: str) -> Path:
         reason = "a parent is a file" if isinstance(error, (NotADirectoryError, FileExistsError)) else (error.strerror or str(error))
         raise InputError(f"{role} {path} cannot be written ({reason})", fix=fix) from error
     return path
+
+
+def ensure_writable_file(path: Path, role: str, fix: str) -> Path:
+    """Check that `path` can be written as a file: not an existing folder, in a folder that can be written
+    (created if needed), before any work is done for it.
+
+    Raises:
+        UsageError: `path` is an existing folder.
+        InputError: its folder cannot be created or written (as `ensure_writable_dir`).
+    """
+    from redteam.core.errors import UsageError
+
+    if path.is_dir():
+        raise UsageError(f"{role} {path} is an existing folder, not a file", fix=fix)
+    ensure_writable_dir(path.parent, f"folder of the {role}", fix)
+    return path

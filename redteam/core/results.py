@@ -190,9 +190,9 @@ class InputIssue:
     """An input problem, handled explicitly and counted in the report.
 
     Attributes:
-        kind: unreadable | missing_counterpart | no_face | multi_face | size_mismatch | resized |
-            unsupported_file | duplicate | near_duplicate.
+        kind: a key of `ISSUE_FIXES` (unreadable, too_large, missing_counterpart, no_face, ...).
         action: what the run did: "skipped" or "audited".
+        fix: what the user can do about it (`ISSUE_FIXES[kind]` unless the error said more precisely).
     """
 
     kind: str
@@ -200,6 +200,26 @@ class InputIssue:
     method: str | None
     detail: str
     action: str
+    fix: str = ""
+
+
+#: Every kind of input issue, with the fix shown next to it in the terminal and the reports.
+ISSUE_FIXES: dict[str, str] = {
+    "unreadable": "re-export or re-download the file, or remove it",
+    "too_large": "downscale the image (faces are audited at a few hundred pixels) or remove it",
+    "missing_counterpart": "add the anonymized file at the original's relative path (any supported suffix)",
+    "size_mismatch": "publish the anonymized file at the original's aspect ratio (crop or pad nothing)",
+    "resized": "none needed: audited after resizing to the original's size",
+    "no_face": "none needed if the photo shows no face; otherwise use a larger photo or lower --min-face-score",
+    "multi_face": "none needed: every face is audited",
+    "duplicate": "none needed: the copy is counted once",
+    "near_duplicate": "none needed: near-duplicates never stand in for each other",
+    "link_outside": "copy the file into the folder if it should be audited",
+    "unsupported_file": "convert it to JPEG, PNG, WebP or TIFF if it should be audited",
+    "no_original": "remove the file, or add its original at the same relative path",
+    "hidden_content": "strip it: re-encode the visible pixels only (no thumbnail, metadata, extra frames or alpha)",
+    "exif_orientation_ignored": "none needed: the stored pixels were audited",
+}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from redteam.core.config import AuditConfig
 from redteam.core.errors import InputError
 from redteam.core.geometry import FaceGeometry
 from redteam.core.policy import Policy
-from redteam.core.results import InputIssue, LogFn, ProgressFn
+from redteam.core.results import ISSUE_FIXES, InputIssue, LogFn, ProgressFn
 
 if TYPE_CHECKING:
     import torch
@@ -61,8 +61,8 @@ class RunContext:
     conversions: Counter[str] = field(default_factory=Counter)
     input_hashes: dict[str, str] = field(default_factory=dict)
 
-    def issue(self, kind: str, path: str, method: str | None, detail: str, action: str) -> None:
-        self.issues.append(InputIssue(kind, path, method, detail, action))
+    def issue(self, kind: str, path: str, method: str | None, detail: str, action: str, fix: str | None = None) -> None:
+        self.issues.append(InputIssue(kind, path, method, detail, action, fix or ISSUE_FIXES[kind]))
 
     def open(self, path: Path, label: str, method: str | None) -> ImageHandle | None:
         """A handle on an input (hashed now, decoded when needed: `redteam.engine.handles`), recording its
@@ -73,7 +73,7 @@ class RunContext:
             with self.clock.measure("io"):
                 handle = open_image(path, self.cache)
         except InputError as error:
-            self.issue("unreadable", label, method, error.message, "skipped")
+            self.issue(error.issue_kind, label, method, error.message, "skipped", error.fix)
             self.log(f"skipped {label}: {error.message}")
             return None
         self.conversions.update(handle.conversions)

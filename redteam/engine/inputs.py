@@ -16,7 +16,7 @@ import numpy as np
 from metrics.recognizers import Recognizer
 from redteam.core.errors import InputError
 from redteam.core.results import FaceRecord
-from redteam.datasets import Dataset, discover_images
+from redteam.datasets import LINK_OUTSIDE, Dataset, discover_images
 from redteam.engine.context import RunContext
 from redteam.engine.embedding import Embedder, Gallery
 from redteam.engine.scoring import GalleryEntry, same_photo_columns
@@ -57,6 +57,8 @@ def _faces_of(
     faces: list[FaceRecord] = []
     for ignored in dataset.ignored:
         ctx.issue("unsupported_file", f"{role}:{ignored}" if role != "originals" else ignored, None, "not a supported image type", "skipped")
+    for linked in dataset.outside:
+        ctx.issue("link_outside", f"{role}:{linked}" if role != "originals" else linked, None, LINK_OUTSIDE, "skipped")
     entries = dataset.entries
     for done, entry in enumerate(entries, start=1):
         ctx.progress(f"reading and embedding {role}", done, len(entries))
@@ -142,5 +144,5 @@ def collect(ctx: RunContext, recognizers: dict[str, Recognizer]) -> Inputs:
                 "audited",
             )
     gallery = Gallery(faces, [GalleryEntry(face.face_id, face.identity) for face in faces], embeddings, same_photo, alignments)  # type: ignore[arg-type]
-    unreadable = [i.path for i in ctx.issues if i.kind == "unreadable" and i.method is None and not i.path.startswith("gallery:")]
+    unreadable = [i.path for i in ctx.issues if i.kind in ("unreadable", "too_large") and i.method is None and not i.path.startswith("gallery:")]
     return Inputs(audited, originals, gallery, paths, unreadable, stats)

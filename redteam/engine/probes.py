@@ -199,7 +199,7 @@ class Pass:
                 self._lost(work, label, audited, error)
 
     def _lost(self, work: MethodWork, label: str, audited: list[FaceRecord], error: InputError) -> None:
-        self.ctx.issue("unreadable", label, work.method.name, error.message, "skipped")
+        self.ctx.issue(error.issue_kind, label, work.method.name, error.message, "skipped", error.fix)
         work.gaps.setdefault("unreadable during the audit", []).extend(face.face_id for face in audited)
 
     def _attacks(

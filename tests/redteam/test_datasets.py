@@ -132,3 +132,15 @@ def test_a_nul_byte_in_a_manifest_path_is_an_input_error(tmp_path):
     manifest.write_bytes(b"original,anonymized,method\na\x00.jpg,b.png,blur\n")
     with pytest.raises(InputError, match="line 2: a field contains a NUL character"):
         read_manifest(manifest, tmp_path)
+
+
+def test_links_leaving_the_folder_are_listed_not_followed_and_loops_end(tmp_path):
+    root, outside = tmp_path / "orig", touch(tmp_path / "private" / "secret.jpg")
+    touch(root / "a" / "1.jpg")
+    (root / "a" / "inside.jpg").symlink_to(root / "a" / "1.jpg")
+    (root / "leak.jpg").symlink_to(outside)
+    (root / "loop1.jpg").symlink_to(root / "loop2.jpg")
+    (root / "loop2.jpg").symlink_to(root / "loop1.jpg")
+    (root / "a" / "up").symlink_to(root, target_is_directory=True)
+    dataset = discover_images(root, role="originals")
+    assert [e.rel for e in dataset.entries] == ["a/1.jpg", "a/inside.jpg"] and dataset.outside == ("leak.jpg",)

@@ -124,3 +124,4 @@ def test_a_decompression_bomb_is_refused_by_name(tmp_path):
     with pytest.raises(InputError, match="bomb.png.*decompression bomb") as refused:
         load_image(path)
     assert "downscale" in (refused.value.fix or "")
+    assert refused.value.issue_kind == "too_large"  # inside an audit: an explicit `too_large` input issue
