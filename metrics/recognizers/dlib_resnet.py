@@ -52,7 +52,7 @@ class DlibRecognizer(Recognizer):
         self.device = torch.device(device)
         self._threshold = threshold or DLIB_THRESHOLD
         self._predictor = None
-        self._model = None
+        self._model: torch.nn.Module | None = None
         self._fingerprint: str | None = None
 
     @classmethod
