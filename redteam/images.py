@@ -211,6 +211,11 @@ _XMP_MARKERS = {
 }
 
 
+#: The PNG chunk types that can carry EXIF or XMP (eXIf, and text chunks: "Raw profile type exif",
+#: "XML:com.adobe.xmp"). A PNG whose bytes hold none of these names carries neither.
+_PNG_METADATA_CHUNKS = (b"eXIf", b"tEXt", b"zTXt", b"iTXt")
+
+
 def _xmp_text(image: Image.Image) -> str:
     raw = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp") or b""
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
@@ -241,15 +246,20 @@ def hidden_content(path: Path) -> tuple[str, ...]:
     """
     found: list[str] = []
     try:
-        with Image.open(path) as image:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
             frames = int(getattr(image, "n_frames", 1) or 1)
             if frames > 1:
                 found.append(f"{frames} frames or pages (only the first is audited)")
-            exif = image.getexif()
+            if image.format == "PNG" and not any(chunk in data for chunk in _PNG_METADATA_CHUNKS):
+                exif, xmp = Image.Exif(), ""  # nothing to find, and Pillow would decode every pixel to look past IDAT
+            else:
+                exif = image.getexif()
+                xmp = _xmp_text(image)
             thumbnail = exif.get_ifd(ExifTags.IFD.IFD1)
             if thumbnail.get(0x0201) or thumbnail.get(0x0111):  # JPEGInterchangeFormat / StripOffsets of IFD1
                 found.append("an EXIF thumbnail image")
-            found += _identifying_metadata(exif, _xmp_text(image))
+            found += _identifying_metadata(exif, xmp)
             if image.mode in ("RGBA", "LA", "PA", "La") or "transparency" in image.info:
                 rgba = np.asarray(image.convert("RGBA"))
                 transparent = rgba[..., 3] == 0
