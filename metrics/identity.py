@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from math import comb
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -146,13 +147,11 @@ def degenerate_probes(
         if chip_std[i] < BLANK_STD:
             reasons[i] = f"blank chip (pixel std {chip_std[i]:.2f} < {BLANK_STD})"
     tolerance = COLLAPSE_FRACTION * threshold
-    for i in range(count):
-        if reasons[i] is not None:
-            continue
-        for j in range(count):
-            if j != i and probe_keys[j] != probe_keys[i] and float(probe_distances[i, j]) < tolerance:
-                reasons[i] = f"embedding within {tolerance:.3f} of a probe of another person"
-                break
+    if count:
+        people = np.unique(np.asarray(probe_keys, dtype=str), return_inverse=True)[1]
+        near_another = ((probe_distances.detach().cpu().numpy() < tolerance) & (people[:, None] != people[None, :])).any(axis=1)
+        for i in map(int, np.flatnonzero(near_another)):
+            reasons[i] = reasons[i] or f"embedding within {tolerance:.3f} of a probe of another person"
     if count >= 3 and len(set(probe_keys)) >= 3 and len(set(nearest_keys)) == 1:
         for i in range(count):
             reasons[i] = reasons[i] or f"every probe lands on the same gallery identity ({nearest_keys[0]})"

@@ -16,7 +16,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -194,7 +194,7 @@ class Pass:
         for index, anonymized in outputs.items():
             work = self.works[index]
             try:
-                self._attacks(work, label, faces, audited, anonymized, original_crops, boxes, detected[index])
+                self._attacks(work, label, faces, audited, anonymized, original, original_crops, boxes, detected[index])
             except InputError as error:
                 self._lost(work, label, audited, error)
 
@@ -209,6 +209,7 @@ class Pass:
         faces: list[FaceRecord],
         audited: list[FaceRecord],
         anonymized: ImageHandle,
+        original: ImageHandle,
         original_crops: LazyCrops,
         boxes: dict[str, tuple[float, float, float, float]],
         detected: dict[str, bool],
@@ -232,7 +233,9 @@ class Pass:
                 reconstructions[attack.name] = self._attack(work, attack, label, faces, audited, anonymized, original_crops, detected)
             for probe in work.probes.get(attack.name, [])[before:]:
                 fresh.setdefault(probe.face.face_id, {})[attack.name] = probe
-        self._keep_examples(work, audited, fresh, original_crops, anonymized_crops, reconstructions)
+        examples_original = LazyCrops(boxes, lambda face_id: self._example_crop(original, boxes[face_id], lambda: original_crops[face_id]))
+        examples_anonymized = LazyCrops(boxes, lambda face_id: self._example_crop(anonymized, boxes[face_id], lambda: anonymized_crops[face_id]))
+        self._keep_examples(work, audited, fresh, examples_original, examples_anonymized, reconstructions)
 
     def _hidden(self, work: MethodWork, label: str, shape: tuple[int, ...]) -> ImageHandle | None:
         """The first image the anonymized file carries besides its visible pixels (EXIF thumbnail, XMP
@@ -515,6 +518,17 @@ class Pass:
             return np.zeros((METRIC_CROP, METRIC_CROP, 3), np.uint8)
 
     # -- examples ---------------------------------------------------------------------------------
+    def _example_crop(self, image: ImageHandle, box: tuple[float, float, float, float], make: Callable[[], np.ndarray]) -> np.ndarray:
+        """The crop of an example face, kept in the cache under its image's pixel digest and box: a warm
+        re-run shows the same examples without decoding the images they come from."""
+        key = content_key(image.digest, f"example-crop-{METRIC_CROP}", ",".join(f"{v:.4f}" for v in box))
+        cached = self.ctx.cache.get_array("example_crops", key)
+        if cached is not None and cached.shape == (METRIC_CROP, METRIC_CROP, 3) and cached.dtype == np.uint8:
+            return cached
+        crop = make()
+        self.ctx.cache.put_array("example_crops", key, crop)
+        return crop
+
     def _keep_examples(
         self,
         work: MethodWork,
