@@ -83,3 +83,30 @@ def test_anonymize_killed_mid_run_leaves_only_whole_files_and_finishes_identical
         assert again.returncode == 0, again.stderr[-2000:]
         for path in (tmp_path / "reference").rglob("*.png"):
             assert (target / path.relative_to(tmp_path / "reference")).read_bytes() == path.read_bytes()
+
+
+def test_two_audits_sharing_one_cache_at_once_both_finish_with_identical_results(sample_dir: Path, tmp_path: Path) -> None:
+    """Started together on one empty cache (each writes entries the other may be reading), and a third
+    audit on one output folder shared with the second: every run finishes, and the results match a run
+    that had the cache to itself."""
+    reference = subprocess.run(
+        [sys.executable, "-m", "redteam", "audit", sample_dir, "--out", tmp_path / "reference", "--cache-dir", tmp_path / "alone", *AUDIT],
+        capture_output=True,
+        timeout=900,
+    )
+    assert reference.returncode in (0, 1), reference.stderr[-2000:]
+    cache = tmp_path / "shared"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "redteam", "audit", sample_dir, "--out", tmp_path / out, "--cache-dir", cache, *AUDIT],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for out in ("first", "second", "second")
+    ]
+    for run in runs:
+        _, stderr = run.communicate(timeout=900)
+        assert run.returncode == reference.returncode, stderr[-2000:]
+    assert_cache_entries_whole(cache)
+    for out in ("first", "second"):
+        pd.testing.assert_frame_equal(frame(tmp_path / "reference"), frame(tmp_path / out))
