@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from skimage.restoration import wiener
 
 from attacks.base import Applicability, Attack, AttackNotApplicable, MethodInfo
 from redteam.core.tiers import ThreatTier
@@ -37,6 +36,8 @@ def _pad(window: np.ndarray, kernel: np.ndarray) -> tuple[np.ndarray, int]:
 
 def wiener_deconvolve(window: np.ndarray, kernel: np.ndarray, balance: float) -> np.ndarray:
     padded, pad = _pad(window, kernel)
+    from skimage.restoration import wiener  # imported here: skimage.restoration pulls in scipy.signal (1 s)
+
     channels = [wiener(padded[..., c], kernel, balance, clip=False) for c in range(3)]
     return np.clip(np.stack(channels, axis=2)[pad:-pad, pad:-pad], 0.0, 1.0)
 

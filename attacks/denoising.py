@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma
 
 from attacks.base import Attack, MethodInfo
 from redteam.core.tiers import ThreatTier
@@ -48,6 +47,8 @@ class NonLocalMeansDenoise(Attack):
     works_at_any_scale = True
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+        from skimage.restoration import denoise_nl_means, estimate_sigma  # imported here: it pulls in scipy.signal
+
         def restore(window: np.ndarray) -> np.ndarray:
             # Estimate the noise on the face itself: the clean context around it would pull the
             # median-based estimate towards zero.
@@ -71,4 +72,6 @@ class JpegDeblock(Attack):
     works_at_any_scale = True
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+        from skimage.restoration import denoise_tv_chambolle  # imported here: it pulls in scipy.signal
+
         return _per_image(images, lambda window: denoise_tv_chambolle(window, weight=0.04, channel_axis=2))
