@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
+import struct
 from importlib import resources
 from pathlib import Path
 
@@ -65,6 +67,22 @@ def save_rgb(path: Path, pixels: np.ndarray, **kwargs: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, **kwargs)
     return path
+
+
+def exif_with_thumbnail(thumbnail_jpeg: bytes) -> bytes:
+    """Raw EXIF (little-endian TIFF) whose IFD1 holds a JPEG thumbnail, as cameras write it."""
+    ifd0 = struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 3, 1, 1)
+    ifd1_offset = 8 + len(ifd0) + 4
+    thumbnail_offset = ifd1_offset + 2 + 12 * 2 + 4
+    ifd1 = struct.pack("<H", 2) + struct.pack("<HHII", 0x0201, 4, 1, thumbnail_offset) + struct.pack("<HHII", 0x0202, 4, 1, len(thumbnail_jpeg))
+    return b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd0 + struct.pack("<I", ifd1_offset) + ifd1 + struct.pack("<I", 0) + thumbnail_jpeg
+
+
+def jpeg_bytes(pixels: np.ndarray, **options: object) -> bytes:
+    """The JPEG file of `pixels` (quality 90), with Pillow's save options (exif=...)."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90, **options)  # type: ignore[arg-type]
+    return buffer.getvalue()
 
 
 def build_tiny_inpainting_pipeline(folder: Path):

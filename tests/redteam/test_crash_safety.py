@@ -44,18 +44,20 @@ def assert_cache_entries_whole(cache: Path) -> None:
         assert ".tmp" not in path.name, f"a temporary file was left behind: {path}"
 
 
+def reference_audit(sample_dir: Path, out: Path, cache: Path) -> subprocess.CompletedProcess[bytes]:
+    """The audit run alone, uninterrupted, on its own cache: the results every other run must give."""
+    done = subprocess.run([sys.executable, "-m", "redteam", "audit", sample_dir, "--out", out, "--cache-dir", cache, *AUDIT], capture_output=True, timeout=900)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    return done
+
+
 def frame(out: Path) -> pd.DataFrame:
     return reproducible_columns(pd.read_parquet(out / "results.parquet")).sort_values(["method", "attack", "face_id", "recognizer"]).reset_index(drop=True)
 
 
 @pytest.mark.parametrize("seconds", [4.0, 9.0, 15.0])
 def test_an_audit_killed_mid_run_resumes_to_the_same_results(sample_dir: Path, tmp_path: Path, seconds: float) -> None:
-    reference = subprocess.run(
-        [sys.executable, "-m", "redteam", "audit", sample_dir, "--out", tmp_path / "reference", "--cache-dir", tmp_path / "c0", *AUDIT],
-        capture_output=True,
-        timeout=900,
-    )
-    assert reference.returncode in (0, 1), reference.stderr[-2000:]
+    reference = reference_audit(sample_dir, tmp_path / "reference", tmp_path / "c0")
     cache = tmp_path / "cache"
     killed_after(seconds, "audit", sample_dir, "--out", tmp_path / "out", "--cache-dir", cache, *AUDIT)
     assert_cache_entries_whole(cache)
@@ -89,12 +91,7 @@ def test_two_audits_sharing_one_cache_at_once_both_finish_with_identical_results
     """Started together on one empty cache (each writes entries the other may be reading), and a third
     audit on one output folder shared with the second: every run finishes, and the results match a run
     that had the cache to itself."""
-    reference = subprocess.run(
-        [sys.executable, "-m", "redteam", "audit", sample_dir, "--out", tmp_path / "reference", "--cache-dir", tmp_path / "alone", *AUDIT],
-        capture_output=True,
-        timeout=900,
-    )
-    assert reference.returncode in (0, 1), reference.stderr[-2000:]
+    reference = reference_audit(sample_dir, tmp_path / "reference", tmp_path / "alone")
     cache = tmp_path / "shared"
     runs = [
         subprocess.Popen(

@@ -3,8 +3,6 @@ frame, pixels under full transparency) is reported, and its method cannot PASS."
 
 from __future__ import annotations
 
-import io
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -17,23 +15,9 @@ from redteam.core.config import AuditConfig, MethodSource
 from redteam.engine import AuditRun
 from redteam.faces import FaceDetector
 from redteam.images import hidden_content, load_image
+from tests.conftest import exif_with_thumbnail, jpeg_bytes
 
 POLICY = 'min_samples = 5\nrequired_tiers = ["naive"]\n[limits.naive]\nverify = 0.5\n'
-
-
-def exif_with_thumbnail(thumbnail_jpeg: bytes) -> bytes:
-    """Raw EXIF (little-endian TIFF) whose IFD1 holds a JPEG thumbnail, as cameras write it."""
-    ifd0 = struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 3, 1, 1)
-    ifd1_offset = 8 + len(ifd0) + 4
-    thumbnail_offset = ifd1_offset + 2 + 12 * 2 + 4
-    ifd1 = struct.pack("<H", 2) + struct.pack("<HHII", 0x0201, 4, 1, thumbnail_offset) + struct.pack("<HHII", 0x0202, 4, 1, len(thumbnail_jpeg))
-    return b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd0 + struct.pack("<I", ifd1_offset) + ifd1 + struct.pack("<I", 0) + thumbnail_jpeg
-
-
-def jpeg_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def test_each_hiding_place_is_found(tmp_path: Path) -> None:
