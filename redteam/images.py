@@ -236,17 +236,18 @@ def _identifying_metadata(exif: Image.Exif, xmp: str) -> list[str]:
     return found
 
 
-def hidden_content(path: Path) -> tuple[str, ...]:
+def hidden_content(path: Path, data: bytes | None = None) -> tuple[str, ...]:
     """What an image file carries besides the pixels the audit sees (its first frame, composited), and
     metadata that identifies the person or the place.
 
     A redaction tool that blurs the visible face but keeps the camera's EXIF thumbnail, a second TIFF page
     or animation frame, or the face under fully transparent pixels, publishes the face: each is reported.
-    Unreadable files return () (they are reported as unreadable by `load_image`).
+    Unreadable files return () (they are reported as unreadable by `load_image`). `data`: the file's
+    bytes when the caller has read them already.
     """
     found: list[str] = []
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else data
         with Image.open(io.BytesIO(data)) as image:
             frames = int(getattr(image, "n_frames", 1) or 1)
             if frames > 1:

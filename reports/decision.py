@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from redteam.core.results import AuditResult, MetricVerdict, Verdict
+from redteam.core.results import UNREAD_ISSUES, AuditResult, MetricVerdict, Verdict
 
 #: Longest method reason quoted in the summary (the full text is in the method's section).
 _REASON_CHARS = 220
@@ -98,7 +98,7 @@ def decision(result: AuditResult) -> Decision:
         for reason in verdict.reasons:
             if ("strip it" in reason or "policy requires" in reason or "required tier" in reason) and reason not in steps:
                 steps.append(f"{verdict.method}: {_short(reason)}")
-    if any(i.kind in ("missing_counterpart", "unreadable", "too_large", "size_mismatch") for i in result.issues):
+    if any(i.kind in UNREAD_ISSUES or i.kind in ("missing_counterpart", "size_mismatch") for i in result.issues):
         steps.append("provide a readable anonymized file of the original's aspect ratio for every original (see Input issues)")
 
     blockers_of_pass = []

@@ -203,6 +203,10 @@ class InputIssue:
     fix: str = ""
 
 
+#: The input issues of a file that could not be read: an original among them means the set was not audited
+#: in full, an anonymized file among them leaves its faces without a result.
+UNREAD_ISSUES = frozenset({"unreadable", "too_large"})
+
 #: Every kind of input issue, with the fix shown next to it in the terminal and the reports.
 ISSUE_FIXES: dict[str, str] = {
     "unreadable": "re-export or re-download the file, or remove it",

@@ -15,7 +15,7 @@ import numpy as np
 
 from metrics.recognizers import Recognizer
 from redteam.core.errors import InputError
-from redteam.core.results import FaceRecord
+from redteam.core.results import UNREAD_ISSUES, FaceRecord
 from redteam.datasets import LINK_OUTSIDE, Dataset, discover_images
 from redteam.engine.context import RunContext
 from redteam.engine.embedding import Embedder, Gallery
@@ -144,5 +144,5 @@ def collect(ctx: RunContext, recognizers: dict[str, Recognizer]) -> Inputs:
                 "audited",
             )
     gallery = Gallery(faces, [GalleryEntry(face.face_id, face.identity) for face in faces], embeddings, same_photo, alignments)  # type: ignore[arg-type]
-    unreadable = [i.path for i in ctx.issues if i.kind in ("unreadable", "too_large") and i.method is None and not i.path.startswith("gallery:")]
+    unreadable = [i.path for i in ctx.issues if i.kind in UNREAD_ISSUES and i.method is None and not i.path.startswith("gallery:")]
     return Inputs(audited, originals, gallery, paths, unreadable, stats)

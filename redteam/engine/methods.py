@@ -79,13 +79,14 @@ def _hidden_content(ctx: RunContext, path: Path) -> tuple[str, ...]:
     from redteam.engine.handles import DECODER_VERSION
 
     try:
-        key = content_key(hashlib.sha256(path.read_bytes()).hexdigest(), "hidden-content-v2", DECODER_VERSION)
+        data = path.read_bytes()
     except OSError:
         return ()  # unreadable: reported by the pass
+    key = content_key(hashlib.sha256(data).hexdigest(), "hidden-content-v2", DECODER_VERSION)
     cached = ctx.cache.get_json("hidden_content", key)
     if isinstance(cached, list) and all(isinstance(item, str) for item in cached):
         return tuple(cached)
-    found = hidden_content(path)
+    found = hidden_content(path, data)
     ctx.cache.put_json("hidden_content", key, list(found))
     return found
 
