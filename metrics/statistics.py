@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from scipy.stats import beta, norm
+from scipy.special import betaincinv, ndtri  # the inverses scipy.stats' beta.ppf and norm.ppf call (0.4 s less to import)
 
 from redteam.core.errors import ConfigError
 from redteam.core.policy import INTERVAL_METHODS
@@ -30,7 +30,7 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> Ra
     _check(successes, trials, confidence)
     if trials == 0:
         return RateEstimate(successes, trials, 0.0, 1.0, confidence, "wilson")
-    z = float(norm.ppf(1.0 - (1.0 - confidence) / 2.0))
+    z = float(ndtri(1.0 - (1.0 - confidence) / 2.0))  # the normal quantile
     p = successes / trials
     denominator = 1.0 + z * z / trials
     centre = (p + z * z / (2.0 * trials)) / denominator
@@ -46,8 +46,8 @@ def clopper_pearson_interval(successes: int, trials: int, confidence: float = 0.
     if trials == 0:
         return RateEstimate(successes, trials, 0.0, 1.0, confidence, "clopper-pearson")
     alpha = 1.0 - confidence
-    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2.0, successes, trials - successes + 1))
-    high = 1.0 if successes == trials else float(beta.ppf(1.0 - alpha / 2.0, successes + 1, trials - successes))
+    low = 0.0 if successes == 0 else float(betaincinv(successes, trials - successes + 1, alpha / 2.0))  # beta quantile
+    high = 1.0 if successes == trials else float(betaincinv(successes + 1, trials - successes, 1.0 - alpha / 2.0))
     return RateEstimate(successes, trials, low, high, confidence, "clopper-pearson")
 
 

@@ -100,20 +100,41 @@ def find_counterpart(folder: Path, rel: str) -> Path | None:
     Raises:
         InputError: several candidate files (e.g. a.png and a.webp) make the match ambiguous.
     """
-    exact = folder / rel
-    if is_image_file(exact):
-        return exact
-    stem = PurePosixPath(rel).with_suffix("")
-    parent = folder / stem.parent
-    if not parent.is_dir():
-        return None
-    candidates = sorted(p for p in parent.iterdir() if p.stem == stem.name and p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file())
-    if len(candidates) > 1:
-        raise InputError(
-            f"{folder}: several anonymized files match original '{rel}': {', '.join(p.name for p in candidates)}",
-            fix="keep one anonymized file per original, or use a manifest CSV",
-        )
-    return candidates[0] if candidates else None
+    return Counterparts(folder).find(rel)
+
+
+class Counterparts:
+    """`find_counterpart` for many originals in one folder: each sub-folder is listed once, on first use,
+    rather than once per original (which made matching N originals cost N x N directory entries).
+    Made per run: a listing is never reused across runs."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._stems: dict[Path, dict[str, list[Path]]] = {}
+
+    def _by_stem(self, parent: Path) -> dict[str, list[Path]]:
+        if parent not in self._stems:
+            stems: dict[str, list[Path]] = {}
+            if parent.is_dir():
+                for path in parent.iterdir():
+                    if path.suffix.lower() in SUPPORTED_SUFFIXES:
+                        stems.setdefault(path.stem, []).append(path)
+            self._stems[parent] = stems
+        return self._stems[parent]
+
+    def find(self, rel: str) -> Path | None:
+        """As `find_counterpart(self.folder, rel)`."""
+        exact = self.folder / rel
+        if is_image_file(exact):
+            return exact
+        stem = PurePosixPath(rel).with_suffix("")
+        candidates = sorted(p for p in self._by_stem(self.folder / stem.parent).get(stem.name, []) if p.is_file())
+        if len(candidates) > 1:
+            raise InputError(
+                f"{self.folder}: several anonymized files match original '{rel}': {', '.join(p.name for p in candidates)}",
+                fix="keep one anonymized file per original, or use a manifest CSV",
+            )
+        return candidates[0] if candidates else None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from redteam.core.geometry import attack_window
 from redteam.core.provenance import environment
 from redteam.core.seeds import derived_seed
 from redteam.core.tensors import to_tensor, to_uint8
-from redteam.datasets import LINK_OUTSIDE, check_out_dir, discover_images, find_counterpart, output_targets
+from redteam.datasets import LINK_OUTSIDE, Counterparts, check_out_dir, discover_images, output_targets
 from redteam.faces import FaceDetector
 from redteam.images import load_image
 
@@ -71,13 +71,14 @@ def attack_folder(
         [(rel, LINK_OUTSIDE) for rel in dataset.outside] + [(rel, "not a supported image type") for rel in dataset.ignored if not rel.startswith("redteam-")],
     )
     faces_total = 0
+    counterparts = Counterparts(originals) if originals is not None else None
     for done, entry in enumerate(dataset.entries, start=1):
         progress(f"attack {attack.name}", done, len(dataset.entries))
         try:
             image = load_image(entry.path)
             geometry_source = image
-            if originals is not None:
-                original_path = find_counterpart(originals, entry.rel)
+            if counterparts is not None:
+                original_path = counterparts.find(entry.rel)
                 if original_path is None:
                     skipped.append((entry.rel, "no original with the same relative path"))
                     continue

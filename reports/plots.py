@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 
 import matplotlib
 
@@ -49,9 +50,10 @@ def _distance_histograms(frame: pd.DataFrame, method: str, baseline: dict[str, t
             axis = axes[r * per_recognizer + index // columns][index % columns]
             axis.set_visible(True)
             group = mine[mine["attack"] == attack]
-            if unrelated.size:
-                axis.hist(unrelated, bins=bins, density=True, histtype="step", color="grey", label=f"unrelated people (n={unrelated.size})")
-            axis.hist(group["distance"], bins=bins, density=True, alpha=0.7, color="tab:blue", label=f"faces (n={len(group)})")
+            if unrelated.size:  # histograms as one step artist each (stairs), not a patch per bar: a quarter of the drawing time
+                axis.stairs(np.histogram(unrelated, bins=bins, density=True)[0], bins, color="grey", label=f"unrelated people (n={unrelated.size})")
+            counts = np.histogram(group["distance"].to_numpy(dtype=float), bins=bins, density=len(group) > 0)[0]
+            axis.stairs(counts, bins, fill=True, alpha=0.7, color="tab:blue", label=f"faces (n={len(group)})")
             axis.axvline(threshold, color="crimson", linestyle="--", linewidth=1)
             verified = int((group["distance"] < threshold).sum())
             axis.set_title(f"{attack} / {recognizer}: {verified}/{len(group)} verified", fontsize=8)
@@ -60,8 +62,13 @@ def _distance_histograms(frame: pd.DataFrame, method: str, baseline: dict[str, t
             if index // columns == per_recognizer - 1 or index + columns >= len(attacks):
                 axis.set_xlabel("distance to own original", fontsize=7)
         axes[r * per_recognizer][0].legend(fontsize=6, loc="upper left", framealpha=0.6)
-    figure.suptitle(f"{method}: each attacked face's distance to its own original (left of the dashed line: verified)", fontsize=8)
-    figure.tight_layout()
+    title = f"{method}: each attacked face's distance to its own original (left of the dashed line: verified)"
+    lines = textwrap.wrap(title, width=int(2.6 * columns * 16)) or [""]  # about 16 characters per inch at 8 pt
+    # Fixed margins in inches rather than tight_layout, which measures every text of the figure again (a third of its cost).
+    height = 2.1 * per_recognizer * len(recognizers)
+    figure.suptitle("\n".join(lines), fontsize=8, y=1 - 0.06 / height, va="top")
+    top = (0.36 + 0.14 * len(lines)) / height
+    figure.subplots_adjust(left=0.04, right=0.98, top=1 - top, bottom=0.45 / height, hspace=0.55, wspace=0.12)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)

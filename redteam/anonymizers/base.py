@@ -15,8 +15,6 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
-from skimage.draw import ellipse as draw_ellipse
-from skimage.filters import gaussian
 
 from redteam.core.geometry import Box, FaceGeometry, enlarged_box
 from redteam.core.params import Configurable, Parameter
@@ -110,6 +108,8 @@ class Anonymizer(Configurable, ABC):
         height, width = y1 - y0, x1 - x0
         mask = np.zeros((height, width), dtype=np.float64)
         if self.values["shape"] == "ellipse" and self.values["region"] == "face":
+            from skimage.draw import ellipse as draw_ellipse  # scikit-image is imported when a mask is drawn, not by every command
+
             rows, cols = draw_ellipse(height // 2, width // 2, height // 2, width // 2, shape=(height, width))
             mask[rows, cols] = 1.0
         else:
@@ -120,6 +120,8 @@ class Anonymizer(Configurable, ABC):
         feather = float(self.values["feather"])
         if feather <= 0:
             return mask
+        from skimage.filters import gaussian
+
         inside = mask > 0
         padded = np.pad(mask, int(np.ceil(3 * feather)), mode="constant")
         soft = gaussian(padded, sigma=feather, mode="constant")[

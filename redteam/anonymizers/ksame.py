@@ -12,13 +12,17 @@ References:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from skimage.transform import SimilarityTransform, warp
 
 from redteam.anonymizers.base import Anonymizer, Box, FaceSet, Parameter, image_key
 from redteam.core.errors import ConfigError
 from redteam.core.geometry import FaceGeometry
+
+if TYPE_CHECKING:
+    from skimage.transform import SimilarityTransform
 
 #: The common 112 x 112 five-point template (eyes, nose, mouth corners), as used for ArcFace crops.
 TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]])
@@ -56,6 +60,8 @@ class KSame(Anonymizer):
         return TEMPLATE_112 * (size / 112.0) + size * 0.25
 
     def _to_template(self, face: FaceGeometry) -> SimilarityTransform:
+        from skimage.transform import SimilarityTransform  # imported by k-Same when it runs, not by every command
+
         source, target = np.array(face.landmarks), self._template()
         if hasattr(SimilarityTransform, "from_estimate"):  # scikit-image >= 0.26
             transform = SimilarityTransform.from_estimate(source, target)
@@ -68,6 +74,8 @@ class KSame(Anonymizer):
         return transform
 
     def _aligned(self, pixels: np.ndarray, face: FaceGeometry) -> np.ndarray:
+        from skimage.transform import warp
+
         canvas = self._canvas()
         to_template = self._to_template(face)
         return warp(pixels.astype(np.float64) / 255.0, to_template.inverse, output_shape=(canvas, canvas), mode="edge")
@@ -109,6 +117,8 @@ class KSame(Anonymizer):
         ((ix0, iy0, _, _),) = self.regions(image.shape, [face])
         origin = (ix0 - region[0], iy0 - region[1])
         to_template = self._to_template(face)
+        from skimage.transform import SimilarityTransform, warp
+
         window_to_template = SimilarityTransform(translation=origin) + to_template  # window -> image -> template
         average = self._replacements[key]
         warped = warp(average, window_to_template, output_shape=window.shape[:2], mode="edge")

@@ -26,6 +26,7 @@ from redteam.core.results import ISSUE_FIXES, InputIssue, LogFn, ProgressFn
 if TYPE_CHECKING:
     import torch
 
+    from redteam.datasets import Counterparts
     from redteam.engine.handles import ImageHandle
     from redteam.faces import FaceDetector
 
@@ -60,6 +61,7 @@ class RunContext:
     issues: list[InputIssue] = field(default_factory=list)
     conversions: Counter[str] = field(default_factory=Counter)
     input_hashes: dict[str, str] = field(default_factory=dict)
+    counterparts: dict[Path, Counterparts] = field(default_factory=dict)  # observed folder -> its listing, made once per run
 
     def issue(self, kind: str, path: str, method: str | None, detail: str, action: str, fix: str | None = None) -> None:
         self.issues.append(InputIssue(kind, path, method, detail, action, fix or ISSUE_FIXES[kind]))

@@ -32,33 +32,54 @@ class Embedder:
         self.computed = 0
         self.rejected = 0
 
-    def _cached(self, key: str) -> np.ndarray | None:
+    def key(self, chip: np.ndarray) -> str:
+        """The cache key of a chip's embedding: its content and the recognizer's fingerprint."""
+        return content_key(self.fingerprint, str(chip.shape), chip.tobytes())
+
+    def cached(self, key: str) -> np.ndarray | None:
+        """The stored embedding under `key`, or None (absent, of the wrong shape or not finite: a damaged
+        or foreign entry is recomputed, never trusted)."""
         value = self.cache.get_array("embeddings", key)
         if value is None:
             return None
         if value.shape != (self.recognizer.embedding_dim,) or not np.all(np.isfinite(value)):
-            self.rejected += 1  # a damaged or foreign entry: recompute it
+            self.rejected += 1
             return None
         return value.astype(np.float32)
 
-    def __call__(self, chips: Sequence[np.ndarray]) -> torch.Tensor:
-        """N x D embeddings of N aligned chips (H x W x 3 uint8)."""
-        keys = [content_key(self.fingerprint, str(chip.shape), chip.tobytes()) for chip in chips]
-        out: list[np.ndarray | None] = [self._cached(key) for key in keys]
-        todo = [i for i, value in enumerate(out) if value is None]
+    def __call__(self, chips: Sequence[np.ndarray | Known]) -> torch.Tensor:
+        """N x D embeddings of N aligned chips (H x W x 3 uint8), or of embeddings the caller already
+        read from the cache (`Known`, counted as reused)."""
+        out: list[np.ndarray | None] = []
+        todo: list[tuple[int, str, np.ndarray]] = []  # (position, cache key, chip) of what is not in the cache
+        for index, chip in enumerate(chips):
+            if isinstance(chip, Known):
+                out.append(chip.embedding)
+                continue
+            key = self.key(chip)
+            out.append(self.cached(key))
+            if out[-1] is None:
+                todo.append((index, key, chip))
         self.hits += len(chips) - len(todo)
         self.computed += len(todo)
         for start in range(0, len(todo), self.batch_size):
             batch = todo[start : start + self.batch_size]
-            tensor = torch.from_numpy(np.stack([chips[i] for i in batch])).permute(0, 3, 1, 2).float() / 255.0
+            tensor = torch.from_numpy(np.stack([chip for _, _, chip in batch])).permute(0, 3, 1, 2).float() / 255.0
             with self.clock.measure("inference"):
                 embeddings = self.recognizer.embed(tensor).numpy().astype(np.float32)
-            for i, embedding in zip(batch, embeddings, strict=True):
-                out[i] = embedding
-                self.cache.put_array("embeddings", keys[i], embedding)
+            for (index, key, _), embedding in zip(batch, embeddings, strict=True):
+                out[index] = embedding
+                self.cache.put_array("embeddings", key, embedding)
         if not chips:
             return torch.zeros((0, self.recognizer.embedding_dim))
         return torch.from_numpy(np.stack([np.asarray(v) for v in out]))
+
+
+@dataclass(frozen=True)
+class Known:
+    """An embedding read from the cache without making its chip (see `redteam.engine.inputs`)."""
+
+    embedding: np.ndarray
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,23 @@ issue with its file and its effect (README, "Input layout").
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from metrics.recognizers import Recognizer
+from redteam.cache import content_key
 from redteam.core.errors import InputError
+from redteam.core.geometry import FaceGeometry
 from redteam.core.results import UNREAD_ISSUES, FaceRecord
 from redteam.datasets import LINK_OUTSIDE, Dataset, discover_images
 from redteam.engine.context import RunContext
-from redteam.engine.embedding import Embedder, Gallery
+from redteam.engine.embedding import Embedder, Gallery, Known
+from redteam.engine.handles import ImageHandle
 from redteam.engine.scoring import GalleryEntry, same_photo_columns
 
 
@@ -43,14 +49,56 @@ class Inputs:
     embedding_stats: dict[str, int]
 
 
+#: Bump when what an alignment record holds changes.
+ALIGNMENT_VERSION = "alignment/1"
+
+
+def _alignment_key(image: ImageHandle, geometry: FaceGeometry, embedder: Embedder) -> str:
+    return content_key(ALIGNMENT_VERSION, image.digest, json.dumps(geometry.to_json(), sort_keys=True), embedder.fingerprint)
+
+
+def _as_tuples(value: object) -> Hashable:
+    """A JSON alignment back as the nested tuples `Recognizer.locate` returns; ValueError if it holds
+    anything but finite numbers."""
+    if isinstance(value, list):
+        return tuple(_as_tuples(v) for v in value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"not an alignment: {value!r}")
+    return value
+
+
+def _face_chip(ctx: RunContext, image: ImageHandle, geometry: FaceGeometry, embedder: Embedder) -> tuple[Hashable, np.ndarray | Known]:
+    """A face's alignment on its original and its chip, or, when both are in the cache (an alignment
+    record under the image's pixel digest, the face's box and the recognizer's fingerprint, and the
+    embedding it names), the alignment and that embedding: a re-run neither decodes the original nor
+    runs the landmark model for it."""
+    key = _alignment_key(image, geometry, embedder)
+    record = ctx.cache.get_json("alignments", key)
+    if isinstance(record, dict) and isinstance(record.get("chip"), str):
+        try:
+            alignment = _as_tuples(record.get("alignment"))
+        except ValueError:
+            ctx.log(f"alignment cache entry {key[:12]} is malformed: recomputed")
+        else:
+            embedding = embedder.cached(record["chip"])
+            if embedding is not None:
+                return alignment, Known(embedding)
+    recognizer = embedder.recognizer
+    with ctx.clock.measure("inference"):
+        alignment = recognizer.locate(image.pixels, geometry)
+    chip = recognizer.crop(image.pixels, alignment)
+    ctx.cache.put_json("alignments", key, {"alignment": alignment, "chip": embedder.key(chip)})
+    return alignment, chip
+
+
 def _faces_of(
     ctx: RunContext,
     dataset: Dataset,
     role: str,
     overrides: dict[str, str],
-    recognizers: dict[str, Recognizer],
+    embedders: dict[str, Embedder],
     seen: dict[str, str],
-    chips: dict[str, list[np.ndarray]],
+    chips: dict[str, list[np.ndarray | Known]],
     alignments: dict[str, dict[str, object]],
     paths: dict[str, Path],
 ) -> list[FaceRecord]:
@@ -89,11 +137,9 @@ def _faces_of(
                 face_identity = None if dataset.identities_known else f"{identity}#{index}"
             face = FaceRecord(f"{label}#{index}", label, index, face_identity, geometry, role == "originals")
             faces.append(face)
-            for name, recognizer in recognizers.items():
-                with ctx.clock.measure("inference"):
-                    alignment = recognizer.locate(image.pixels, geometry)
-                alignments[name][face.face_id] = alignment
-                chips[name].append(recognizer.crop(image.pixels, alignment))
+            for name, embedder in embedders.items():
+                alignments[name][face.face_id], chip = _face_chip(ctx, image, geometry, embedder)
+                chips[name].append(chip)
     return faces
 
 
@@ -101,15 +147,16 @@ def collect(ctx: RunContext, recognizers: dict[str, Recognizer]) -> Inputs:
     """Read originals (and `--gallery` distractors), embed their faces, and build the gallery."""
     config = ctx.config
     seen: dict[str, str] = {}
-    chips: dict[str, list[np.ndarray]] = {name: [] for name in recognizers}
+    embedders = {name: Embedder(recognizer, ctx.cache, ctx.clock, config.batch_size) for name, recognizer in recognizers.items()}
+    chips: dict[str, list[np.ndarray | Known]] = {name: [] for name in recognizers}
     alignments: dict[str, dict[str, object]] = {name: {} for name in recognizers}
     paths: dict[str, Path] = {}
     originals = _faces_of(
-        ctx, discover_images(config.originals, role="originals"), "originals", dict(config.identity_overrides), recognizers, seen, chips, alignments, paths
+        ctx, discover_images(config.originals, role="originals"), "originals", dict(config.identity_overrides), embedders, seen, chips, alignments, paths
     )
     distractors: list[FaceRecord] = []
     if config.gallery is not None:
-        distractors = _faces_of(ctx, discover_images(config.gallery, role="gallery"), "gallery", {}, recognizers, seen, chips, alignments, paths)
+        distractors = _faces_of(ctx, discover_images(config.gallery, role="gallery"), "gallery", {}, embedders, seen, chips, alignments, paths)
     if not originals:
         raise InputError(
             f"no face was detected in any original under {config.originals}",
@@ -125,7 +172,7 @@ def collect(ctx: RunContext, recognizers: dict[str, Recognizer]) -> Inputs:
     ctx.log(f"{len(audited)} faces attacked; gallery of {len(faces)} faces")
     embeddings, same_photo, stats = {}, {}, {}
     for name, recognizer in recognizers.items():
-        embedder = Embedder(recognizer, ctx.cache, ctx.clock, config.batch_size)
+        embedder = embedders[name]
         embeddings[name] = embedder(chips[name])
         chips[name] = []
         stats[f"{name}_original_embeddings_reused"] = embedder.hits

@@ -22,7 +22,7 @@ from redteam.core.config import MethodSource
 from redteam.core.errors import ConfigError, InputError, UsageError
 from redteam.core.results import FaceRecord, Identification
 from redteam.core.seeds import image_seed
-from redteam.datasets import discover_images, find_counterpart
+from redteam.datasets import Counterparts, discover_images
 from redteam.engine.context import RunContext
 from redteam.engine.identify import MAX_PAIRS, Pair, identify
 from redteam.images import hidden_content, load_image
@@ -66,10 +66,10 @@ def resolve(ctx: RunContext) -> list[Method]:
     return resolved
 
 
-def anonymized_path(source: MethodSource, rel: str) -> Path | None:
-    """The observed method's file for original `rel` (mirrored folder or manifest)."""
+def anonymized_path(ctx: RunContext, source: MethodSource, rel: str) -> Path | None:
+    """The observed method's file for original `rel` (mirrored folder, listed once per run, or manifest)."""
     if source.folder is not None:
-        return find_counterpart(source.folder, rel)
+        return ctx.counterparts.setdefault(source.folder, Counterparts(source.folder)).find(rel)
     return dict(source.files).get(rel)
 
 
@@ -100,7 +100,7 @@ def hidden_content_blockers(ctx: RunContext, source: MethodSource, images: Seque
         return [], set()
     carriers = []
     for rel in images:
-        path = anonymized_path(source, rel)
+        path = anonymized_path(ctx, source, rel)
         found = _hidden_content(ctx, path) if path is not None else ()
         if found:
             carriers.append(rel)
@@ -121,9 +121,10 @@ def unmatched_files(ctx: RunContext, source: MethodSource, originals: Sequence[s
     never dropped without a word."""
     if source.folder is None:
         return
-    matched = {path.resolve() for rel in originals if (path := anonymized_path(source, rel)) is not None}
-    for entry in discover_images(source.folder, role="anonymized").entries:
-        if entry.path.resolve() not in matched:
+    folder = source.folder
+    matched = {path.relative_to(folder).as_posix() for rel in originals if (path := anonymized_path(ctx, source, rel)) is not None}
+    for entry in discover_images(folder, role="anonymized").entries:
+        if entry.rel not in matched:
             ctx.issue("no_original", f"{source.name}:{entry.rel}", source.name, "no original mirrors this anonymized file", "not audited")
 
 
@@ -135,7 +136,7 @@ def identify_observed(ctx: RunContext, method: Method, faces: Sequence[FaceRecor
         by_image.setdefault(face.image, []).append(face)
     pairs = []
     for rel in sorted(by_image):
-        path = anonymized_path(method.source, rel)
+        path = anonymized_path(ctx, method.source, rel)
         if path is None or not path.is_file():
             continue
         try:  # problems are recorded by the audit pass itself

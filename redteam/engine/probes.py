@@ -240,7 +240,7 @@ class Pass:
     def _hidden(self, work: MethodWork, label: str, shape: tuple[int, ...]) -> ImageHandle | None:
         """The first image the anonymized file carries besides its visible pixels (EXIF thumbnail, XMP
         preview, colour under transparency, another frame), at the original's size; None if it has none."""
-        path = anonymized_path(work.method.source, label) if label in work.hidden else None
+        path = anonymized_path(self.ctx, work.method.source, label) if label in work.hidden else None
         found = hidden_images(path) if path is not None else []
         if not found:
             return None
@@ -268,7 +268,7 @@ class Pass:
     def _observed(self, work: MethodWork, rel: str, original: ImageHandle) -> tuple[ImageHandle | None, str]:
         """The user's anonymized image for `rel` at the original's size, or None and why."""
         source, ctx = work.method.source, self.ctx
-        path = anonymized_path(source, rel)
+        path = anonymized_path(ctx, source, rel)
         if path is None or not path.exists():
             ctx.issue("missing_counterpart", rel, source.name, "no anonymized file", "skipped")
             return None, "missing_counterpart"

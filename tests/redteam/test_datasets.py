@@ -3,7 +3,7 @@ import os
 import pytest
 
 from redteam.core.errors import InputError, UsageError
-from redteam.datasets import check_out_dir, discover_images, find_counterpart, output_targets, read_manifest
+from redteam.datasets import Counterparts, check_out_dir, discover_images, find_counterpart, output_targets, read_manifest
 
 
 def touch(path):
@@ -38,6 +38,24 @@ def test_counterparts_may_change_suffix_but_not_be_ambiguous(tmp_path):
     touch(tmp_path / "anon" / "alice" / "1.webp")
     with pytest.raises(InputError, match="several anonymized files"):
         find_counterpart(tmp_path / "anon", "alice/1.jpg")
+
+
+def test_counterparts_of_a_folder_list_each_subfolder_once(tmp_path, monkeypatch):
+    for index in range(30):
+        touch(tmp_path / "anon" / "alice" / f"{index}.png")
+    touch(tmp_path / "anon" / "bob" / "0.jpg")
+    touch(tmp_path / "anon" / "bob" / "1.png")
+    touch(tmp_path / "anon" / "bob" / "1.webp")
+    listed = []
+    real_iterdir = type(tmp_path).iterdir
+    monkeypatch.setattr(type(tmp_path), "iterdir", lambda self: listed.append(self) or real_iterdir(self))
+    counterparts = Counterparts(tmp_path / "anon")
+    assert [counterparts.find(f"alice/{index}.jpg") for index in range(30)] == [tmp_path / "anon" / "alice" / f"{index}.png" for index in range(30)]
+    assert counterparts.find("bob/0.jpg") == tmp_path / "anon" / "bob" / "0.jpg"
+    assert counterparts.find("carol/0.jpg") is None
+    with pytest.raises(InputError, match="several anonymized files"):
+        counterparts.find("bob/1.jpg")
+    assert sorted(listed) == [tmp_path / "anon" / "alice", tmp_path / "anon" / "bob"]
 
 
 def test_manifest_rows_and_errors(tmp_path):

@@ -61,11 +61,17 @@ def test_damaged_cache_entries_are_recomputed_not_trusted(sample_dir: Path, tmp_
         path.write_text(json.dumps(entry))
     for path in (cache / "detections").rglob("*.json"):
         path.write_text('[{"box": [1, 2], "landmarks": "x", "score": 7}]')
+    alignments = sorted((cache / "alignments").rglob("*.json"))
+    assert alignments
+    for path in alignments:
+        entry = json.loads(path.read_text())
+        path.write_text(json.dumps({"alignment": [[1, float("nan")], "x"], "chip": entry["chip"]}))
     lines: list[str] = []
     second = AuditRun(config(sample_dir, tmp_path, cache, attacks=("none",)), log=lines.append).run()
     pd.testing.assert_frame_equal(reproducible_columns(results_frame(first)), reproducible_columns(results_frame(second)))
     assert any("probe cache entry" in line and "recomputed" in line for line in lines)
     assert any("detection cache entry" in line for line in lines)
+    assert any("alignment cache entry" in line and "recomputed" in line for line in lines)
 
 
 @pytest.mark.ray
@@ -94,9 +100,10 @@ def test_auto_minus_an_attack() -> None:
         select_attacks(("auto", "-nosuch"), SimpleNamespace(device=torch.device("cpu")))  # type: ignore[arg-type]
 
 
-def test_a_warm_re_run_of_observed_folders_decodes_no_anonymized_file(originals: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A re-run hashes every input and reads its results from the cache; it decodes an anonymized file only
-    for the example faces it shows (none asked for here), and starts no worker process."""
+def test_a_warm_re_run_of_observed_folders_decodes_no_file(originals: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-run hashes every input and reads its results from the cache; it decodes a file only for the
+    example faces it shows (none asked for here): not the anonymized files, and not the originals either
+    (their faces' alignments and embeddings are cached). It starts no worker process."""
     import redteam.images
     from tests.redteam.test_run import make_observed
 
@@ -114,7 +121,7 @@ def test_a_warm_re_run_of_observed_folders_decodes_no_anonymized_file(originals:
     monkeypatch.setattr(redteam.images, "load_image", lambda path, **kw: decoded.append(path) or real(path, **kw))
     lines: list[str] = []
     second = AuditRun(config(originals, tmp_path, cache, workers=2, **settings), log=lines.append).run()
-    assert not [path for path in decoded if observed in path.parents]
+    assert decoded == []
     assert "every image's results were in the cache: no worker started" in lines
     assert second.cache_stats["seen_attack_results_computed"] == 0
     pd.testing.assert_frame_equal(reproducible_columns(results_frame(first)), reproducible_columns(results_frame(second)))
