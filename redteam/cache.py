@@ -7,13 +7,14 @@ stale result, and a killed run resumes where it stopped. Writes are atomic (temp
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from redteam.core.atomic import write_atomically
+from redteam.core.atomic import write_bytes_atomically
 from redteam.core.paths import default_cache_dir
 
 __all__ = ["Cache", "content_key", "default_cache_dir"]
@@ -27,9 +28,10 @@ def content_key(*parts: str | bytes) -> str:
     return digest.hexdigest()
 
 
-def _save_npy(path: Path, value: np.ndarray) -> None:
-    with path.open("wb") as handle:  # a file object: np.save would append ".npy" to a bare path
-        np.save(handle, value, allow_pickle=False)
+def _npy_bytes(value: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, value, allow_pickle=False)
+    return buffer.getvalue()
 
 
 class Cache:
@@ -55,7 +57,7 @@ class Cache:
     def put_json(self, kind: str, key: str, value: Any) -> None:
         if self.root is not None:
             data = json.dumps(value).encode()
-            write_atomically(self._path(kind, key, ".json"), lambda path: path.write_bytes(data))
+            write_bytes_atomically(self._path(kind, key, ".json"), data)
 
     def has(self, kind: str, key: str) -> bool:
         """Whether a `put_bytes` entry exists (without reading it)."""
@@ -71,7 +73,7 @@ class Cache:
 
     def put_bytes(self, kind: str, key: str, value: bytes) -> None:
         if self.root is not None:
-            write_atomically(self._path(kind, key, ".bin"), lambda path: path.write_bytes(value))
+            write_bytes_atomically(self._path(kind, key, ".bin"), value)
 
     def get_array(self, kind: str, key: str) -> np.ndarray | None:
         if self.root is None:
@@ -84,4 +86,4 @@ class Cache:
 
     def put_array(self, kind: str, key: str, value: np.ndarray) -> None:
         if self.root is not None:
-            write_atomically(self._path(kind, key, ".npy"), lambda path: _save_npy(path, value))
+            write_bytes_atomically(self._path(kind, key, ".npy"), _npy_bytes(value))

@@ -41,6 +41,11 @@ class FaceDetector:
     def cache_key(self) -> str:
         return f"{DETECTOR_VERSION}-s{self.settings.min_score}-m{self.settings.min_face_size}"
 
+    def load(self) -> None:
+        """Load MTCNN now (facenet-pytorch and its weights, seconds on first use): callers time this apart
+        from inference, and a run whose detections are all cached never pays it."""
+        self._model()
+
     def _model(self) -> Any:
         if self._mtcnn is None:
             from facenet_pytorch import MTCNN

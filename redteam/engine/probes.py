@@ -326,6 +326,7 @@ class Pass:
             missing = [index for index, faces_found in found.items() if faces_found is None]
             if missing:
                 crops = [np.ascontiguousarray(outputs[index].pixels[cy0:cy1, cx0:cx1]) for index in missing]
+                self.ctx.load_detector()
                 with self.ctx.clock.measure("inference"):
                     results = self.ctx.detector.detect_batch(crops, smallest)
                 for index, fresh in zip(missing, results, strict=True):
