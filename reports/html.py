@@ -1,4 +1,4 @@
-"""report.html: self-contained (images inlined as data URIs), with histograms and example faces."""
+"""report.html: self-contained (example faces inlined as data URIs, histograms as inline SVG)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from redteam.core.results import AuditResult
 from reports.decision import decision
-from reports.plots import distance_histograms, png_bytes
+from reports.plots import distance_figure, png_bytes
 from reports.table import format_limit, format_rate, results_frame, verdict_frame
 
 
@@ -124,7 +124,7 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
     if figures and not frame.empty:
         for m in result.method_verdicts:
             if (frame["method"] == m.method).any() and frame.loc[frame["method"] == m.method, "verify"].notna().any():
-                view["histograms"][m.method] = base64.b64encode(distance_histograms(frame, m.method, result.impostor_distances)).decode()
+                view["histograms"][m.method] = distance_figure(frame, m.method, result.impostor_distances)
         for example in result.examples:
             view["examples"].append(
                 {

@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from redteam.anonymizers import build_method
 from redteam.core.geometry import FaceGeometry
@@ -107,6 +106,8 @@ def fit_region(pairs: Sequence[Pair]) -> tuple[float, str, str]:
     "Changed" is measured against the noise floor away from the faces (a tool that saves its output as
     JPEG changes every pixel a little); the whole image counts as the region when the typical pixel far
     from the faces changed too."""
+    from scipy import ndimage  # imported when a folder is identified, not by every audit
+
     margins, corners, whole = [], [], []
     for pair in pairs:
         difference = np.abs(pair.anonymized.astype(np.int16) - pair.original.astype(np.int16)).max(axis=2)
@@ -142,6 +143,8 @@ def fit_region(pairs: Sequence[Pair]) -> tuple[float, str, str]:
 
 def _interiors(pairs: Sequence[Pair], region_spec: str) -> list[_Face]:
     """Each face's region interior under the fitted region (eroded by 6% of the face size)."""
+    from scipy import ndimage  # imported when a folder is identified, not by every audit
+
     method = build_method(f"box:{region_spec}")
     faces = []
     for pair in pairs:

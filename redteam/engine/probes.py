@@ -546,20 +546,20 @@ class Pass:
             return
         clean = {a.name for a in work.attacks if a.gallery_domain == "clean"}
         for face in faces:
-            similarity, risk = [], -math.inf
+            pairs, risk = [], -math.inf  # (attack, recognizer, attacked embedding, own embedding)
             for attack_name, probe in fresh.get(face.face_id, {}).items():
                 if attack_name not in clean:
                     continue
                 for name, recognizer in self.models.recognizers.items():
                     own = self.inputs.gallery.embeddings[name][self.gallery_index[face.face_id]].numpy()
                     distance = float(recognizer.distances(torch.from_numpy(probe.embeddings[name])[None], torch.from_numpy(own)[None])[0, 0])
-                    cosine = float(np.dot(probe.embeddings[name], own) / (np.linalg.norm(probe.embeddings[name]) * np.linalg.norm(own) + 1e-12))
-                    similarity.append((attack_name, name, cosine))
+                    pairs.append((attack_name, name, probe.embeddings[name], own))
                     risk = max(risk, 1.0 - distance / recognizer.threshold.value)
-            if not similarity:
+            if not pairs:
                 continue
             if len(work.examples) >= keep and (risk, face.face_id) <= work.examples[0][:2]:
-                continue  # not riskier than the least risky kept: its crops are not needed
+                continue  # not riskier than the least risky kept: neither its crops nor its similarities are needed
+            similarity = [(a, name, float(np.dot(x, own) / (np.linalg.norm(x) * np.linalg.norm(own) + 1e-12))) for a, name, x, own in pairs]
             example = ExampleFace(
                 method=work.method.name,
                 face_id=face.face_id,

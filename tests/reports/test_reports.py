@@ -54,7 +54,7 @@ def test_all_formats_agree_with_the_results_table(result, tmp_path):
 def test_html_is_self_contained_with_histograms_and_examples(result, tmp_path):
     html = write_reports(result, tmp_path)["html"].read_text()
     assert "http://" not in html and "https://" not in html
-    assert html.count('alt="distance histogram') == 2
+    assert html.count('aria-label="distance histogram') == 2
     assert html.count('alt="original"') == 4 * 2
     assert html.count('alt="anonymized"') == 4 * 2
 
