@@ -59,9 +59,9 @@ class Cache:
             data = json.dumps(value).encode()
             write_bytes_atomically(self._path(kind, key, ".json"), data)
 
-    def has(self, kind: str, key: str) -> bool:
-        """Whether a `put_bytes` entry exists (without reading it)."""
-        return self.root is not None and self._path(kind, key, ".bin").is_file()
+    def has(self, kind: str, key: str, suffix: str = ".bin") -> bool:
+        """Whether an entry exists (without reading it): `put_bytes` (".bin"), `put_array` (".npy") or `put_json` (".json")."""
+        return self.root is not None and self._path(kind, key, suffix).is_file()
 
     def get_bytes(self, kind: str, key: str) -> bytes | None:
         if self.root is None:

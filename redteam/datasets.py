@@ -73,7 +73,8 @@ def discover_images(root: Path, *, role: str) -> Dataset:
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
             ignored.append(rel)
             continue
-        resolved = path.resolve()
+        # Only a link can lead outside: folder links are not descended, so a plain file lies under the root.
+        resolved = path.resolve() if path.is_symlink() else resolved_root / relative
         if resolved_root not in resolved.parents:
             outside.append(rel)
             continue

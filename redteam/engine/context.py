@@ -6,6 +6,7 @@ run in the same process.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -62,6 +63,7 @@ class RunContext:
     conversions: Counter[str] = field(default_factory=Counter)
     input_hashes: dict[str, str] = field(default_factory=dict)
     counterparts: dict[Path, Counterparts] = field(default_factory=dict)  # observed folder -> its listing, made once per run
+    file_hashes: dict[Path, tuple[tuple[int, int, int], str]] = field(default_factory=dict)  # path -> (inode, size, mtime), SHA-256
 
     def issue(self, kind: str, path: str, method: str | None, detail: str, action: str, fix: str | None = None) -> None:
         self.issues.append(InputIssue(kind, path, method, detail, action, fix or ISSUE_FIXES[kind]))
@@ -73,13 +75,31 @@ class RunContext:
 
         try:
             with self.clock.measure("io"):
-                handle = open_image(path, self.cache)
+                handle = open_image(path, self.cache, self.known_sha256(path))
         except InputError as error:
             self.issue(error.issue_kind, label, method, error.message, "skipped", error.fix)
             self.log(f"skipped {label}: {error.message}")
             return None
         self.conversions.update(handle.conversions)
         return handle
+
+    def remember_sha256(self, path: Path, status: os.stat_result, sha256: str) -> None:
+        """The SHA-256 of a file's bytes, read in this run while the file had `status` (from `fstat` on the
+        handle they were read through)."""
+        self.file_hashes[path] = ((status.st_ino, status.st_size, status.st_mtime_ns), sha256)
+
+    def known_sha256(self, path: Path) -> str | None:
+        """The SHA-256 remembered for `path` in this run, if the file still has the inode, size and mtime it
+        had then (else None: it is read and hashed again). Every input is hashed once per run: the
+        hidden-content scan and the pass read the same files."""
+        known = self.file_hashes.get(path)
+        if known is None:
+            return None
+        try:
+            status = os.stat(path)
+        except OSError:
+            return None
+        return known[1] if known[0] == (status.st_ino, status.st_size, status.st_mtime_ns) else None
 
     def load_detector(self) -> None:
         """Load the detector (timed as "models", not as inference: the overhead ratio compares with model

@@ -13,7 +13,7 @@ import math
 import os
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from attacks import Attack, MethodInfo, build_attack
@@ -30,7 +30,7 @@ from redteam.engine.context import RunContext
 from redteam.engine.inputs import Inputs
 from redteam.engine.methods import Method
 from redteam.engine.models import Models
-from redteam.engine.probes import MethodWork, Pass
+from redteam.engine.probes import MethodWork, Pass, PendingExample, resolve_example
 
 EXECUTORS = ("local", "processes", "ray")
 Task = tuple[str, list[FaceRecord], list[FaceRecord]]
@@ -124,6 +124,8 @@ def process_chunk(spec: PassSpec, tasks: list[Task]) -> ChunkResult:
     ctx = run_pass.ctx
     ctx.issues, ctx.conversions, ctx.input_hashes, ctx.clock.seconds = [], Counter(), {}, {}
     run_pass.run(tasks)
+    for work in run_pass.works:  # crops travel as pixels: a worker's cache (a Ray node's disk) need not be the caller's
+        work.examples = [(risk, face_id, materialized(ctx, example)) for risk, face_id, example in work.examples]
     return ChunkResult(
         works=[
             {
@@ -142,6 +144,12 @@ def process_chunk(spec: PassSpec, tasks: list[Task]) -> ChunkResult:
         input_hashes=ctx.input_hashes,
         seconds=ctx.clock.seconds,
     )
+
+
+def materialized(ctx: RunContext, example: PendingExample) -> PendingExample:
+    """The example with every crop read from this process's cache."""
+    resolved = resolve_example(ctx.cache, example, ctx.log)
+    return replace(example, original=resolved.original, anonymized=resolved.anonymized, reconstructions=resolved.reconstructions)
 
 
 def merge(run_pass: Pass, result: ChunkResult) -> None:

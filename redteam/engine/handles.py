@@ -13,12 +13,15 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import PIL
 
 from redteam.cache import Cache, content_key
 from redteam.core.errors import InputError
+
+CropT = TypeVar("CropT")
 
 #: Bump when `redteam.images.load_image` changes what it returns for the same bytes.
 DECODER_VERSION = f"load_image-v1-pillow-{PIL.__version__}"
@@ -57,9 +60,10 @@ class ImageHandle:
         return self._pixels
 
 
-def open_image(path: Path, cache: Cache) -> ImageHandle:
-    """A handle on an input file: its bytes are read and hashed now; its pixels are decoded now only if
-    the cache holds no record of this exact file (then the record is written).
+def open_image(path: Path, cache: Cache, sha256: str | None = None) -> ImageHandle:
+    """A handle on an input file: its bytes are read and hashed now (unless the caller hashed them in
+    this run: `sha256`); its pixels are decoded now only if the cache holds no record of this exact file
+    (then the record is written). Decoding checks the bytes against the hash.
 
     Raises:
         InputError: the file cannot be read or decoded (as `redteam.images.load_image`), or it changed
@@ -67,10 +71,11 @@ def open_image(path: Path, cache: Cache) -> ImageHandle:
     """
     from redteam.images import LoadedImage, load_image
 
-    try:
-        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as error:
-        raise InputError(f"{path}: cannot be read ({error.strerror})", fix="check the path and its permissions") from error
+    if sha256 is None:
+        try:
+            sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as error:
+            raise InputError(f"{path}: cannot be read ({error.strerror})", fix="check the path and its permissions") from error
     key = content_key(sha256, DECODER_VERSION)
 
     def load() -> LoadedImage:
@@ -108,16 +113,16 @@ def _valid(record: object) -> bool:
     )
 
 
-class LazyCrops(Mapping[str, np.ndarray]):
-    """Face id -> crop, each made on first access by `make(face_id)` (then kept): membership and
-    iteration never make a crop."""
+class LazyCrops(Mapping[str, CropT]):
+    """Face id -> crop (pixels, or a reference to them), each made on first access by `make(face_id)`
+    (then kept): membership and iteration never make a crop."""
 
-    def __init__(self, face_ids: Iterable[str], make: Callable[[str], np.ndarray]) -> None:
+    def __init__(self, face_ids: Iterable[str], make: Callable[[str], CropT]) -> None:
         self._ids = list(face_ids)
         self._make = make
-        self._made: dict[str, np.ndarray] = {}
+        self._made: dict[str, CropT] = {}
 
-    def __getitem__(self, face_id: str) -> np.ndarray:
+    def __getitem__(self, face_id: str) -> CropT:
         if face_id not in self._ids:
             raise KeyError(face_id)
         if face_id not in self._made:

@@ -8,6 +8,7 @@ the tool); otherwise it is a black box. Set-level methods (k-Same) are fitted on
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -79,10 +80,14 @@ def _hidden_content(ctx: RunContext, path: Path) -> tuple[str, ...]:
     from redteam.engine.handles import DECODER_VERSION
 
     try:
-        data = path.read_bytes()
+        with path.open("rb") as stream:
+            status = os.fstat(stream.fileno())
+            data = stream.read()
     except OSError:
         return ()  # unreadable: reported by the pass
-    key = content_key(hashlib.sha256(data).hexdigest(), "hidden-content-v2", DECODER_VERSION)
+    sha256 = hashlib.sha256(data).hexdigest()
+    ctx.remember_sha256(path, status, sha256)
+    key = content_key(sha256, "hidden-content-v2", DECODER_VERSION)
     cached = ctx.cache.get_json("hidden_content", key)
     if isinstance(cached, list) and all(isinstance(item, str) for item in cached):
         return tuple(cached)

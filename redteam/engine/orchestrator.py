@@ -29,7 +29,7 @@ from redteam.engine.context import RunContext
 from redteam.engine.executors import run_pass
 from redteam.engine.inputs import Inputs, collect
 from redteam.engine.models import Models, load_models
-from redteam.engine.probes import MethodWork, Pass
+from redteam.engine.probes import MethodWork, Pass, resolve_example
 from redteam.engine.scoring import impostor_distances, method_rows, outcomes
 from redteam.engine.verdict import method_verdicts, metric_verdicts
 from redteam.faces import FaceDetector
@@ -196,7 +196,7 @@ class AuditRun:
             unavailable=dict(models.unavailable),
             blockers=tuple(models.blockers),
             skipped_attacks=tuple(skipped),
-            examples=tuple(example for work in works for example in _ranked_examples(work, rows, ctx.config.examples_per_method)),
+            examples=tuple(example for work in works for example in _ranked_examples(ctx, work, rows, ctx.config.examples_per_method)),
             input_hashes=dict(sorted(ctx.input_hashes.items())),
             timings={k: round(v, 4) for k, v in ctx.clock.seconds.items()},
             attack_seconds={w.method.name: {a: round(t, 4) for a, t in w.attack_seconds.items()} for w in works},
@@ -209,14 +209,15 @@ class AuditRun:
         )
 
 
-def _ranked_examples(work: MethodWork, rows: tuple[ResultRow, ...], count: int) -> list[ExampleFace]:
-    """The kept faces, re-identified ones first (any clean attack, any recognizer), then the closest."""
+def _ranked_examples(ctx: RunContext, work: MethodWork, rows: tuple[ResultRow, ...], count: int) -> list[ExampleFace]:
+    """The kept faces, re-identified ones first (any clean attack, any recognizer), then the closest; their
+    crops are read from the cache now, for these faces only."""
     if count <= 0:
         return []
     identified = {row.face_id for row in rows if row.method == work.method.name and (row.rank1 or row.verify)}
     kept = heapq.nlargest(len(work.examples), work.examples)
     kept.sort(key=lambda item: (item[2].face_id not in identified, -item[0]))
-    return [example for _, _, example in kept[:count]]
+    return [resolve_example(ctx.cache, example, ctx.log) for _, _, example in kept[:count]]
 
 
 def run_audit(config: AuditConfig, **kwargs: object) -> AuditResult:

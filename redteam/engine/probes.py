@@ -27,7 +27,7 @@ from PIL import Image
 from attacks import Attack, AttackNotApplicable, MethodInfo
 from attacks.hidden import HiddenContentAttack
 from metrics.columns import METRIC_CROP, QUALITY_COLUMNS, LPIPSColumn, QualityColumn
-from redteam.cache import content_key
+from redteam.cache import Cache, content_key
 from redteam.core.errors import InputError
 from redteam.core.geometry import attack_window, box_crop, match_detections
 from redteam.core.results import ExampleFace, FaceRecord
@@ -49,6 +49,32 @@ SCALE_CAP = 2.0
 
 #: Prefix of the refusal reason of a face whose attack raised an unexpected error (never cached).
 FAILED = "the attack failed: "
+
+
+@dataclass(frozen=True)
+class CachedCrop:
+    """A crop kept in the cache ("example_crops": an .npy array; "probe_crops": JPEG bytes), read only if
+    its face is among the examples finally shown: a warm re-run reads no crop of a face the example heap
+    later drops."""
+
+    kind: str
+    key: str
+
+
+#: A crop in memory (made during this run) or in the cache.
+Crop = np.ndarray | CachedCrop
+
+
+@dataclass(frozen=True)
+class PendingExample:
+    """An `ExampleFace` whose crops may still be in the cache (`resolve_example` reads them)."""
+
+    method: str
+    face_id: str
+    original: Crop
+    anonymized: Crop
+    reconstructions: tuple[tuple[str, Crop], ...]
+    similarity: tuple[tuple[str, str, float], ...]
 
 
 @dataclass
@@ -75,7 +101,7 @@ class MethodWork:
     parrot: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # recognizer -> face id -> anonymized embedding
     gaps: dict[str, list[str]] = field(default_factory=dict)  # reason -> face ids without results
     attack_seconds: dict[str, float] = field(default_factory=dict)
-    examples: list[tuple[float, str, ExampleFace]] = field(default_factory=list)  # a min-heap of the riskiest faces
+    examples: list[tuple[float, str, PendingExample]] = field(default_factory=list)  # a min-heap of the riskiest faces
     reused: int = 0
     computed: int = 0
     hidden: frozenset[str] = frozenset()  # images whose anonymized file carries a hidden image (audited by `hidden_content`)
@@ -219,7 +245,7 @@ class Pass:
         if not audited:
             return
         anonymized_crops = LazyCrops(boxes, lambda face_id: box_crop(anonymized.pixels, boxes[face_id], METRIC_CROP))
-        reconstructions: dict[str, Mapping[str, np.ndarray]] = {}  # attack -> face id -> attacked crop
+        reconstructions: dict[str, Mapping[str, Crop]] = {}  # attack -> face id -> attacked crop
         fresh: dict[str, dict[str, Probe]] = {}  # face id -> attack -> this image's probe
         for attack in work.attacks:
             before = len(work.probes.get(attack.name, []))
@@ -372,12 +398,13 @@ class Pass:
         anonymized: ImageHandle,
         original_crops: Mapping[str, np.ndarray],
         detected: dict[str, bool],
-    ) -> Mapping[str, np.ndarray]:
+    ) -> Mapping[str, Crop]:
         """Probes of `attack` for the audited faces of one image (from the cache when it has them);
-        returns each probed face's attacked crop (read from the cache only when asked for)."""
+        returns each probed face's attacked crop (in memory, or a reference to the cache)."""
         digest = anonymized.digest
         key = self._key(work, attack, label, digest, faces)
         cached = self._cached(key, audited)
+        crops: Mapping[str, Crop]
         if cached is not None:
             work.reused += 1
             records, refused, seconds, crops = cached
@@ -481,10 +508,10 @@ class Pass:
         for face_id, crop in crops.items():
             self.ctx.cache.put_bytes("probe_crops", content_key(key, face_id), _encode(crop))
 
-    def _cached(self, key: str, audited: list[FaceRecord]) -> tuple[dict[str, dict], dict[str, str], float, Mapping[str, np.ndarray]] | None:
+    def _cached(self, key: str, audited: list[FaceRecord]) -> tuple[dict[str, dict], dict[str, str], float, Mapping[str, Crop]] | None:
         """A stored result, checked: every audited face present or refused, finite embeddings of the right
         size for every recognizer, its crops present. A bad entry is recomputed with a log line. The crops
-        are decoded only when asked for (an example face); one that no longer decodes is an empty crop."""
+        are read only for the examples finally shown (`resolve_example`)."""
         entry = self.ctx.cache.get_json("probes", key)
         if entry is None:
             return None
@@ -508,24 +535,16 @@ class Pass:
         except (KeyError, TypeError, ValueError, OSError):
             self.ctx.log(f"probe cache entry {key[:12]} is incomplete or malformed: recomputed")
             return None
-        return records, refused, seconds, LazyCrops(present, lambda face_id: self._stored_crop(key, face_id))
-
-    def _stored_crop(self, key: str, face_id: str) -> np.ndarray:
-        data = self.ctx.cache.get_bytes("probe_crops", content_key(key, face_id))
-        try:
-            return _decode(data) if data is not None else np.zeros((METRIC_CROP, METRIC_CROP, 3), np.uint8)
-        except (OSError, ValueError):
-            self.ctx.log(f"probe crop {key[:12]}/{face_id} no longer decodes: shown blank")
-            return np.zeros((METRIC_CROP, METRIC_CROP, 3), np.uint8)
+        return records, refused, seconds, {face_id: CachedCrop("probe_crops", content_key(key, face_id)) for face_id in present}
 
     # -- examples ---------------------------------------------------------------------------------
-    def _example_crop(self, image: ImageHandle, box: tuple[float, float, float, float], make: Callable[[], np.ndarray]) -> np.ndarray:
+    def _example_crop(self, image: ImageHandle, box: tuple[float, float, float, float], make: Callable[[], np.ndarray]) -> Crop:
         """The crop of an example face, kept in the cache under its image's pixel digest and box: a warm
-        re-run shows the same examples without decoding the images they come from."""
+        re-run shows the same examples without decoding the images they come from (or reading the crops
+        of faces that do not stay among the examples)."""
         key = content_key(image.digest, f"example-crop-{METRIC_CROP}", ",".join(f"{v:.4f}" for v in box))
-        cached = self.ctx.cache.get_array("example_crops", key)
-        if cached is not None and cached.shape == (METRIC_CROP, METRIC_CROP, 3) and cached.dtype == np.uint8:
-            return cached
+        if self.ctx.cache.has("example_crops", key, ".npy"):
+            return CachedCrop("example_crops", key)
         crop = make()
         self.ctx.cache.put_array("example_crops", key, crop)
         return crop
@@ -535,9 +554,9 @@ class Pass:
         work: MethodWork,
         faces: list[FaceRecord],
         fresh: dict[str, dict[str, Probe]],
-        original_crops: Mapping[str, np.ndarray],
-        anonymized_crops: Mapping[str, np.ndarray],
-        reconstructions: dict[str, Mapping[str, np.ndarray]],
+        original_crops: Mapping[str, Crop],
+        anonymized_crops: Mapping[str, Crop],
+        reconstructions: dict[str, Mapping[str, Crop]],
     ) -> None:
         """Keep the riskiest faces so far (closest to their own original under any clean attack),
         with their crops, in a bounded heap; the crops of a face that does not enter it are never made."""
@@ -560,7 +579,7 @@ class Pass:
             if len(work.examples) >= keep and (risk, face.face_id) <= work.examples[0][:2]:
                 continue  # not riskier than the least risky kept: neither its crops nor its similarities are needed
             similarity = [(a, name, float(np.dot(x, own) / (np.linalg.norm(x) * np.linalg.norm(own) + 1e-12))) for a, name, x, own in pairs]
-            example = ExampleFace(
+            example = PendingExample(
                 method=work.method.name,
                 face_id=face.face_id,
                 original=original_crops[face.face_id],
@@ -584,3 +603,36 @@ def _resized(pixels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _stack(crops: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def resolve_crop(cache: Cache, crop: Crop, log: Callable[[str], object]) -> np.ndarray:
+    """A crop's pixels: itself if in memory, else read from the cache; an entry gone or no longer
+    decoding (the cache was cleaned meanwhile) is shown blank, with a log line."""
+    if isinstance(crop, np.ndarray):
+        return crop
+    blank = np.zeros((METRIC_CROP, METRIC_CROP, 3), np.uint8)
+    if crop.kind == "example_crops":
+        pixels = cache.get_array(crop.kind, crop.key)
+        if pixels is not None and pixels.shape == blank.shape and pixels.dtype == np.uint8:
+            return pixels
+    else:
+        data = cache.get_bytes(crop.kind, crop.key)
+        try:
+            if data is not None:
+                return _decode(data)
+        except (OSError, ValueError):
+            pass
+    log(f"cached crop {crop.kind}/{crop.key[:12]} is gone or no longer decodes: shown blank")
+    return blank
+
+
+def resolve_example(cache: Cache, example: PendingExample, log: Callable[[str], object]) -> ExampleFace:
+    """The example with every crop read (`resolve_crop`)."""
+    return ExampleFace(
+        method=example.method,
+        face_id=example.face_id,
+        original=resolve_crop(cache, example.original, log),
+        anonymized=resolve_crop(cache, example.anonymized, log),
+        reconstructions=tuple((attack, resolve_crop(cache, crop, log)) for attack, crop in example.reconstructions),
+        similarity=example.similarity,
+    )

@@ -104,11 +104,13 @@ def test_a_warm_re_run_of_observed_folders_decodes_no_file(originals: Path, tmp_
     """A re-run hashes every input and reads its results from the cache; it decodes a file only for the
     example faces it shows (none asked for here): not the anonymized files, and not the originals either
     (their faces' alignments and embeddings are cached). It starts no worker process."""
+    import redteam.engine.methods
     import redteam.images
     from tests.redteam.test_run import make_observed
 
     observed = make_observed(originals, tmp_path / "observed")
-    settings = dict(methods=(MethodSource("seen", "observed", folder=observed),), attacks=("none", "bicubic"), examples_per_method=0)
+    # Without identification, which fits the folder's operator on a few decoded pairs at every run.
+    settings = dict(methods=(MethodSource("seen", "observed", folder=observed),), attacks=("none", "bicubic"), examples_per_method=0, identify=False)
     cache = tmp_path / "cache"
     calls: list[tuple[str, int, int]] = []
     first = AuditRun(config(originals, tmp_path, cache, **settings), progress=lambda *call: calls.append(call)).run()
@@ -119,9 +121,15 @@ def test_a_warm_re_run_of_observed_folders_decodes_no_file(originals: Path, tmp_
     decoded: list[Path] = []
     real = redteam.images.load_image
     monkeypatch.setattr(redteam.images, "load_image", lambda path, **kw: decoded.append(path) or real(path, **kw))
+    monkeypatch.setattr(redteam.engine.methods, "load_image", lambda path, **kw: decoded.append(path) or real(path, **kw))
+    read: list[Path] = []  # the observed files opened: each once (the hidden-content scan and the pass share its hash)
+    real_open, real_read_bytes = Path.open, Path.read_bytes
+    monkeypatch.setattr(Path, "open", lambda self, *a, **kw: (observed in self.parents and read.append(self)) or real_open(self, *a, **kw))
+    monkeypatch.setattr(Path, "read_bytes", lambda self: (observed in self.parents and read.append(self)) or real_read_bytes(self))
     lines: list[str] = []
     second = AuditRun(config(originals, tmp_path, cache, workers=2, **settings), log=lines.append).run()
     assert decoded == []
+    assert read and sorted(read) == sorted(set(read))
     assert "every image's results were in the cache: no worker started" in lines
     assert second.cache_stats["seen_attack_results_computed"] == 0
     pd.testing.assert_frame_equal(reproducible_columns(results_frame(first)), reproducible_columns(results_frame(second)))
