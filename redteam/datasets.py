@@ -95,19 +95,11 @@ def discover_images(root: Path, *, role: str) -> Dataset:
     )
 
 
-def find_counterpart(folder: Path, rel: str) -> Path | None:
-    """The file in `folder` mirroring `rel`: same relative path, or same path with another image suffix.
-
-    Raises:
-        InputError: several candidate files (e.g. a.png and a.webp) make the match ambiguous.
-    """
-    return Counterparts(folder).find(rel)
-
-
 class Counterparts:
-    """`find_counterpart` for many originals in one folder: each sub-folder is listed once, on first use,
-    rather than once per original (which made matching N originals cost N x N directory entries).
-    Made per run: a listing is never reused across runs."""
+    """The file in `folder` mirroring an original's relative path: the same path, or the same path with
+    another image suffix. Each sub-folder is listed once, on first use, rather than once per original
+    (which made matching N originals cost N x N directory entries). Made per run: a listing is never
+    reused across runs."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -124,7 +116,11 @@ class Counterparts:
         return self._stems[parent]
 
     def find(self, rel: str) -> Path | None:
-        """As `find_counterpart(self.folder, rel)`."""
+        """The counterpart of original `rel`, or None.
+
+        Raises:
+            InputError: several candidate files (e.g. a.png and a.webp) make the match ambiguous.
+        """
         exact = self.folder / rel
         if is_image_file(exact):
             return exact

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -23,30 +24,32 @@ def _temporary(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
 
 
-def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
-    """Call `write(temporary_path)` and rename the result to `path`; a failure leaves no partial file."""
+@contextmanager
+def _replacing(path: Path) -> Iterator[tuple[int, Path]]:
+    """A temporary file beside `path` (descriptor, path) that replaces `path` when the block ends without
+    an error; on any error it is removed and `path` is left as it was."""
     handle, temporary = _temporary(path)
-    os.close(handle)
     try:
-        write(temporary)
+        yield handle, temporary
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(temporary_path)` and rename the result to `path`; a failure leaves no partial file."""
+    with _replacing(path) as (handle, temporary):
+        os.close(handle)
+        write(temporary)
     return path
 
 
 def write_bytes_atomically(path: Path, data: bytes) -> Path:
     """`data` as the whole content of `path`, atomically (written through the temporary file's descriptor:
     the cache writes thousands of small entries per run, and each syscall saved counts)."""
-    handle, temporary = _temporary(path)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with _replacing(path) as (handle, _), os.fdopen(handle, "wb") as stream:
+        stream.write(data)
     return path
 
 

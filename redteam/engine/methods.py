@@ -70,7 +70,9 @@ def resolve(ctx: RunContext) -> list[Method]:
 def anonymized_path(ctx: RunContext, source: MethodSource, rel: str) -> Path | None:
     """The observed method's file for original `rel` (mirrored folder, listed once per run, or manifest)."""
     if source.folder is not None:
-        return ctx.counterparts.setdefault(source.folder, Counterparts(source.folder)).find(rel)
+        if source.folder not in ctx.counterparts:
+            ctx.counterparts[source.folder] = Counterparts(source.folder)
+        return ctx.counterparts[source.folder].find(rel)
     return dict(source.files).get(rel)
 
 

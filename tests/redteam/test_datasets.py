@@ -3,7 +3,7 @@ import os
 import pytest
 
 from redteam.core.errors import InputError, UsageError
-from redteam.datasets import Counterparts, check_out_dir, discover_images, find_counterpart, output_targets, read_manifest
+from redteam.datasets import Counterparts, check_out_dir, discover_images, output_targets, read_manifest
 
 
 def touch(path):
@@ -33,11 +33,11 @@ def test_missing_or_empty_originals_are_errors(tmp_path):
 
 def test_counterparts_may_change_suffix_but_not_be_ambiguous(tmp_path):
     touch(tmp_path / "anon" / "alice" / "1.png")
-    assert find_counterpart(tmp_path / "anon", "alice/1.jpg") == tmp_path / "anon" / "alice" / "1.png"
-    assert find_counterpart(tmp_path / "anon", "bob/1.jpg") is None
+    assert Counterparts(tmp_path / "anon").find("alice/1.jpg") == tmp_path / "anon" / "alice" / "1.png"
+    assert Counterparts(tmp_path / "anon").find("bob/1.jpg") is None
     touch(tmp_path / "anon" / "alice" / "1.webp")
     with pytest.raises(InputError, match="several anonymized files"):
-        find_counterpart(tmp_path / "anon", "alice/1.jpg")
+        Counterparts(tmp_path / "anon").find("alice/1.jpg")
 
 
 def test_counterparts_of_a_folder_list_each_subfolder_once(tmp_path, monkeypatch):
