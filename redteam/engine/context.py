@@ -6,6 +6,7 @@ run in the same process.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections import Counter
@@ -87,6 +88,25 @@ class RunContext:
         """The SHA-256 of a file's bytes, read in this run while the file had `status` (from `fstat` on the
         handle they were read through)."""
         self.file_hashes[path] = ((status.st_ino, status.st_size, status.st_mtime_ns), sha256)
+
+    def sha256(self, path: Path) -> str:
+        """The SHA-256 of a file's bytes: remembered (`known_sha256`), or read now and remembered.
+
+        Raises:
+            InputError: the file cannot be read.
+        """
+        known = self.known_sha256(path)
+        if known is not None:
+            return known
+        try:
+            with path.open("rb") as stream:
+                status = os.fstat(stream.fileno())
+                data = stream.read()
+        except OSError as error:
+            raise InputError(f"{path}: cannot be read ({error.strerror})", fix="check the path and its permissions") from error
+        digest = hashlib.sha256(data).hexdigest()
+        self.remember_sha256(path, status, digest)
+        return digest
 
     def known_sha256(self, path: Path) -> str | None:
         """The SHA-256 remembered for `path` in this run, if the file still has the inode, size and mtime it

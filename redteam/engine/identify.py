@@ -21,6 +21,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -353,3 +354,44 @@ def identify(pairs: Sequence[Pair]) -> Identification:
         candidates=tuple((build_method(spec).spec, value) for spec, value in [(best_spec, best)] + [c for c in candidates if c[0] != best_spec]),
         reason=reason,
     )
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """A digest of the code a fit depends on (this module and the anonymizers it replays): a cached
+    identification is reused only by the code that made it."""
+    import hashlib
+    from pathlib import Path
+
+    import redteam.anonymizers
+
+    digest = hashlib.sha256()
+    for path in [Path(__file__), *sorted(Path(redteam.anonymizers.__file__).parent.glob("*.py"))]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def to_record(result: Identification) -> dict[str, object]:
+    """`result` at full precision, for the cache (`from_record` reads it back unchanged)."""
+    return {
+        "spec": result.spec,
+        "residual": result.residual,
+        "identified": result.identified,
+        "faces": [[f.image, f.face_index, f.residual] for f in result.faces],
+        "candidates": [[spec, value] for spec, value in result.candidates],
+        "reason": result.reason,
+        "max_residual": result.max_residual,
+    }
+
+
+def from_record(record: object) -> Identification | None:
+    """An identification written by `to_record`, or None if `record` is not one (a damaged entry)."""
+    try:
+        assert isinstance(record, dict)
+        spec, reason = record["spec"], record["reason"]
+        assert (spec is None or isinstance(spec, str)) and isinstance(reason, str) and isinstance(record["identified"], bool)
+        faces = tuple(FaceFit(str(image), int(index), float(value)) for image, index, value in record["faces"])
+        candidates = tuple((str(name), float(value)) for name, value in record["candidates"])
+        return Identification(spec, float(record["residual"]), record["identified"], faces, candidates, reason, float(record["max_residual"]))
+    except (AssertionError, KeyError, TypeError, ValueError):
+        return None

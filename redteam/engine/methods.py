@@ -8,6 +8,7 @@ the tool); otherwise it is a black box. Set-level methods (k-Same) are fitted on
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -25,7 +26,9 @@ from redteam.core.results import FaceRecord, Identification
 from redteam.core.seeds import image_seed
 from redteam.datasets import Counterparts, discover_images
 from redteam.engine.context import RunContext
-from redteam.engine.identify import MAX_PAIRS, Pair, identify
+from redteam.engine.handles import ImageHandle, open_image
+from redteam.engine.identify import MAX_PAIRS, Pair, from_record, identify, to_record
+from redteam.engine.identify import code_fingerprint as identify_code_fingerprint
 from redteam.images import hidden_content, load_image
 
 
@@ -81,6 +84,14 @@ def _hidden_content(ctx: RunContext, path: Path) -> tuple[str, ...]:
     EXIF block means decoding it: a warm re-run should not)."""
     from redteam.engine.handles import DECODER_VERSION
 
+    def cached(sha256: str) -> tuple[str, tuple[str, ...] | None]:
+        key = content_key(sha256, "hidden-content-v2", DECODER_VERSION)
+        entry = ctx.cache.get_json("hidden_content", key)
+        return key, tuple(entry) if isinstance(entry, list) and all(isinstance(item, str) for item in entry) else None
+
+    known = ctx.known_sha256(path)  # hashed earlier in this run (identification): the bytes are read only on a miss
+    if known is not None and (hit := cached(known)[1]) is not None:
+        return hit
     try:
         with path.open("rb") as stream:
             status = os.fstat(stream.fileno())
@@ -89,10 +100,9 @@ def _hidden_content(ctx: RunContext, path: Path) -> tuple[str, ...]:
         return ()  # unreadable: reported by the pass
     sha256 = hashlib.sha256(data).hexdigest()
     ctx.remember_sha256(path, status, sha256)
-    key = content_key(sha256, "hidden-content-v2", DECODER_VERSION)
-    cached = ctx.cache.get_json("hidden_content", key)
-    if isinstance(cached, list) and all(isinstance(item, str) for item in cached):
-        return tuple(cached)
+    key, hit = cached(sha256)
+    if hit is not None:
+        return hit
     found = hidden_content(path, data)
     ctx.cache.put_json("hidden_content", key, list(found))
     return found
@@ -141,21 +151,40 @@ def identify_observed(ctx: RunContext, method: Method, faces: Sequence[FaceRecor
     by_image: dict[str, list[FaceRecord]] = {}
     for face in faces:
         by_image.setdefault(face.image, []).append(face)
-    pairs = []
+    chosen: list[tuple[str, ImageHandle, ImageHandle]] = []
     for rel in sorted(by_image):
         path = anonymized_path(ctx, method.source, rel)
         if path is None or not path.is_file():
             continue
         try:  # problems are recorded by the audit pass itself
-            original, anonymized = load_image(paths[rel]).pixels, load_image(path).pixels
+            original = open_image(paths[rel], ctx.cache, ctx.sha256(paths[rel]))
+            anonymized = open_image(path, ctx.cache, ctx.sha256(path))
         except InputError:
             continue
         if anonymized.shape == original.shape:
-            pairs.append(Pair(rel, original, anonymized, tuple(f.geometry for f in by_image[rel])))
-        if len(pairs) >= MAX_PAIRS:
+            chosen.append((rel, original, anonymized))
+        if len(chosen) >= MAX_PAIRS:
             break
-    with ctx.clock.measure("identify"):
-        result = identify(pairs)
+    geometry = {rel: tuple(f.geometry for f in by_image[rel]) for rel, _, _ in chosen}
+    key = content_key(
+        "identification/1",
+        identify_code_fingerprint(),
+        json.dumps([[rel, o.digest, a.digest, [g.to_json() for g in geometry[rel]]] for rel, o, a in chosen]),
+    )
+    entry = ctx.cache.get_json("identifications", key)
+    result = from_record(entry) if entry is not None else None
+    if entry is not None and result is None:
+        ctx.log(f"{method.name}: the cached identification {key[:12]} is malformed: fitted again")
+    if result is None:  # not fitted on these pairs by this code yet: fitted (decoding the pairs) and stored
+        try:
+            pairs = [Pair(rel, o.pixels, a.pixels, geometry[rel]) for rel, o, a in chosen]
+        except InputError as error:  # a file changed since it was hashed: the pass reports it
+            ctx.log(f"{method.name}: not identified: {error.message}")
+            pairs = []
+        with ctx.clock.measure("identify"):
+            result = identify(pairs)
+        if len(pairs) == len(chosen):
+            ctx.cache.put_json("identifications", key, to_record(result))
     ctx.log(f"{method.name}: {result.reason}")
     if not result.identified or result.spec is None:
         return method, result

@@ -103,14 +103,14 @@ def test_auto_minus_an_attack() -> None:
 def test_a_warm_re_run_of_observed_folders_decodes_no_file(originals: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A re-run hashes every input and reads its results from the cache; it decodes a file only for the
     example faces it shows (none asked for here): not the anonymized files, and not the originals either
-    (their faces' alignments and embeddings are cached). It starts no worker process."""
+    (their faces' alignments and embeddings are cached), nor the pairs the folder's operator was
+    identified from (the fit is cached too). It starts no worker process."""
     import redteam.engine.methods
     import redteam.images
     from tests.redteam.test_run import make_observed
 
     observed = make_observed(originals, tmp_path / "observed")
-    # Without identification, which fits the folder's operator on a few decoded pairs at every run.
-    settings = dict(methods=(MethodSource("seen", "observed", folder=observed),), attacks=("none", "bicubic"), examples_per_method=0, identify=False)
+    settings = dict(methods=(MethodSource("seen", "observed", folder=observed),), attacks=("none", "bicubic"), examples_per_method=0)
     cache = tmp_path / "cache"
     calls: list[tuple[str, int, int]] = []
     first = AuditRun(config(originals, tmp_path, cache, **settings), progress=lambda *call: calls.append(call)).run()
@@ -134,3 +134,4 @@ def test_a_warm_re_run_of_observed_folders_decodes_no_file(originals: Path, tmp_
     assert second.cache_stats["seen_attack_results_computed"] == 0
     pd.testing.assert_frame_equal(reproducible_columns(results_frame(first)), reproducible_columns(results_frame(second)))
     assert second.input_hashes == first.input_hashes
+    assert second.identifications == first.identifications and first.identifications["seen"].faces

@@ -122,3 +122,44 @@ def test_an_observed_folder_gets_the_parrot_and_adaptive_tiers(sample_dir: Path,
     summary = json.loads(write_summary(result, tmp_path / "report").read_text())
     assert summary["method_specs"]["tool"]["spec_origin"] == "identified"
     assert summary["method_specs"]["tool"]["identification"]["residual"] <= MAX_RESIDUAL
+
+
+def test_a_fit_is_cached_by_its_pairs_and_code(sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-run reuses the fit made on the same pairs by the same code, exactly; a damaged entry is fitted
+    again (with a log line), and so is a folder whose files changed."""
+    import json
+
+    import redteam.engine.methods
+
+    blur = build_method("gaussian_blur:sigma=3,margin=0.3")
+    folder = write_folder(sample_dir, tmp_path / "tool", lambda pixels, found: blur.apply(pixels, found))
+    fits: list[int] = []
+    real = redteam.engine.methods.identify
+    monkeypatch.setattr(redteam.engine.methods, "identify", lambda pairs: fits.append(len(pairs)) or real(pairs))
+    cache = tmp_path / "cache"
+
+    def run() -> tuple[object, list[str]]:
+        lines: list[str] = []
+        config = AuditConfig(
+            originals=sample_dir,
+            out=tmp_path / "report",
+            methods=(MethodSource("tool", "observed", folder=folder),),
+            cache_dir=cache,
+            recognizers=("dlib",),
+            attacks=("none",),
+            builtin_policy="demo_policy.toml",
+        )
+        return AuditRun(config, log=lines.append).run().identifications["tool"], lines
+
+    first, _ = run()
+    second, _ = run()
+    assert len(fits) == 1 and fits[0] > 0 and second == first and first.identified  # fitted once, reused as it was
+    entries = sorted((cache / "identifications").rglob("*.json"))
+    assert len(entries) == 1
+    entries[0].write_text(json.dumps({"spec": 3, "faces": "x"}))
+    third, lines = run()
+    assert third == first and len(fits) == 2 and any("cached identification" in line and "malformed" in line for line in lines)
+    changed = next(iter(sorted(folder.rglob("*.png"))))
+    Image.fromarray(255 - load_image(changed).pixels).save(changed)
+    run()
+    assert len(fits) == 3  # other pixels: fitted again
