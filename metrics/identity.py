@@ -72,19 +72,18 @@ def rank_of_other_photo(
     Returns:
         Tensor[N] float64 mid-ranks; NaN where the identity is unknown or has no other photo.
     """
-    ranks = torch.full((distances.shape[0],), float("nan"), dtype=torch.float64)
-    for row, (own, identity) in enumerate(zip(own_index, probe_identities, strict=True)):
-        if identity is None:
-            continue
-        removed = {own, *(same_photo[row] if same_photo is not None else ())}
-        same = [j for j, g in enumerate(gallery_identities) if g == identity and j not in removed]
-        if not same:
-            continue
-        different = [j for j, g in enumerate(gallery_identities) if j not in removed and (g is None or g != identity)]
-        best = distances[row, same].min()
-        others = distances[row, different]
-        ranks[row] = float(_tie_aware_rank((others < best).sum(), (others == best).sum()))
-    return ranks
+    if distances.shape[0] == 0 or distances.shape[1] == 0:
+        return torch.full((distances.shape[0],), float("nan"), dtype=torch.float64)
+    codes: dict[str, int] = {}
+    gallery = torch.tensor([codes.setdefault(g, len(codes)) if g is not None else -1 for g in gallery_identities], dtype=torch.long)
+    probes = torch.tensor([codes.get(i, -2) if i is not None else -1 for i in probe_identities], dtype=torch.long)  # -2: nobody in the gallery
+    same_person = (probes[:, None] == gallery[None, :]) & (probes[:, None] >= 0)  # N x G
+    kept = ~_same_photo_mask(tuple(distances.shape), own_index, same_photo)  # type: ignore[arg-type]
+    same = same_person & kept
+    best = torch.where(same, distances, torch.full_like(distances, float("inf"))).min(dim=1).values
+    others = kept & ~same_person
+    ranks = _tie_aware_rank(((distances < best[:, None]) & others).sum(dim=1), ((distances == best[:, None]) & others).sum(dim=1))
+    return torch.where(same.any(dim=1), ranks, torch.full_like(ranks, float("nan")))
 
 
 def chance_same_photo(k: int, gallery_size: int) -> float:

