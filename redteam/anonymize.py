@@ -24,7 +24,7 @@ from redteam.core.atomic import write_bytes_atomically, write_text_atomically
 from redteam.core.config import DetectorSettings
 from redteam.core.errors import InputError
 from redteam.core.geometry import FaceGeometry
-from redteam.datasets import LINK_OUTSIDE, check_out_dir, discover_images, output_targets
+from redteam.datasets import check_out_dir, discover_images, output_targets
 from redteam.faces import FaceDetector
 from redteam.images import LoadedImage, load_image
 
@@ -97,7 +97,7 @@ def anonymize_folder(
     targets = output_targets([entry.rel for entry in dataset.entries], out)
     finder = FaceDetector(detector, device=device)
     loaded: list[tuple[str, LoadedImage, list[FaceGeometry]]] = []
-    skipped: list[tuple[str, str]] = [(rel, LINK_OUTSIDE) for rel in dataset.outside] + [(rel, "not a supported image type") for rel in dataset.ignored]
+    skipped = dataset.skipped()
     for done, entry in enumerate(dataset.entries, start=1):
         progress("detecting faces", done, len(dataset.entries))
         try:

@@ -50,6 +50,12 @@ class Dataset:
     identities_known: bool
     outside: tuple[str, ...] = ()
 
+    def skipped(self, *, own_prefix: str | None = None) -> list[tuple[str, str]]:
+        """(relative path, why) of every file not listed: links leading outside, unsupported types (except
+        the tool's own files, named `own_prefix`...)."""
+        ignored = [rel for rel in self.ignored if own_prefix is None or not rel.startswith(own_prefix)]
+        return [(rel, LINK_OUTSIDE) for rel in self.outside] + [(rel, "not a supported image type") for rel in ignored]
+
 
 #: What a command says about a skipped link (`Dataset.outside`).
 LINK_OUTSIDE = "a link to a file outside the folder: not followed"
@@ -103,7 +109,10 @@ class Counterparts:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.outside: set[str] = set()  # originals whose counterpart is a link leading outside `folder`: not followed
+        self._root = folder.resolve()
         self._stems: dict[Path, dict[str, list[Path]]] = {}
+        self._inside: dict[Path, bool] = {}  # sub-folder -> whether it resolves under the folder (not a folder link)
 
     def _by_stem(self, parent: Path) -> dict[str, list[Path]]:
         if parent not in self._stems:
@@ -123,7 +132,7 @@ class Counterparts:
         """
         exact = self.folder / rel
         if is_image_file(exact):
-            return exact
+            return self._followed(rel, exact)
         stem = PurePosixPath(rel).with_suffix("")
         candidates = sorted(p for p in self._by_stem(self.folder / stem.parent).get(stem.name, []) if p.is_file())
         if len(candidates) > 1:
@@ -131,7 +140,19 @@ class Counterparts:
                 f"{self.folder}: several anonymized files match original '{rel}': {', '.join(p.name for p in candidates)}",
                 fix="keep one anonymized file per original, or use a manifest CSV",
             )
-        return candidates[0] if candidates else None
+        return self._followed(rel, candidates[0]) if candidates else None
+
+    def _followed(self, rel: str, path: Path) -> Path | None:
+        """`path`, unless it leads outside the folder (a link, or a file under a folder link): then None, and
+        `rel` is in `outside` (as `discover_images`, which lists neither)."""
+        parent = path.parent
+        if parent not in self._inside:
+            resolved = parent.resolve()
+            self._inside[parent] = resolved == self._root or self._root in resolved.parents
+        if self._inside[parent] and (not path.is_symlink() or self._root in path.resolve().parents):
+            return path
+        self.outside.add(rel)
+        return None
 
 
 @dataclass(frozen=True)

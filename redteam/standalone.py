@@ -66,10 +66,7 @@ def attack_folder(
     dataset = discover_images(anonymized, role="anonymized")
     targets = output_targets([entry.rel for entry in dataset.entries], out)
     detector = FaceDetector(device=device)
-    files, skipped = (
-        [],
-        [(rel, LINK_OUTSIDE) for rel in dataset.outside] + [(rel, "not a supported image type") for rel in dataset.ignored if not rel.startswith("redteam-")],
-    )
+    files, skipped = [], dataset.skipped(own_prefix="redteam-")
     faces_total = 0
     counterparts = Counterparts(originals) if originals is not None else None
     for done, entry in enumerate(dataset.entries, start=1):
@@ -80,7 +77,7 @@ def attack_folder(
             if counterparts is not None:
                 original_path = counterparts.find(entry.rel)
                 if original_path is None:
-                    skipped.append((entry.rel, "no original with the same relative path"))
+                    skipped.append((entry.rel, LINK_OUTSIDE if entry.rel in counterparts.outside else "no original with the same relative path"))
                     continue
                 geometry_source = load_image(original_path)
                 if geometry_source.pixels.shape != image.pixels.shape:

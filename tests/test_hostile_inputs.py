@@ -500,6 +500,13 @@ def _(w: World) -> list[object]:
     return w.audit()
 
 
+@case("anon-one-symlink-to-its-original", {1}, ("biden", "link_outside", "not followed"), {"box": "INCONCLUSIVE"})
+def _(w: World) -> list[object]:
+    (w.anon / "joe_biden" / "biden.png").unlink()
+    (w.anon / "joe_biden" / "biden.jpg").symlink_to(w.orig / "joe_biden" / "biden.jpg")  # one file among real ones: not followed
+    return w.audit()
+
+
 @case("anon-is-the-originals", {1}, (), {"box": "FAIL"})
 def _(w: World) -> list[object]:
     return w.audit(anonymized=str(w.orig))

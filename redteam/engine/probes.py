@@ -33,6 +33,7 @@ from redteam.core.geometry import attack_window, box_crop, match_detections
 from redteam.core.results import ExampleFace, FaceRecord
 from redteam.core.seeds import derived_seed, image_seed
 from redteam.core.tensors import to_tensor, to_uint8
+from redteam.datasets import LINK_OUTSIDE
 from redteam.engine.context import RunContext
 from redteam.engine.embedding import Embedder
 from redteam.engine.handles import ImageHandle, LazyCrops
@@ -295,6 +296,9 @@ class Pass:
         """The user's anonymized image for `rel` at the original's size, or None and why."""
         source, ctx = work.method.source, self.ctx
         path = anonymized_path(ctx, source, rel)
+        if path is None and source.folder is not None and rel in ctx.counterparts[source.folder].outside:
+            ctx.issue("link_outside", rel, source.name, LINK_OUTSIDE, "skipped")
+            return None, "link_outside"
         if path is None or not path.exists():
             ctx.issue("missing_counterpart", rel, source.name, "no anonymized file", "skipped")
             return None, "missing_counterpart"

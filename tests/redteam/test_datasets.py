@@ -58,6 +58,22 @@ def test_counterparts_of_a_folder_list_each_subfolder_once(tmp_path, monkeypatch
     assert sorted(listed) == [tmp_path / "anon" / "alice", tmp_path / "anon" / "bob"]
 
 
+def test_counterparts_do_not_follow_links_out_of_the_folder(tmp_path):
+    """As `discover_images`: a file link or a folder link leading outside is not followed (the original
+    itself, linked in as its "anonymized" version, would otherwise be audited as the tool's output)."""
+    secret = touch(tmp_path / "orig" / "alice" / "1.jpg")
+    touch(tmp_path / "elsewhere" / "2.png")
+    touch(tmp_path / "anon" / "alice" / "3.png")
+    (tmp_path / "anon" / "alice" / "1.jpg").symlink_to(secret)
+    (tmp_path / "anon" / "bob").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "anon" / "alice" / "4.png").symlink_to(tmp_path / "anon" / "alice" / "3.png")  # a link inside: followed
+    counterparts = Counterparts(tmp_path / "anon")
+    assert counterparts.find("alice/1.jpg") is None and counterparts.find("bob/2.jpg") is None
+    assert counterparts.find("alice/3.jpg") == tmp_path / "anon" / "alice" / "3.png"
+    assert counterparts.find("alice/4.jpg") == tmp_path / "anon" / "alice" / "4.png"
+    assert counterparts.outside == {"alice/1.jpg", "bob/2.jpg"}
+
+
 def test_manifest_rows_and_errors(tmp_path):
     touch(tmp_path / "orig" / "a" / "1.jpg")
     manifest = tmp_path / "m.csv"
