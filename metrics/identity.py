@@ -23,6 +23,10 @@ def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(a.double(), b.double(), dim=1).float()
 
 
+#: Probes ranked at once by `rank_of_other_photo` (its N x G masks are built a block of rows at a time).
+_ROWS = 256
+
+
 def _tie_aware_rank(better: torch.Tensor, ties: torch.Tensor) -> torch.Tensor:
     # Mid-rank: ties count half, so a probe equidistant to everyone is not "identified".
     return 1.0 + better.double() + ties.double() / 2.0
@@ -72,18 +76,24 @@ def rank_of_other_photo(
     Returns:
         Tensor[N] float64 mid-ranks; NaN where the identity is unknown or has no other photo.
     """
-    if distances.shape[0] == 0 or distances.shape[1] == 0:
-        return torch.full((distances.shape[0],), float("nan"), dtype=torch.float64)
+    ranks = torch.full((distances.shape[0],), float("nan"), dtype=torch.float64)
+    if distances.shape[1] == 0:
+        return ranks
     codes: dict[str, int] = {}
     gallery = torch.tensor([codes.setdefault(g, len(codes)) if g is not None else -1 for g in gallery_identities], dtype=torch.long)
     probes = torch.tensor([codes.get(i, -2) if i is not None else -1 for i in probe_identities], dtype=torch.long)  # -2: nobody in the gallery
-    same_person = (probes[:, None] == gallery[None, :]) & (probes[:, None] >= 0)  # N x G
-    kept = ~_same_photo_mask(tuple(distances.shape), own_index, same_photo)  # type: ignore[arg-type]
-    same = same_person & kept
-    best = torch.where(same, distances, torch.full_like(distances, float("inf"))).min(dim=1).values
-    others = kept & ~same_person
-    ranks = _tie_aware_rank(((distances < best[:, None]) & others).sum(dim=1), ((distances == best[:, None]) & others).sum(dim=1))
-    return torch.where(same.any(dim=1), ranks, torch.full_like(ranks, float("nan")))
+    removed = _same_photo_mask(tuple(distances.shape), own_index, same_photo)  # type: ignore[arg-type]
+    for start in range(0, distances.shape[0], _ROWS):  # N x G masks a block of rows at a time: memory stays bounded
+        rows = slice(start, start + _ROWS)
+        block = distances[rows]
+        same_person = (probes[rows, None] == gallery[None, :]) & (probes[rows, None] >= 0)
+        kept = ~removed[rows]
+        same = same_person & kept
+        best = torch.where(same, block, torch.full_like(block, float("inf"))).min(dim=1).values
+        others = kept & ~same_person
+        found = _tie_aware_rank(((block < best[:, None]) & others).sum(dim=1), ((block == best[:, None]) & others).sum(dim=1))
+        ranks[rows] = torch.where(same.any(dim=1), found, ranks[rows])
+    return ranks
 
 
 def chance_same_photo(k: int, gallery_size: int) -> float:

@@ -28,6 +28,43 @@ def test_rank_of_other_photo_removes_own_original():
     assert math.isnan(ranks[1].item())  # b has no other photo
 
 
+def _other_photo_rank_by_loops(distances, own_index, probe_identities, gallery_identities, same_photo):
+    """The definition, one probe and one gallery entry at a time (the reference for the masked version)."""
+    ranks = []
+    for row, (own, identity) in enumerate(zip(own_index, probe_identities, strict=True)):
+        removed = {own, *(same_photo[row] if same_photo else ())}
+        same = [distances[row][j] for j, g in enumerate(gallery_identities) if identity is not None and g == identity and j not in removed]
+        if not same:
+            ranks.append(math.nan)
+            continue
+        best = min(same)
+        others = [distances[row][j] for j, g in enumerate(gallery_identities) if j not in removed and g != identity]
+        ranks.append(1.0 + sum(d < best for d in others) + sum(d == best for d in others) / 2)
+    return ranks
+
+
+@pytest.mark.parametrize("rows", [256, 3])
+def test_rank_of_other_photo_matches_its_definition(monkeypatch, rows):
+    """Masks built a block of rows at a time give the per-probe definition exactly: ties, near-duplicates,
+    unknown people and people with one photo included."""
+    import random
+
+    import metrics.identity
+
+    monkeypatch.setattr(metrics.identity, "_ROWS", rows)
+    generator = random.Random(rows)
+    for _ in range(200):
+        size, probes = generator.randint(1, 25), generator.randint(0, 12)
+        gallery = [generator.choice([None, "a", "b", "c", "d"]) for _ in range(size)]
+        distances = [[generator.choice([0.1, 0.2, 0.3, generator.random()]) for _ in range(size)] for _ in range(probes)]
+        own = [generator.randrange(size) for _ in range(probes)]
+        identities = [generator.choice([None, "a", "b", "c", "e"]) for _ in range(probes)]
+        twins = [tuple(generator.sample(range(size), generator.randint(0, min(3, size)))) for _ in range(probes)]
+        got = rank_of_other_photo(torch.tensor(distances).reshape(probes, size), own, identities, gallery, twins).tolist()
+        expected = _other_photo_rank_by_loops(distances, own, identities, gallery, twins)
+        assert [None if math.isnan(v) else v for v in got] == [None if math.isnan(v) else pytest.approx(v) for v in expected]
+
+
 def test_unknown_identity_has_no_other_photo_rank():
     ranks = rank_of_other_photo(torch.zeros(1, 2), [0], [None], [None, None])
     assert math.isnan(ranks[0].item())

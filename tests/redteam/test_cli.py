@@ -57,7 +57,7 @@ def test_names_with_markup_are_shown_as_written(originals, tmp_path, cache_dir):
 
 def test_exit_1_when_a_method_fails(originals, tmp_path, cache_dir):
     policy = write_policy(tmp_path / "p.toml", PASSABLE.format(extra=""))
-    done = audit(originals, tmp_path, cache_dir, "--method", "blur=gaussian_blur:sigma=2", "--policy", policy)
+    done = audit(originals, tmp_path, cache_dir, "--method", "blur=gaussian_blur:sigma=2", "--policy", policy, "--attack", "none")
     assert done.returncode == 1, done.stderr
     assert "FAIL" in done.stdout
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from redteam.regression import compare, gate, newcombe_interval
 from redteam.store import RunRecord, RunStore
 
@@ -130,6 +132,7 @@ def test_the_baseline_gate_through_the_command_line(originals: Path, tmp_path: P
     assert 'name="naive"' in junit and (tmp_path / "b" / "report.sarif").is_file()
 
 
+@pytest.mark.slow
 def test_two_concurrent_audits_record_into_one_store(originals: Path, tmp_path: Path, cache_dir: Path) -> None:
     store = tmp_path / "runs.sqlite"
     command = [sys.executable, "-m", "redteam", "audit", str(originals), "--attack", "none", "--recognizer", "dlib", "--store", str(store)]
