@@ -386,12 +386,14 @@ def to_record(result: Identification) -> dict[str, object]:
 
 def from_record(record: object) -> Identification | None:
     """An identification written by `to_record`, or None if `record` is not one (a damaged entry)."""
+    if not isinstance(record, dict):
+        return None
+    spec, reason, identified = record.get("spec"), record.get("reason"), record.get("identified")
+    if not (spec is None or isinstance(spec, str)) or not isinstance(reason, str) or not isinstance(identified, bool):
+        return None
     try:
-        assert isinstance(record, dict)
-        spec, reason = record["spec"], record["reason"]
-        assert (spec is None or isinstance(spec, str)) and isinstance(reason, str) and isinstance(record["identified"], bool)
         faces = tuple(FaceFit(str(image), int(index), float(value)) for image, index, value in record["faces"])
         candidates = tuple((str(name), float(value)) for name, value in record["candidates"])
-        return Identification(spec, float(record["residual"]), record["identified"], faces, candidates, reason, float(record["max_residual"]))
-    except (AssertionError, KeyError, TypeError, ValueError):
+        return Identification(spec, float(record["residual"]), identified, faces, candidates, reason, float(record["max_residual"]))
+    except (KeyError, TypeError, ValueError):
         return None
