@@ -96,8 +96,14 @@ class RunContext:
             InputError: the file cannot be read.
         """
         known = self.known_sha256(path)
-        if known is not None:
-            return known
+        return known if known is not None else self.read(path)[1]
+
+    def read(self, path: Path) -> tuple[bytes, str]:
+        """A file's bytes and their SHA-256, read through one handle and remembered (`known_sha256`).
+
+        Raises:
+            InputError: the file cannot be read.
+        """
         try:
             with path.open("rb") as stream:
                 status = os.fstat(stream.fileno())
@@ -106,7 +112,7 @@ class RunContext:
             raise InputError(f"{path}: cannot be read ({error.strerror})", fix="check the path and its permissions") from error
         digest = hashlib.sha256(data).hexdigest()
         self.remember_sha256(path, status, digest)
-        return digest
+        return data, digest
 
     def known_sha256(self, path: Path) -> str | None:
         """The SHA-256 remembered for `path` in this run, if the file still has the inode, size and mtime it

@@ -7,9 +7,7 @@ the tool); otherwise it is a black box. Set-level methods (k-Same) are fitted on
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -93,13 +91,9 @@ def _hidden_content(ctx: RunContext, path: Path) -> tuple[str, ...]:
     if known is not None and (hit := cached(known)[1]) is not None:
         return hit
     try:
-        with path.open("rb") as stream:
-            status = os.fstat(stream.fileno())
-            data = stream.read()
-    except OSError:
+        data, sha256 = ctx.read(path)
+    except InputError:
         return ()  # unreadable: reported by the pass
-    sha256 = hashlib.sha256(data).hexdigest()
-    ctx.remember_sha256(path, status, sha256)
     key, hit = cached(sha256)
     if hit is not None:
         return hit
