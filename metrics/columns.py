@@ -1,5 +1,6 @@
 """Per-row image-quality columns of the results table: each compares the attacked face crop with the
-original's (METRIC_CROP squares, N x 3 x H x W in [0, 1]) and gives one value per face.
+original's (METRIC_CROP squares, uint8 N x H x W x 3 stacks, as the engine crops them) and gives one
+value per face.
 
 A new column is one class here (or in a plugin) added to QUALITY_COLUMNS: the engine computes every
 available column for every probe, and the results table, summary and reports pick it up by name.
@@ -8,12 +9,11 @@ available column for every probe, and the results table, summary and reports pic
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
+
+import numpy as np
 
 from metrics.perceptual import LPIPSMetric, psnr, ssim
-
-if TYPE_CHECKING:
-    import torch
 
 #: Side of the square face crop (the MTCNN box, facenet-pytorch's convention) the columns compare.
 METRIC_CROP = 160
@@ -27,8 +27,8 @@ class QualityColumn(ABC):
     model: ClassVar[str] = ""
 
     @abstractmethod
-    def __call__(self, attacked: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-        """Tensor[N] for N crops."""
+    def __call__(self, attacked: np.ndarray, original: np.ndarray) -> np.ndarray:
+        """float[N] for two uint8 N x H x W x 3 stacks of crops."""
 
 
 class SSIMColumn(QualityColumn):
@@ -37,7 +37,7 @@ class SSIMColumn(QualityColumn):
     name = "ssim"
     summary = "SSIM of the attacked face crop against the original's"
 
-    def __call__(self, attacked: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    def __call__(self, attacked: np.ndarray, original: np.ndarray) -> np.ndarray:
         return ssim(attacked, original)
 
 
@@ -47,7 +47,7 @@ class PSNRColumn(QualityColumn):
     name = "psnr"
     summary = "PSNR (dB) of the attacked face crop against the original's"
 
-    def __call__(self, attacked: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    def __call__(self, attacked: np.ndarray, original: np.ndarray) -> np.ndarray:
         return psnr(attacked, original)
 
 
@@ -61,8 +61,13 @@ class LPIPSColumn(QualityColumn):
     def __init__(self, metric: LPIPSMetric) -> None:
         self.metric = metric
 
-    def __call__(self, attacked: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-        return self.metric(attacked, original)
+    def __call__(self, attacked: np.ndarray, original: np.ndarray) -> np.ndarray:
+        import torch
+
+        def batch(crops: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
+
+        return self.metric(batch(attacked), batch(original)).numpy()
 
 
 QUALITY_COLUMNS: dict[str, type[QualityColumn]] = {column.name: column for column in (SSIMColumn, PSNRColumn, LPIPSColumn)}

@@ -16,7 +16,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -463,11 +463,11 @@ class Pass:
                 for face, chip, embedding in zip(probed, chips, self.embedders[name](chips), strict=True):
                     records[face.face_id]["embeddings"][name] = embedding.numpy().tolist()
                     records[face.face_id]["spread"][name] = float(np.asarray(chip, dtype=np.float64).std())
-            attacked_tensor = _stack([crops[f.face_id] for f in probed])
-            original_tensor = _stack([original_crops[f.face_id] for f in probed])
+            attacked_crops = np.stack([crops[f.face_id] for f in probed])
+            original_stack = np.stack([original_crops[f.face_id] for f in probed])
             for column in self.columns:
                 with self.ctx.clock.measure("inference" if column.model else "metrics"):
-                    values = column(attacked_tensor, original_tensor)
+                    values = column(attacked_crops, original_stack)
                 for face, value in zip(probed, values, strict=True):
                     records[face.face_id]["quality"][column.name] = float(value)
         return records, refused, seconds, crops
@@ -603,10 +603,6 @@ class Pass:
 def _resized(pixels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """`pixels` resampled (bicubic) to the height and width of `shape`."""
     return np.asarray(Image.fromarray(pixels).resize((shape[1], shape[0]), Image.Resampling.BICUBIC), dtype=np.uint8)
-
-
-def _stack(crops: Sequence[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
 
 
 def resolve_crop(cache: Cache, crop: Crop, log: Callable[[str], object]) -> np.ndarray:

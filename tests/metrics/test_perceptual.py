@@ -1,26 +1,60 @@
 import math
 
 import lpips
+import numpy as np
 import pytest
 import torch
 import torchvision
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from metrics.columns import LPIPSColumn
 from metrics.perceptual import LPIPSMetric, load_alexnet_trunk, psnr, ssim
 from redteam.core.errors import InputError, ModelUnavailableError
 
 
 def test_ssim_and_psnr_are_per_image():
-    generator = torch.Generator().manual_seed(0)
-    x = torch.rand(3, 3, 32, 32, generator=generator)
-    y = x.clone()
-    y[1] = (y[1] + 0.1).clamp(0, 1)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    y = x.copy()
+    y[1] = np.clip(y[1].astype(np.int16) + 25, 0, 255).astype(np.uint8)
     values = ssim(x, y)
     assert values.shape == (3,)
-    assert values[0].item() == pytest.approx(1.0)
-    assert values[1].item() < 1.0
+    assert values[0] == pytest.approx(1.0)
+    assert values[1] < 1.0
     peaks = psnr(x, y)
-    assert math.isinf(peaks[0].item())
-    assert 15.0 < peaks[1].item() < 30.0
+    assert math.isinf(peaks[0])
+    assert 15.0 < peaks[1] < 30.0
+
+
+def test_ssim_and_psnr_match_scikit_image_on_unit_range_pixels():
+    """The float32 SSIM and the integer PSNR against scikit-image's float64 definitions on x / 255."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, size=(4, 40, 48, 3), dtype=np.uint8)
+    y = np.clip(x.astype(np.int16) + rng.integers(-40, 41, size=x.shape), 0, 255).astype(np.uint8)
+    y[3] = x[3]
+    reference_ssim = [structural_similarity(a / 255.0, b / 255.0, channel_axis=2, data_range=1.0) for a, b in zip(x, y, strict=True)]
+    assert ssim(x, y) == pytest.approx(reference_ssim, abs=1e-5)
+    reference_psnr = [peak_signal_noise_ratio(a / 255.0, b / 255.0, data_range=1.0) for a, b in zip(x[:3], y[:3], strict=True)]
+    assert psnr(x, y)[:3] == pytest.approx(reference_psnr, abs=1e-9)
+    assert math.isinf(psnr(x, y)[3])
+
+
+def test_ssim_and_psnr_refuse_crops_that_are_not_uint8_stacks_of_one_shape():
+    crops = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    for other in (crops.astype(np.float32), crops[:1], crops[..., :1]):
+        with pytest.raises(ValueError, match="uint8 N x H x W x 3"):
+            ssim(crops, other)
+        with pytest.raises(ValueError, match="uint8 N x H x W x 3"):
+            psnr(crops, other)
+
+
+def test_lpips_column_takes_the_uint8_crops_the_engine_gives():
+    model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    column = LPIPSColumn(LPIPSMetric(model=model))
+    crops = np.random.default_rng(2).integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
+    values = column(crops, crops)
+    assert values.shape == (2,)
+    assert np.allclose(values, 0.0, atol=1e-6)
 
 
 def test_lpips_with_injected_random_model_is_per_image_and_zero_on_identity():
