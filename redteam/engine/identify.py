@@ -358,16 +358,19 @@ def identify(pairs: Sequence[Pair]) -> Identification:
 
 @functools.cache
 def code_fingerprint() -> str:
-    """A digest of the code a fit depends on (this module and the anonymizers it replays): a cached
-    identification is reused only by the code that made it."""
+    """A digest of the code a fit depends on (this module, the anonymizers it replays and the shared
+    vocabulary in redteam/core they build on: geometry, parameters, specs): a cached identification is
+    reused only by the code that made it."""
     import hashlib
     from pathlib import Path
 
     import redteam.anonymizers
+    import redteam.core
 
     digest = hashlib.sha256()
-    for path in [Path(__file__), *sorted(Path(redteam.anonymizers.__file__).parent.glob("*.py"))]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    packages = [Path(redteam.anonymizers.__file__).parent, Path(redteam.core.__file__).parent]
+    for path in [Path(__file__), *(p for package in packages for p in sorted(package.glob("*.py")))]:
+        digest.update(f"{path.parent.name}/{path.name}".encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

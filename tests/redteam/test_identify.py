@@ -169,3 +169,21 @@ def test_a_fit_is_cached_by_its_pairs_and_code(sample_dir: Path, tmp_path: Path,
     Image.fromarray(255 - load_image(changed).pixels).save(changed)
     run()
     assert len(fits) == 3  # other pixels: fitted again
+
+
+@pytest.mark.parametrize("module", ["redteam/core/geometry.py", "redteam/anonymizers/blur.py", "redteam/engine/identify.py"])
+def test_the_fit_cache_key_changes_with_the_code_a_fit_replays(module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change in the geometry, an anonymizer or the fitting code makes cached identifications stale."""
+    from redteam.engine.identify import code_fingerprint
+
+    code_fingerprint.cache_clear()
+    before = code_fingerprint()
+    read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda path: read_bytes(path) + (b"# changed" if path.as_posix().endswith(module) else b""))
+    code_fingerprint.cache_clear()
+    try:
+        assert code_fingerprint() != before
+    finally:
+        monkeypatch.undo()
+        code_fingerprint.cache_clear()
+    assert code_fingerprint() == before
