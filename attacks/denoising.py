@@ -8,6 +8,8 @@ References:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -43,6 +45,7 @@ class NonLocalMeansDenoise(Attack):
     """
 
     name = "denoise"
+    version = "2"  # 2: a flat face (no measurable noise) is left as it is, not denoised with a NaN sigma
     tier = ThreatTier.RECONSTRUCTION
     works_at_any_scale = True
 
@@ -51,9 +54,14 @@ class NonLocalMeansDenoise(Attack):
 
         def restore(window: np.ndarray) -> np.ndarray:
             # Estimate the noise on the face itself: the clean context around it would pull the
-            # median-based estimate towards zero.
-            sigma = float(np.mean(estimate_sigma(face_patch(window, method), channel_axis=2)))
-            if sigma <= 1e-4:
+            # median-based estimate towards zero. The estimate ignores zero wavelet coefficients, so a
+            # flat patch (a solid box) has none left and gives NaN: no measurable noise, nothing to remove
+            # (NaN would reach the denoiser's weights and blur the window instead).
+            patch = face_patch(window, method)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # numpy's "Mean of empty slice" for that NaN
+                sigma = float(np.mean(estimate_sigma(patch, channel_axis=2)))
+            if not np.isfinite(sigma) or sigma <= 1e-4:
                 return window
             return denoise_nl_means(window, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, channel_axis=2, fast_mode=True)
 

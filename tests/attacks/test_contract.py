@@ -299,3 +299,18 @@ def test_valid_blur_fft_is_the_valid_convolution_and_its_adjoint(kernel_shape: t
     assert np.allclose(physics.A(x)[0, 0].numpy(), expected, atol=1e-4)
     y = torch.from_numpy(rng.random((1, 1, *measured))).float()
     assert float((physics.A(x) * y).sum()) == pytest.approx(float((x * physics.A_adjoint(y)).sum()), rel=1e-4)
+
+
+def test_denoise_leaves_a_flat_face_unchanged_without_a_nan():
+    """A solid box has no measurable noise: scikit-image's estimate ignores zero wavelet coefficients and
+    returns NaN on it, which must not reach the denoiser (it returned NaN pixels)."""
+    import warnings
+
+    window = torch.rand(1, 3, 128, 120, generator=torch.Generator().manual_seed(3))
+    window[..., 24:104, 30:94] = 0.0  # the face box, filled black
+    info = MethodInfo("box", build_method("box"), FACE, (0, 0), (128, 120, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        restored = build_attack("denoise").reconstruct(window, method=info, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(restored).all()
+    assert torch.allclose(restored, window)
