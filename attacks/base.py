@@ -58,7 +58,9 @@ class MethodInfo:
         reference: the reproducible method if known (a reference method or a declared spec);
             None for an observed black-box folder.
         face, origin, image_shape: the face being attacked, the window's top-left corner in the image,
-            and the image's shape, so a known stage's region can be located inside the window.
+            and the image's shape, so a known stage's region can be located inside the window. All in
+            the coordinates of the pixels the attack is given: when the engine shrinks a large face's
+            window for an attack that `works_at_any_scale`, they are scaled with it.
         audited_hashes: SHA-256 of the audited originals (a learned attack must not have trained on them).
     """
 

@@ -45,7 +45,7 @@ class NonLocalMeansDenoise(Attack):
     """
 
     name = "denoise"
-    version = "2"  # 2: a flat face (no measurable noise) is left as it is, not denoised with a NaN sigma
+    version = "3"  # 2: a flat face is left as it is, not denoised with a NaN sigma; 3: the face patch of a shrunk window is the face
     tier = ThreatTier.RECONSTRUCTION
     works_at_any_scale = True
 

@@ -37,6 +37,11 @@ class FaceGeometry:
     def height(self) -> float:
         return self.box[3] - self.box[1]
 
+    def scaled(self, sx: float, sy: float) -> FaceGeometry:
+        """This face in the image resampled by `sx` across and `sy` down."""
+        x0, y0, x1, y1 = self.box
+        return FaceGeometry(box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy), landmarks=tuple((x * sx, y * sy) for x, y in self.landmarks), score=self.score)
+
     def to_json(self) -> dict[str, object]:
         return {"box": list(self.box), "landmarks": [list(p) for p in self.landmarks], "score": self.score}
 

@@ -489,8 +489,9 @@ class Pass:
             try:
                 if attack.works_at_any_scale and scale < 1.0:
                     small = torch.nn.functional.interpolate(window, scale_factor=scale, mode="area", recompute_scale_factor=False)
+                    shrunk = _resampled(context, small.shape[-1] / window.shape[-1], small.shape[-2] / window.shape[-2])
                     restored = torch.nn.functional.interpolate(
-                        attack.reconstruct(small, method=context, generator=generator), size=window.shape[-2:], mode="bicubic", align_corners=False
+                        attack.reconstruct(small, method=shrunk, generator=generator), size=window.shape[-2:], mode="bicubic", align_corners=False
                     ).clamp(0.0, 1.0)
                 else:
                     restored = attack.reconstruct(window, method=context, generator=generator)
@@ -598,6 +599,18 @@ class Pass:
                 heapq.heappush(work.examples, item)
             else:
                 heapq.heappushpop(work.examples, item)
+
+
+def _resampled(info: MethodInfo, sx: float, sy: float) -> MethodInfo:
+    """`info` for a window resampled by `sx` across and `sy` down: the face, the window's corner and the
+    image's shape in the coordinates of the pixels the attack is given."""
+    shape = info.image_shape
+    return replace(
+        info,
+        face=info.face.scaled(sx, sy) if info.face is not None else None,
+        origin=(round(info.origin[0] * sx), round(info.origin[1] * sy)),
+        image_shape=(round(shape[0] * sy), round(shape[1] * sx), *shape[2:]) if shape is not None else None,
+    )
 
 
 def _resized(pixels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

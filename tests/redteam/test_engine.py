@@ -135,3 +135,47 @@ def test_a_warm_re_run_of_observed_folders_decodes_no_file(originals: Path, tmp_
     pd.testing.assert_frame_equal(reproducible_columns(results_frame(first)), reproducible_columns(results_frame(second)))
     assert second.input_hashes == first.input_hashes
     assert second.identifications == first.identifications and first.identifications["seen"].faces
+
+
+def test_an_attack_on_a_shrunk_window_is_told_where_the_face_is_in_it(originals: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A face wider than SCALE_CAP chips is attacked on a shrunk window (for attacks that work at any
+    scale); the geometry the attack gets (face, window corner, image shape) is scaled with the pixels."""
+    import torch
+    from PIL import Image
+
+    from attacks import ATTACKS, Attack, MethodInfo, ThreatTier
+    from metrics.columns import METRIC_CROP
+    from redteam.engine.probes import SCALE_CAP
+
+    seen: list[tuple[tuple[int, ...], MethodInfo]] = []
+
+    class Recording(Attack):
+        name = "recording"
+        tier = ThreatTier.RECONSTRUCTION
+        works_at_any_scale = True
+
+        def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+            seen.append((tuple(images.shape), method))
+            return images
+
+    monkeypatch.setitem(ATTACKS, "recording", Recording)
+    folder = tmp_path / "large"
+    folder.mkdir()
+    photo = Image.open(originals / "eileen_collins" / "astronaut.jpg")
+    photo.resize((photo.width * 5 // 2, photo.height * 5 // 2), Image.Resampling.BICUBIC).save(folder / "astronaut.png")
+    run = AuditRun(config(folder, tmp_path, tmp_path / "cache", methods=METHODS[:1], attacks=("none", "recording"))).run()
+    assert len(seen) == 1, run.issues
+    shape, info = seen[0]
+    assert info.face is not None and info.image_shape is not None
+    height, width = shape[-2:]
+    x0, y0, x1, y1 = (
+        info.face.box[0] - info.origin[0],
+        info.face.box[1] - info.origin[1],
+        info.face.box[2] - info.origin[0],
+        info.face.box[3] - info.origin[1],
+    )
+    assert x1 - x0 == pytest.approx(SCALE_CAP * METRIC_CROP, rel=0.02)  # the face as wide as the cap, in the shrunk pixels
+    assert 0 <= x0 < x1 <= width + 1 and 0 <= y0 < y1 <= height + 1
+    side = photo.width * 5 // 2  # a square photo
+    assert info.image_shape[0] == info.image_shape[1] < side  # the image, shrunk with the window
+    assert info.origin[0] + width <= info.image_shape[1] + 1 and info.origin[1] + height <= info.image_shape[0] + 1
