@@ -9,6 +9,7 @@ shared (atomic writes), so concurrent workers never corrupt an entry.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import uuid
@@ -31,8 +32,11 @@ from redteam.engine.inputs import Inputs
 from redteam.engine.methods import Method
 from redteam.engine.models import Models
 from redteam.engine.probes import MethodWork, Pass, PendingExample, resolve_example
+from redteam.runlog import RunLog
 
 EXECUTORS = ("local", "processes", "ray")
+#: Where the library warnings a worker raised are re-issued in the calling process.
+WORKER_LOG = logging.getLogger("redteam.workers")
 Task = tuple[str, list[FaceRecord], list[FaceRecord]]
 
 
@@ -59,6 +63,7 @@ class ChunkResult:
     conversions: Counter[str] = field(default_factory=Counter)
     input_hashes: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    warnings: Counter[str] = field(default_factory=Counter)  # library warnings raised in the worker, with counts
 
 
 def spec_of(run_pass: Pass, workers: int) -> PassSpec:
@@ -123,9 +128,11 @@ def process_chunk(spec: PassSpec, tasks: list[Task]) -> ChunkResult:
         work.reused = work.computed = 0
     ctx = run_pass.ctx
     ctx.issues, ctx.conversions, ctx.input_hashes, ctx.clock.seconds = [], Counter(), {}, {}
-    run_pass.run(tasks)
-    for work in run_pass.works:  # crops travel as pixels: a worker's cache (a Ray node's disk) need not be the caller's
-        work.examples = [(risk, face_id, materialized(ctx, example)) for risk, face_id, example in work.examples]
+    runlog = RunLog()
+    with runlog.capturing():  # a worker's library warnings go back to the caller's log, not to the terminal
+        run_pass.run(tasks)
+        for work in run_pass.works:  # crops travel as pixels: a worker's cache (a Ray node's disk) need not be the caller's
+            work.examples = [(risk, face_id, materialized(ctx, example)) for risk, face_id, example in work.examples]
     return ChunkResult(
         works=[
             {
@@ -143,6 +150,7 @@ def process_chunk(spec: PassSpec, tasks: list[Task]) -> ChunkResult:
         conversions=ctx.conversions,
         input_hashes=ctx.input_hashes,
         seconds=ctx.clock.seconds,
+        warnings=runlog.warnings,
     )
 
 
@@ -179,6 +187,9 @@ def merge(run_pass: Pass, result: ChunkResult) -> None:
     ctx.input_hashes.update(result.input_hashes)
     for category, seconds in result.seconds.items():
         ctx.clock.seconds[category] = ctx.clock.seconds.get(category, 0.0) + seconds
+    for text, count in result.warnings.items():  # to the caller's run log (redteam.runlog captures this logger's records)
+        for _ in range(count):
+            WORKER_LOG.warning(text)
 
 
 def chunked(tasks: list[Task], workers: int) -> list[list[Task]]:

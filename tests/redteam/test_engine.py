@@ -179,3 +179,45 @@ def test_an_attack_on_a_shrunk_window_is_told_where_the_face_is_in_it(originals:
     side = photo.width * 5 // 2  # a square photo
     assert info.image_shape[0] == info.image_shape[1] < side  # the image, shrunk with the window
     assert info.origin[0] + width <= info.image_shape[1] + 1 and info.origin[1] + height <= info.image_shape[0] + 1
+
+
+@pytest.mark.slow
+def test_a_workers_library_warnings_go_to_the_run_log_not_the_terminal(sample_dir: Path, tmp_path: Path) -> None:
+    """A plugin attack that warns, run by `--workers 2`: each worker's warnings come back with its results
+    and are written to OUT/redteam.log with the caller's, none printed by the workers."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    plugin = tmp_path / "plugin"
+    (plugin / "warning_attack-1.0.dist-info").mkdir(parents=True)
+    (plugin / "warning_attack.py").write_text(
+        textwrap.dedent(
+            """
+            import warnings
+
+            from attacks import Attack, ThreatTier
+
+
+            class WarningAttack(Attack):
+                name = "warns"
+                tier = ThreatTier.RECONSTRUCTION
+
+                def reconstruct(self, images, *, method, generator):
+                    warnings.warn("the plugin's model is deprecated", FutureWarning, stacklevel=1)
+                    return images
+            """
+        )
+    )
+    (plugin / "warning_attack-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: warning-attack\nVersion: 1.0\n")
+    (plugin / "warning_attack-1.0.dist-info" / "entry_points.txt").write_text("[redteam.attacks]\nwarns = warning_attack:WarningAttack\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(plugin), os.environ.get("PYTHONPATH")]))}
+    out = tmp_path / "out"
+    args = ["audit", sample_dir, "--method", "blur=gaussian_blur:sigma=3", "--attack", "none", "--attack", "warns", "--recognizer", "dlib"]
+    args += ["--workers", "2", "--cache-dir", tmp_path / "cache", "--out", out]
+    done = subprocess.run([sys.executable, "-m", "redteam", *map(str, args)], capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode in (0, 1), done.stderr
+    assert "deprecated" not in done.stderr and "FutureWarning" not in done.stderr
+    log = (out / "redteam.log").read_text()
+    assert "redteam.workers warning: FutureWarning: the plugin's model is deprecated" in log  # from the workers
