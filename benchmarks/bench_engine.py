@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import measured, redteam, subset  # noqa: E402
+from common import measured, redteam, subset, write_results  # noqa: E402
 
 RESEARCH = ROOT.parent / "shared" / "faces" / "research"
 SPECS = (
@@ -224,10 +224,7 @@ def main() -> None:
         + ", ".join(f"{m} {s:.2f}" for m, s in sorted(per_method.items()))
         + f" (worst {max(per_method.values()):.2f}; {faces} faces, {wall:.0f} s in all) | <= 5 |",
     ]
-    target = args.out / f"engine-{stamp}.md"
-    target.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {target}")
+    write_results(args.out / f"engine-{stamp}.md", lines)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import measured, redteam, subset  # noqa: E402
+from common import measured, redteam, subset, write_results  # noqa: E402
 
 RESEARCH = ROOT.parent / "shared" / "faces" / "research"
 
@@ -80,11 +80,7 @@ def main() -> None:
         f"| re-run / attack alone | {median['ratio_alone']:.2f} | <= 1.2 |",
         f"| re-run / the attack's compute seconds | {median['ratio_compute']:.2f} | (process start and model loading included) |",
     ]
-    args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / f"incremental-{date.today().isoformat()}.md"
-    target.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {target}")
+    write_results(args.out / f"incremental-{date.today().isoformat()}.md", lines)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import write_results  # noqa: E402
+
+from redteam.core.paths import default_cache_dir  # noqa: E402
+
 RESEARCH = ROOT.parent / "shared" / "faces" / "research"
-OBSERVED = Path.home() / ".cache" / "redteam" / "bench" / "engine"
+#: bench_engine.py's observed folders (its `work` folder): `--prepare-only` makes them.
+OBSERVED = default_cache_dir() / "bench" / "engine"
 
 
 def _unit(path: Path) -> None:
@@ -188,11 +194,7 @@ def main() -> None:
     lines.append(
         "Per-run figures: " + "; ".join(f"{name}: " + ", ".join(f"{r['inference']:.2f} s/{r['units']:.0f}" for r in rows) for name, rows in samples.items())
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / f"overlap-{date.today().isoformat()}.md"
-    target.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {target}")
+    write_results(args.out / f"overlap-{date.today().isoformat()}.md", lines)
 
 
 if __name__ == "__main__":

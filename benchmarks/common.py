@@ -73,3 +73,14 @@ def subset(source: Path, target: Path, count: int, pattern: str) -> Path:
 
 def redteam(*args: object) -> list[str]:
     return [sys.executable, "-m", "redteam", *map(str, args)]
+
+
+def write_results(target: Path, lines: list[str]) -> Path:
+    """A benchmark's results (Markdown `lines`) as `target`, written atomically, and echoed."""
+    from redteam.core.atomic import write_text_atomically
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(target, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {target}")
+    return target
