@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from metrics.perceptual import LPIPSMetric, psnr, ssim
+from redteam.core.tensors import to_tensor
 
 #: Side of the square face crop (the MTCNN box, facenet-pytorch's convention) the columns compare.
 METRIC_CROP = 160
@@ -65,7 +66,7 @@ class LPIPSColumn(QualityColumn):
         import torch
 
         def batch(crops: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
+            return torch.cat([to_tensor(crop) for crop in crops])
 
         return self.metric(batch(attacked), batch(original)).numpy()
 

@@ -463,11 +463,11 @@ class Pass:
                 for face, chip, embedding in zip(probed, chips, self.embedders[name](chips), strict=True):
                     records[face.face_id]["embeddings"][name] = embedding.numpy().tolist()
                     records[face.face_id]["spread"][name] = float(np.asarray(chip, dtype=np.float64).std())
-            attacked_crops = np.stack([crops[f.face_id] for f in probed])
+            attacked_stack = np.stack([crops[f.face_id] for f in probed])
             original_stack = np.stack([original_crops[f.face_id] for f in probed])
             for column in self.columns:
                 with self.ctx.clock.measure("inference" if column.model else "metrics"):
-                    values = column(attacked_crops, original_stack)
+                    values = column(attacked_stack, original_stack)
                 for face, value in zip(probed, values, strict=True):
                     records[face.face_id]["quality"][column.name] = float(value)
         return records, refused, seconds, crops
