@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -19,11 +20,15 @@ from redteam.core.paths import default_cache_dir
 
 __all__ = ["Cache", "content_key", "default_cache_dir"]
 
+T = TypeVar("T")
+
 
 def content_key(*parts: str | bytes) -> str:
+    """SHA-256 over the parts (NUL-separated); a string that carries undecodable bytes of a file name (lone
+    surrogates) is hashed with those bytes, never refused."""
     digest = hashlib.sha256()
     for part in parts:
-        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part)
         digest.update(b"\x00")
     return digest.hexdigest()
 
@@ -35,24 +40,46 @@ def _npy_bytes(value: np.ndarray) -> bytes:
 
 
 class Cache:
-    """A folder of JSON and .npy entries; `Cache(None)` is a disabled cache that stores nothing."""
+    """A folder of JSON and .npy entries; `Cache(None)` is a disabled cache that stores nothing.
 
-    def __init__(self, root: Path | None) -> None:
+    An entry that exists but cannot be read back (emptied, truncated, not JSON, not an array, unreadable)
+    is a miss, never trusted: it is removed, reported through `log` (set by the run), and the caller
+    recomputes it and writes it again.
+
+    Attributes:
+        log: where a bad entry is reported ("cache entry ... is unreadable: removed, ..."); None: not reported.
+    """
+
+    def __init__(self, root: Path | None, log: Callable[[str], None] | None = None) -> None:
         self.root = root
+        self.log = log
+        self.bad_entries = 0
 
     def _path(self, kind: str, key: str, suffix: str) -> Path:
         if self.root is None:
             raise RuntimeError("cache disabled")
         return self.root / kind / key[:2] / f"{key}{suffix}"
 
+    def _read(self, path: Path, parse: Callable[[Path], T]) -> T | None:
+        """`parse(path)`, or None when the entry is absent or cannot be read back (then reported)."""
+        try:
+            return parse(path)
+        except FileNotFoundError:
+            return None
+        except Exception as error:  # noqa: BLE001 - whatever a damaged entry raises (OSError, ValueError, EOFError, ...), it is a miss
+            self.bad_entries += 1
+            try:
+                path.unlink()  # entries are replaced atomically: a damaged one is not being written, it is garbage
+            except OSError:
+                pass
+            if self.log is not None:
+                self.log(f"cache entry {path} is unreadable ({type(error).__name__}: {error}): removed, and recomputed where it is needed")
+            return None
+
     def get_json(self, kind: str, key: str) -> Any | None:
         if self.root is None:
             return None
-        path = self._path(kind, key, ".json")
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
+        return self._read(self._path(kind, key, ".json"), lambda path: json.loads(path.read_text()))
 
     def put_json(self, kind: str, key: str, value: Any) -> None:
         if self.root is not None:
@@ -66,10 +93,7 @@ class Cache:
     def get_bytes(self, kind: str, key: str) -> bytes | None:
         if self.root is None:
             return None
-        try:
-            return self._path(kind, key, ".bin").read_bytes()
-        except OSError:
-            return None
+        return self._read(self._path(kind, key, ".bin"), lambda path: path.read_bytes())
 
     def put_bytes(self, kind: str, key: str, value: bytes) -> None:
         if self.root is not None:
@@ -78,11 +102,7 @@ class Cache:
     def get_array(self, kind: str, key: str) -> np.ndarray | None:
         if self.root is None:
             return None
-        path = self._path(kind, key, ".npy")
-        try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
-            return None
+        return self._read(self._path(kind, key, ".npy"), lambda path: np.load(path, allow_pickle=False))
 
     def put_array(self, kind: str, key: str, value: np.ndarray) -> None:
         if self.root is not None:

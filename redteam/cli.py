@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -11,11 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.markup import escape
 from typer.core import TyperGroup
 
 from redteam.core.config import AuditConfig, DetectorSettings, MethodSource
-from redteam.core.errors import RedteamError, UsageError
+from redteam.core.errors import InputError, RedteamError, UsageError
+from redteam.core.text import markup_text as escape
+from redteam.core.text import printable
 
 app = typer.Typer(
     help="Red-team face anonymization: attack anonymized faces and measure how much identity survives.",
@@ -50,24 +52,62 @@ INTERNAL_ERROR = 5
 
 
 def guarded(command: F) -> F:
-    """Turn RedteamError into its message on stderr and its documented exit code (no traceback)."""
+    """Turn RedteamError into its message on stderr and its documented exit code, and any other exception
+    into exit 5 with where it happened (`internal_error`): never a traceback, never click's "Aborted!" and
+    exit 1 (which an EOFError from a library would otherwise give, looking like a verdict)."""
 
     @functools.wraps(command)
     def wrapper(*args: object, **kwargs: object) -> object:
-        from redteam import terminal
-
         try:
             return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
+            raise  # the command's own exit code, or a usage error Typer reports
         except RedteamError as error:
+            from redteam import terminal
+
             terminal.stderr.print(f"[bold red]error:[/bold red] {escape(error.message)}", highlight=False)
             if error.fix:
-                terminal.stderr.print(f"  [bold]fix:[/bold] {escape(error.fix)}", highlight=False)
+                terminal.stderr.print(f"  [bold]fix:[/bold] {escape(error.fix, keep_newlines=True)}", highlight=False)
             raise typer.Exit(int(error.exit_code)) from None
         except KeyboardInterrupt:
-            terminal.stderr.print("interrupted: cached results are kept, run again to resume")
+            print("interrupted: cached results are kept, run again to resume", file=sys.stderr)
             raise typer.Exit(130) from None
+        except Exception as error:  # noqa: BLE001 - a bug must not look like a verdict, nor show a traceback
+            raise typer.Exit(internal_error(error)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+#: Top-level packages of this project: the innermost of their frames is where an internal error is placed.
+_PROJECT = ("redteam", "attacks", "metrics", "reports")
+
+
+def internal_error(error: BaseException) -> int:
+    """Report an unexpected exception on stderr in one line, without a traceback: its type and message,
+    where in this project it happened, the file it concerns when it names one, and a file holding the full
+    traceback to send with a bug report. Returns the exit code (5)."""
+    import tempfile
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = [frame for frame in frames if any(f"{os.sep}{package}{os.sep}" in frame.filename for package in _PROJECT)]
+    where = (ours or frames)[-1] if (ours or frames) else None
+    location = ""
+    if where is not None:
+        parts = Path(where.filename).parts
+        start = max((i for i, part in enumerate(parts) if part in _PROJECT), default=len(parts) - 1)
+        location = f" at {'/'.join(parts[start:])}:{where.lineno} ({where.name})"
+    concerns = getattr(error, "filename", None)
+    try:
+        handle, name = tempfile.mkstemp(prefix="redteam-crash-", suffix=".txt")
+        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as stream:
+            traceback.print_exception(error, file=stream)
+        saved = f"the traceback is in {name}"
+    except OSError:
+        saved = "the traceback could not be saved"
+    message = f"redteam: internal error ({type(error).__name__}: {error}){location}" + (f", file {concerns}" if concerns else "")
+    print(printable(f"{message}; {saved}: please report it (a bug, not a verdict)"), file=sys.stderr)
+    return INTERNAL_ERROR
 
 
 def _pairs(values: list[str], option: str) -> list[tuple[str, str]]:
@@ -100,24 +140,88 @@ def _named_specs(values: list[str]) -> list[tuple[str, str]]:
     return named
 
 
-def _method_sources(anonymized: list[str], method: list[str], manifest: Path | None, originals: Path) -> tuple[list[MethodSource], list[tuple[str, str]]]:
-    from redteam.anonymizers import build_method
-    from redteam.datasets import read_manifest
+def _folder(path: Path, role: str, fix: str) -> Path:
+    """`path`, an existing folder.
 
-    sources = [MethodSource(name, "observed", folder=Path(folder)) for name, folder in _pairs(anonymized, "--anonymized")]
-    sources += [MethodSource(name, "reference", spec=build_method(spec).spec) for name, spec in _named_specs(method)]
+    Raises:
+        InputError: it does not exist, or is not a folder.
+    """
+    if not path.exists():
+        raise InputError(f"{role} {path} does not exist", fix=fix)
+    if not path.is_dir():
+        raise InputError(f"{role} {path} is not a folder", fix=fix)
+    return path
+
+
+def _audit_inputs(
+    originals: Path | None, anonymized: list[str], method: list[str], manifest: Path | None, gallery: Path | None
+) -> tuple[Path, list[MethodSource], list[tuple[str, str]]]:
+    """The audit's originals folder, methods and identity overrides, checked in the order of the command
+    line before any model (or torch) is loaded, so that the first real problem is the one named: the
+    originals folder, then the methods (names, folders, the manifest and its rows), then the gallery.
+    Method specs are parsed last (their registry loads torch).
+
+    Returns:
+        The originals folder (ORIGINALS, or the one the manifest's rows share when it is omitted), the
+        method sources and the manifest's (original, identity) pairs.
+
+    Raises:
+        UsageError: neither ORIGINALS nor --manifest, no method, malformed or repeated method names.
+        InputError, ConfigError: a missing or unreadable folder or file, a bad manifest row or method spec.
+    """
+    from redteam.datasets import discover_images, manifest_originals_root, read_manifest
+
+    if originals is None and manifest is None:
+        raise UsageError(
+            "missing ORIGINALS, the folder of original images",
+            fix="redteam audit ORIGINALS --anonymized NAME=DIR --out DIR, or redteam audit --manifest pairs.csv --out DIR",
+        )
+    if originals is not None:
+        discover_images(_folder(originals, "originals folder", "check the path"), role="originals")
+    if not (anonymized or method or manifest):
+        raise UsageError("no method to audit", fix="give --anonymized NAME=DIR, --method NAME=SPEC or --manifest CSV")
+    folders = _pairs(anonymized, "--anonymized")
+    named = _named_specs(method)
+    for name, folder in folders:
+        if not Path(folder).is_dir():
+            problem = "is not a folder" if Path(folder).exists() else "does not exist"
+            raise InputError(f"anonymized folder {folder} for method '{name}' {problem}", fix="check the path")
     identities: list[tuple[str, str]] = []
+    by_method: dict[str, list[tuple[str, Path]]] = {}
+    root = originals
     if manifest is not None:
-        by_method: dict[str, list[tuple[str, Path]]] = {}
         for row in read_manifest(manifest, originals):
             by_method.setdefault(row.method, []).append((row.original_rel, row.anonymized))
             if row.identity:
                 identities.append((row.original_rel, row.identity))
-        sources += [MethodSource(name, "observed", files=tuple(files)) for name, files in sorted(by_method.items())]
-    return sources, identities
+        if root is None:  # the folder every original of the manifest lies in
+            root = manifest_originals_root(manifest)
+            discover_images(root, role="originals folder (holding the manifest's originals)")
+    if root is None:
+        raise UsageError("missing ORIGINALS, the folder of original images", fix="redteam audit ORIGINALS ... or --manifest pairs.csv")
+    names = [name for name, _ in folders] + [name for name, _ in named] + sorted(by_method)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(f"method name(s) used twice: {', '.join(repeated)}", fix="give each method a unique NAME")
+    if gallery is not None:
+        _folder(gallery, "gallery folder", "give --gallery a folder of face images")
+    from redteam.anonymizers import build_method  # loads torch: after every path is known to be there
+
+    sources = [MethodSource(name, "observed", folder=Path(folder)) for name, folder in folders]
+    sources += [MethodSource(name, "reference", spec=build_method(spec).spec) for name, spec in named]
+    sources += [MethodSource(name, "observed", files=tuple(files)) for name, files in sorted(by_method.items())]
+    return root, sources, identities
 
 
-def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: str | None = None) -> object:
+def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: str | None = None) -> Any:
+    """Run the audit and publish its reports: all of them or none, never contradicting the exit code.
+
+    Before anything is created: the output and cache folders are checked (outside the inputs, writable;
+    the output folder is made only when the reports are published), the run store is checked (a folder or
+    a file that is not a run store is refused now, not after an audit whose reports would then say PASS
+    beside an exit 3), the policy is read. The reports are staged, the run is recorded in the store, the
+    log is added, and only then do the files appear in `config.out` (`reports.ReportStage`).
+    """
     from dataclasses import replace
 
     from redteam import terminal
@@ -126,16 +230,16 @@ def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: st
     from redteam.engine import AuditRun
     from redteam.regression import compare, gate
     from redteam.runlog import LOG_NAME, RunLog
-    from redteam.store import RunStore, default_store_path, run_record
-    from reports import write_reports
+    from redteam.store import open_store, run_record
+    from reports import ReportStage
 
     inputs = [config.originals] + [m.folder for m in config.methods if m.folder is not None]
     inputs += [config.gallery] if config.gallery is not None else []
-    check_out_dir(config.out, inputs)
+    check_out_dir(config.out, inputs, create=False)
     cache = config.cache_dir or default_cache_dir()
     check_outside_inputs(cache, inputs, "cache folder")
-    ensure_writable_dir(cache, "cache folder", "give a writable --cache-dir (or set REDTEAM_CACHE)")
-    runs = RunStore(store or default_store_path(config.cache_dir))
+    runs = open_store(store, config.cache_dir)
+    runs.check()
     before = runs.get(baseline) if baseline else None  # an unknown baseline fails before the audit runs
     runlog = RunLog()
 
@@ -144,20 +248,28 @@ def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: st
         terminal.log(line)
 
     with terminal.progress_bar() as progress, runlog.capturing():
-        result = AuditRun(config, log=log, progress=progress).run()
+        run = AuditRun(config, log=log, progress=progress)  # reads and checks the policy
+        ensure_writable_dir(cache, "cache folder", "give a writable --cache-dir (or set REDTEAM_CACHE)")
+        result = run.run()
     record = run_record(result)
     if before is not None:
         reasons = gate(before, record, result.policy.confidence)
         changes = [change.to_json() for change in compare(before, record, result.policy.confidence)]
         result = replace(result, regression={"baseline": before.run_id, "run": record.run_id, "gate": reasons, "changes": changes})
         record = replace(record, exit_code=int(result.exit_code))
-    with runlog.capturing():
-        written = write_reports(result, config.out)
-    runs.record(record, written.get("parquet"))
-    log(f"recorded run {record.run_id} in {runs.path}")
-    if runlog.warnings:
-        terminal.log(f"{sum(runlog.warnings.values())} library warning(s) during the run: see {config.out / LOG_NAME}")
-    written["log"] = runlog.write(config.out)
+    stage = ReportStage(config.out)
+    try:
+        with runlog.capturing():
+            stage.write(result)
+        runs.record(record, stage.paths.get("parquet"))
+        log(f"recorded run {record.run_id} in {runs.path}")
+        if runlog.warnings:
+            terminal.log(f"{sum(runlog.warnings.values())} library warning(s) during the run: see {config.out / LOG_NAME}")
+        stage.add("log", runlog.write)
+        written = stage.publish()
+    except BaseException:
+        stage.discard()
+        raise
     terminal.print_result(result)
     terminal.log(f"timings (s): {result.timings}")
     for name, path in written.items():
@@ -168,8 +280,10 @@ def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: st
 @app.command()
 @guarded
 def audit(
-    originals: Annotated[Path, typer.Argument(help="Folder of original images: <identity>/<file> or flat.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports (outside the inputs).")],
+    originals: Annotated[
+        Path | None, typer.Argument(help="Folder of original images: <identity>/<file> or flat (optional with --manifest: the folder its originals share).")
+    ] = None,
     anonymized: Annotated[list[str], typer.Option("--anonymized", "-a", help="NAME=DIR: a folder of anonymized images mirroring the originals.")] = [],
     method: Annotated[
         list[str],
@@ -219,9 +333,9 @@ def audit(
         raise UsageError(f"--workers must be positive, got {workers}", fix="e.g. --workers 2")
     if executor not in ("local", "ray"):
         raise UsageError(f"unknown executor '{executor}'", fix="use --executor local or --executor ray")
-    sources, identities = _method_sources(anonymized, method, manifest, originals)
+    root, sources, identities = _audit_inputs(originals, anonymized, method, manifest, gallery)
     config = AuditConfig(
-        originals=originals,
+        originals=root,
         out=out,
         methods=tuple(sources),
         gallery=gallery,
@@ -610,9 +724,13 @@ def list_recognizers() -> None:
 
 
 def _store(store: Path | None) -> Any:
-    from redteam.store import RunStore, default_store_path
+    """The run store of `history` and `compare`, checked (a folder or a file that is not a run store is an
+    error naming it and where its path came from)."""
+    from redteam.store import open_store
 
-    return RunStore(store or default_store_path())
+    runs = open_store(store)
+    runs.check()
+    return runs
 
 
 @app.command()
@@ -694,8 +812,4 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as error:  # noqa: BLE001 - a bug must not look like a verdict (exit 1)
-        import traceback
-
-        traceback.print_exc()
-        print(f"redteam: internal error ({type(error).__name__}: {error}); please report it", file=sys.stderr)
-        sys.exit(INTERNAL_ERROR)
+        sys.exit(internal_error(error))

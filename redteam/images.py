@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from redteam.core.errors import ImageTooLargeError, InputError
 
-SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"})
+if TYPE_CHECKING:
+    import torch
+
+#: Suffixes read as images (a GIF, like an animated WebP or a multi-page TIFF, is audited on its first frame).
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif"})
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,7 @@ def load_image(path: Path, *, orient: bool = True) -> LoadedImage:
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise InputError(
             f"{path}: unsupported file type '{path.suffix}'",
-            fix="use JPEG, PNG, WebP or TIFF",
+            fix="use JPEG, PNG, WebP, TIFF or GIF",
         )
     try:
         data = path.read_bytes()
@@ -182,18 +188,26 @@ def load_image(path: Path, *, orient: bool = True) -> LoadedImage:
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """H x W x 3 uint8 -> 1 x 3 x H x W float32 in [0, 1] (the project's tensor convention)."""
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
 
 def to_uint8(tensor: torch.Tensor) -> np.ndarray:
     """1 x 3 x H x W float in [0, 1] -> H x W x 3 uint8, rounding to nearest (8-bit quantization)."""
+    import torch
+
     array = tensor.detach().clamp(0.0, 1.0).mul(255.0).round().to(dtype=torch.uint8)
     return array[0].permute(1, 2, 0).cpu().numpy()
 
 
-#: Alpha below this hides what is under it; RGB spread (grey levels) under fully transparent pixels above
-#: this is content, not a flat fill.
+#: RGB spread (grey levels) under non-opaque pixels above this is content, not a flat fill.
 _HIDDEN_SPREAD = 2.0
+#: Alpha at or above this is opaque: the pixel shows its colour in full. Any lower alpha (even 254, or 1)
+#: mixes the colour with the background, so the colour itself is published but not what the audit sees.
+_OPAQUE = 255
+#: Frames or pages decoded to check that each can be read (and handed to the hidden-content attack).
+_SCANNED_FRAMES = 8
 
 
 #: EXIF tags that name a person or a device (IFD0 and the Exif IFD): tag -> what it is.
@@ -209,11 +223,23 @@ _XMP_MARKERS = {
     "Iptc4xmpExt:PersonInImage": "an XMP person name",
     "mwg-rs:Name": "an XMP face region name",
 }
+_XMP_PREVIEW = re.compile(r"<xmpGImg:image>([A-Za-z0-9+/=\s&#;x]+)</xmpGImg:image>")
+#: Keys of `Image.info` / PNG text that hold EXIF or XMP (inspected as such, not as free text).
+_METADATA_KEYS = frozenset({"exif", "xmp", "XML:com.adobe.xmp", "icc_profile", "Raw profile type exif", "Raw profile type APP1"})
 
 
-#: The PNG chunk types that can carry EXIF or XMP (eXIf, and text chunks: "Raw profile type exif",
-#: "XML:com.adobe.xmp"). A PNG whose bytes hold none of these names carries neither.
+#: The PNG chunk types that can carry EXIF, XMP or text (eXIf, and text chunks: "Raw profile type exif",
+#: "XML:com.adobe.xmp", comments). A PNG whose bytes hold none of these names carries none of them.
 _PNG_METADATA_CHUNKS = (b"eXIf", b"tEXt", b"zTXt", b"iTXt")
+
+#: Text that may hold an image: a data: URI, a run of base64 (line breaks allowed), or a run of hex digits.
+_DATA_URI = re.compile(r"data:[^,;\s]*(?:;[^,;\s]*)*;base64,([A-Za-z0-9+/=_\-\s]+)", re.IGNORECASE)
+_BASE64_RUN = re.compile(r"(?:[A-Za-z0-9+/_\-]{4}\s*){16,}(?:[A-Za-z0-9+/_\-]{2}==|[A-Za-z0-9+/_\-]{3}=)?")
+_HEX_RUN = re.compile(r"(?:[0-9A-Fa-f]{2}\s*){64,}")
+#: Signatures of the image formats Pillow reads, searched for in raw bytes held by text.
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"RIFF", b"II*\x00", b"MM\x00*")
+#: Embedded images smaller than this on a side are not faces to audit (and not counted as images).
+_MIN_EMBEDDED_SIDE = 8
 
 
 def _xmp_text(image: Image.Image) -> str:
@@ -221,14 +247,63 @@ def _xmp_text(image: Image.Image) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
-def _identifying_metadata(exif: Image.Exif, xmp: str) -> list[str]:
+def _checked_xmp(image: Image.Image) -> str:
+    """The XMP packet as text, after checking that it is well-formed XML (a packet that does not parse
+    cannot be searched reliably). Entity and DOCTYPE declarations are refused, never expanded.
+
+    Raises:
+        ValueError: the packet is not well-formed XML or declares a DOCTYPE or entities.
+    """
+    from xml.parsers import expat
+
+    text = _xmp_text(image)
+    if not text.strip(" \t\r\n\x00"):
+        return text
+
+    def refuse(*_: object) -> None:
+        raise ValueError("the XMP packet declares a DOCTYPE or entities")
+
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    try:
+        parser.Parse(text.strip(" \t\r\n\x00"), True)
+    except expat.ExpatError as error:
+        raise ValueError(f"the XMP packet is not well-formed XML ({error})") from error
+    return text
+
+
+def _checked_exif(image: Image.Image) -> tuple[Image.Exif, dict[int, dict[int, Any]]]:
+    """The EXIF block and its IFDs (IFD1: the thumbnail, Exif, GPS), read with every warning of Pillow's
+    parser treated as a failure (Pillow skips a corrupt entry or IFD with a warning: what it skipped was
+    not inspected).
+
+    Raises:
+        ValueError: the block is not a TIFF structure, or Pillow reported it corrupt.
+    """
+    raw = image.info.get("exif")
+    if isinstance(raw, bytes) and raw:
+        body = raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+        if body and body[:4] not in (b"II*\x00", b"MM\x00*"):
+            raise ValueError("the EXIF block does not start with a TIFF header")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exif = image.getexif()
+        ifds: dict[int, dict[int, Any]] = {int(ifd): dict(exif.get_ifd(ifd).items()) for ifd in (ExifTags.IFD.IFD1, ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)}
+    problems = [str(item.message).strip() for item in caught if any(word in str(item.message).lower() for word in ("exif", "corrupt", "truncated"))]
+    if problems:
+        raise ValueError(f"the EXIF block is corrupt ({problems[0]})")
+    return exif, ifds
+
+
+def _identifying_metadata(exif: Image.Exif, ifds: dict[int, dict[int, Any]], xmp: str) -> list[str]:
     """Metadata that identifies the person or the place (GPS position, owner, serial numbers, XMP
     previews, names and places): each published with the file, whatever its pixels show."""
     found = []
-    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps = ifds.get(ExifTags.IFD.GPSInfo, {})
     if gps.get(2) or gps.get(4):  # GPSLatitude / GPSLongitude
         found.append("EXIF GPS coordinates")
-    tags = {**dict(exif.items()), **dict(exif.get_ifd(ExifTags.IFD.Exif).items())}
+    tags = {**dict(exif.items()), **ifds.get(ExifTags.IFD.Exif, {})}
     named = [what for tag, what in _IDENTIFYING_TAGS.items() if str(tags.get(tag, "")).strip(" \x00")]
     if named:
         found.append("EXIF " + ", ".join(named))
@@ -236,82 +311,243 @@ def _identifying_metadata(exif: Image.Exif, xmp: str) -> list[str]:
     return found
 
 
+def _decoded(data: bytes, where: str | None = None) -> np.ndarray | None:
+    """An embedded image's pixels as RGB uint8, or None when `data` is not an image (or one too small to
+    show a face).
+
+    Args:
+        where: for an image found in text, where: then an image Pillow recognises but cannot decode (damaged,
+            too large) raises instead of counting as "no image".
+
+    Raises:
+        ValueError: with `where`, the bytes open as an image that cannot be decoded.
+    """
+    try:
+        inner = Image.open(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - not an image at all
+        return None
+    try:
+        with inner:
+            pixels = np.asarray(inner.convert("RGB"), dtype=np.uint8)
+    except Exception as error:  # noqa: BLE001 - an image that cannot be decoded
+        if where is not None and min(inner.size) >= _MIN_EMBEDDED_SIDE:
+            raise ValueError(f"the {inner.format} image in {where} cannot be decoded ({type(error).__name__})") from error
+        return None
+    return pixels if min(pixels.shape[:2]) >= _MIN_EMBEDDED_SIDE else None
+
+
+def _candidates(text: str) -> list[bytes]:
+    """Byte strings a text value may hold an image as: data: URIs, base64 and hex runs, and the raw bytes
+    themselves (a text chunk read as Latin-1 holds any bytes) from each image signature on."""
+    import base64
+    import binascii
+
+    found: list[bytes] = []
+    for match in [*_DATA_URI.finditer(text), *_BASE64_RUN.finditer(text)]:
+        encoded = re.sub(r"\s", "", match.group(1) if match.re is _DATA_URI else match.group(0))
+        try:
+            found.append(base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_" if re.search(r"[-_]", encoded) else None))
+        except (binascii.Error, ValueError):
+            continue
+    for match in _HEX_RUN.finditer(text):
+        try:
+            found.append(bytes.fromhex(re.sub(r"\s", "", match.group(0))))
+        except ValueError:
+            continue
+    raw = text.encode("latin-1", "replace")
+    for signature in _IMAGE_SIGNATURES:
+        start = raw.find(signature)
+        if start >= 0:
+            found.append(raw[start:])
+    return found
+
+
+def _text_values(image: Image.Image, xmp: str) -> list[tuple[str, str]]:
+    """(where, text) of every free-text value the file carries: PNG text chunks (tEXt, zTXt, iTXt, read in
+    full, including those after the pixel data), comments (JPEG COM, GIF), and the XMP packet outside its
+    preview element (inspected as such)."""
+    values: dict[object, object] = {key: value for key, value in image.info.items()}
+    if image.format == "PNG":
+        values.update(getattr(image, "text", {}))  # loads the image: text chunks after IDAT are read too
+    found = []
+    for key, value in values.items():
+        if not isinstance(key, str) or key in _METADATA_KEYS or not isinstance(value, (str, bytes)):
+            continue
+        text = value.decode("latin-1") if isinstance(value, bytes) else value
+        if len(text) >= 16:
+            found.append((f"text '{key}'", text))
+    rest = _XMP_PREVIEW.sub("", xmp)
+    if len(rest) >= 16:
+        found.append(("the XMP packet", rest))
+    return found
+
+
+def _embedded_images(image: Image.Image, xmp: str) -> list[tuple[str, np.ndarray]]:
+    """Images a file carries as text (base64, hex or raw bytes in a PNG text chunk, a comment or the XMP
+    packet, data: URIs included), each with where it was found."""
+    found = []
+    for where, text in _text_values(image, xmp):
+        for candidate in _candidates(text):
+            pixels = _decoded(candidate, where)
+            if pixels is not None:
+                found.append((where, pixels))
+                break
+    return found
+
+
+def _non_opaque(image: Image.Image) -> tuple[int, np.ndarray] | None:
+    """(how many pixels, the full RGB) when pixels that are not fully opaque (alpha < 255) hide content
+    (their colour is not a flat fill): the composite the audit sees mixes that colour with the background,
+    while the file publishes it whole; None otherwise."""
+    if image.mode not in ("RGBA", "LA", "PA", "La", "RGBa") and "transparency" not in image.info:
+        return None
+    rgba = np.asarray(image.convert("RGBA"))
+    hidden = rgba[..., 3] < _OPAQUE
+    if not hidden.any() or float(rgba[..., :3][hidden].astype(np.float32).std(axis=0).max()) <= _HIDDEN_SPREAD:
+        return None
+    return int(hidden.sum()), np.ascontiguousarray(rgba[..., :3])
+
+
+def _scan_frames(image: Image.Image, count: int) -> None:
+    """Decode frames 2 to `_SCANNED_FRAMES` of a file of `count` frames (a page that cannot be decoded
+    raises); the image is left on its first frame.
+
+    Raises:
+        Exception: whatever Pillow raises for a frame it cannot read.
+    """
+    try:
+        for index in range(1, min(count, _SCANNED_FRAMES)):
+            image.seek(index)
+            image.load()
+    finally:
+        if count > 1:
+            image.seek(0)
+
+
+def _could_not(what: str, error: BaseException) -> str:
+    detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+    return f"could not inspect {what} ({detail}): it may carry content the audit did not see"
+
+
+def _tiff_pages(data: bytes) -> tuple[str, ...]:
+    """What a TIFF that Pillow cannot open carries besides its first page (tifffile reads it for the audit)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            pages = len(tiff.pages)
+            sub_ifds = any(getattr(page, "tags", {}).get(330) is not None for page in tiff.pages)  # SubIFDs: reduced-resolution images
+    except Exception as error:  # noqa: BLE001 - any parser failure: not inspected
+        return (_could_not("the TIFF's pages", error),)
+    found = [f"{pages} frames or pages (only the first is audited)"] if pages > 1 else []
+    return tuple(found + (["a TIFF sub-image (SubIFDs)"] if sub_ifds else []))
+
+
 def hidden_content(path: Path, data: bytes | None = None) -> tuple[str, ...]:
     """What an image file carries besides the pixels the audit sees (its first frame, composited), and
     metadata that identifies the person or the place.
 
     A redaction tool that blurs the visible face but keeps the camera's EXIF thumbnail, a second TIFF page
-    or animation frame, or the face under fully transparent pixels, publishes the face: each is reported.
-    Unreadable files return () (they are reported as unreadable by `load_image`). `data`: the file's
-    bytes when the caller has read them already.
+    or animation frame, an image in a text chunk or comment, or the face under transparent or translucent
+    pixels, publishes the face: each is reported. Fail closed: a part that cannot be parsed (its frames or
+    pages, its EXIF block, its XMP packet, its text) is reported as "could not inspect ...", never taken for
+    "nothing found". A file whose visible pixels do not decode returns () (the pass reports it unreadable,
+    and its faces without a result block a PASS). `data`: the file's bytes when the caller has read them.
     """
-    found: list[str] = []
     try:
         data = path.read_bytes() if data is None else data
-        with Image.open(io.BytesIO(data)) as image:
+        image = Image.open(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - not an image Pillow opens
+        return _unreadable(path, data)
+    found: list[str] = []
+    with image:
+        try:
             frames = int(getattr(image, "n_frames", 1) or 1)
             if frames > 1:
                 found.append(f"{frames} frames or pages (only the first is audited)")
-            if image.format == "PNG" and not any(chunk in data for chunk in _PNG_METADATA_CHUNKS):
-                exif, xmp = Image.Exif(), ""  # nothing to find, and Pillow would decode every pixel to look past IDAT
-            else:
-                exif = image.getexif()
-                xmp = _xmp_text(image)
-            thumbnail = exif.get_ifd(ExifTags.IFD.IFD1)
+            _scan_frames(image, frames)
+        except Exception as error:  # noqa: BLE001
+            found.append(_could_not("its frames or pages", error))
+        exif, xmp = Image.Exif(), ""
+        ifds: dict[int, dict[int, Any]] = {}
+        if image.format != "PNG" or any(chunk in data for chunk in _PNG_METADATA_CHUNKS):  # else Pillow would decode every pixel to look past IDAT
+            try:
+                exif, ifds = _checked_exif(image)
+            except Exception as error:  # noqa: BLE001
+                found.append(_could_not("its EXIF block", error))
+            try:
+                xmp = _checked_xmp(image)
+            except Exception as error:  # noqa: BLE001
+                found.append(_could_not("its XMP packet", error))
+            thumbnail = ifds.get(ExifTags.IFD.IFD1, {})
             if thumbnail.get(0x0201) or thumbnail.get(0x0111):  # JPEGInterchangeFormat / StripOffsets of IFD1
                 found.append("an EXIF thumbnail image")
-            found += _identifying_metadata(exif, xmp)
-            if image.mode in ("RGBA", "LA", "PA", "La") or "transparency" in image.info:
-                rgba = np.asarray(image.convert("RGBA"))
-                transparent = rgba[..., 3] == 0
-                if transparent.any() and float(rgba[..., :3][transparent].astype(np.float32).std(axis=0).max()) > _HIDDEN_SPREAD:
-                    found.append(f"image content under {int(transparent.sum())} fully transparent pixels")
-    except Exception:  # noqa: BLE001 - an unreadable file is reported by load_image
-        return ()
+            found += _identifying_metadata(exif, ifds, xmp)
+            try:
+                found += [f"an image embedded in {where}" for where, _ in _embedded_images(image, xmp)]
+            except Exception as error:  # noqa: BLE001
+                found.append(_could_not("its text chunks or comments", error))
+        try:
+            hidden = _non_opaque(image)
+            if hidden is not None:
+                found.append(f"image content under {hidden[0]} transparent or translucent pixels (alpha < {_OPAQUE})")
+        except Exception as error:  # noqa: BLE001
+            found.append(_could_not("its transparency", error))
+        if any(item.startswith("could not inspect") for item in found):
+            try:  # a part failed: is it only that part, or does the visible image itself not decode?
+                image.seek(0)
+                image.load()
+            except Exception:  # noqa: BLE001
+                return _unreadable(path, data)
     return tuple(found)
+
+
+def _unreadable(path: Path, data: bytes | None) -> tuple[str, ...]:
+    """`hidden_content` of a file whose visible pixels Pillow cannot decode: () (the pass reports it as
+    unreadable, and its faces without a result block a PASS already), except a TIFF, which `load_image`
+    reads with tifffile: its pages are inspected with that."""
+    return _tiff_pages(data) if data is not None and path.suffix.lower() in (".tif", ".tiff") else ()
 
 
 def hidden_images(path: Path) -> list[tuple[str, np.ndarray]]:
     """The images a file carries besides its visible first frame, as RGB uint8 (what an attacker who
-    opens the file gets for free), in this order: the EXIF thumbnail, an XMP preview, the colour under
-    fully transparent pixels, the other frames or pages. Unreadable parts are left out (never raised):
-    `hidden_content` reports them all the same."""
+    opens the file gets for free), in this order: the EXIF thumbnail, an XMP preview, images embedded in
+    text (PNG text chunks, comments, data: URIs), the full colour under non-opaque pixels (alpha ignored),
+    the other frames or pages. Unreadable parts are left out (never raised): `hidden_content` reports them
+    as "could not inspect"."""
     import base64
-    import re
 
     found: list[tuple[str, np.ndarray]] = []
-
-    def decoded(data: bytes) -> np.ndarray | None:
-        try:
-            with Image.open(io.BytesIO(data)) as inner:
-                return np.asarray(inner.convert("RGB"), dtype=np.uint8)
-        except Exception:  # noqa: BLE001 - a damaged embedded image is not an image to audit
-            return None
-
     try:
         with Image.open(path) as image:
             raw = image.info.get("exif") or b""
             base = 6 if raw.startswith(b"Exif\x00\x00") else 0
-            ifd1 = image.getexif().get_ifd(ExifTags.IFD.IFD1)
+            try:
+                ifd1 = image.getexif().get_ifd(ExifTags.IFD.IFD1)
+            except Exception:  # noqa: BLE001 - reported by hidden_content
+                ifd1 = {}
             offset, length = ifd1.get(0x0201), ifd1.get(0x0202)
-            if raw and offset and length and (thumb := decoded(raw[base + int(offset) : base + int(offset) + int(length)])) is not None:
+            if raw and offset and length and (thumb := _decoded(raw[base + int(offset) : base + int(offset) + int(length)])) is not None:
                 found.append(("exif_thumbnail", thumb))
-            for encoded in re.findall(r"<xmpGImg:image>([A-Za-z0-9+/=\s&#;x]+)</xmpGImg:image>", _xmp_text(image)):
+            xmp = _xmp_text(image)
+            for encoded in _XMP_PREVIEW.findall(xmp):
                 try:
-                    preview = decoded(base64.b64decode(re.sub(r"&#xA;|\s", "", encoded)))
+                    preview = _decoded(base64.b64decode(re.sub(r"&#xA;|\s", "", encoded)))
                 except ValueError:
                     preview = None
                 if preview is not None:
                     found.append(("xmp_preview", preview))
                     break
-            if image.mode in ("RGBA", "LA", "PA", "La") or "transparency" in image.info:
-                rgba = np.asarray(image.convert("RGBA"))
-                transparent = rgba[..., 3] == 0
-                if transparent.any() and float(rgba[..., :3][transparent].astype(np.float32).std(axis=0).max()) > _HIDDEN_SPREAD:
-                    found.append(("under_transparency", np.ascontiguousarray(rgba[..., :3])))
-            for index in range(1, min(int(getattr(image, "n_frames", 1) or 1), 8)):
+            try:
+                found += [("embedded_in_text", pixels) for _, pixels in _embedded_images(image, xmp)]
+            except Exception:  # noqa: BLE001 - reported by hidden_content
+                pass
+            hidden = _non_opaque(image)
+            if hidden is not None:
+                found.append(("under_transparency", hidden[1]))
+            for index in range(1, min(int(getattr(image, "n_frames", 1) or 1), _SCANNED_FRAMES)):
                 image.seek(index)
                 found.append((f"frame_{index + 1}", np.asarray(image.convert("RGB"), dtype=np.uint8)))
-    except Exception:  # noqa: BLE001 - an unreadable file is reported by load_image
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by load_image, an unreadable part by hidden_content
         return found
     return found

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from redteam.core.atomic import write_atomically
+from redteam.core.text import printable
 
 LOG_NAME = "redteam.log"
 #: Library loggers that install their own console handlers (captured like the root logger).
@@ -73,9 +74,11 @@ class RunLog:
                     logger.handlers, logger.propagate = handlers, propagate
 
     def write(self, out: Path) -> Path:
-        """OUT/redteam.log: the log lines, then each distinct warning with its count."""
-        text = "\n".join(self.lines) + "\n"
+        """OUT/redteam.log: the log lines, then each distinct warning with its count; every line shown with
+        its control characters escaped (`redteam.core.text.printable`: a name from the inputs can neither
+        forge a line nor act on the terminal that shows the log)."""
+        text = "\n".join(printable(line) for line in self.lines) + "\n"
         if self.warnings:
             text += f"\nLibrary warnings during the run ({sum(self.warnings.values())}, {len(self.warnings)} distinct):\n"
-            text += "".join(f"- {message}" + (f" (x{count})" if count > 1 else "") + "\n" for message, count in self.warnings.most_common())
+            text += "".join(f"- {printable(message)}" + (f" (x{count})" if count > 1 else "") + "\n" for message, count in self.warnings.most_common())
         return write_atomically(out / LOG_NAME, lambda path: path.write_text(text, encoding="utf-8"))

@@ -46,6 +46,15 @@ def default_store_path(cache_dir: Path | None = None) -> Path:
     return Path(env).expanduser() if env else (cache_dir or default_cache_dir()) / "runs.sqlite"
 
 
+def open_store(path: Path | None, cache_dir: Path | None = None) -> RunStore:
+    """The run store of a command: `path` (--store), else $REDTEAM_STORE, else runs.sqlite in the cache;
+    errors name where the path came from."""
+    if path is not None:
+        return RunStore(path, "from --store")
+    origin = "from REDTEAM_STORE" if os.environ.get("REDTEAM_STORE") else "the default, in the cache folder"
+    return RunStore(default_store_path(cache_dir), origin)
+
+
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -115,11 +124,55 @@ def run_record(result: AuditResult, finished_at: datetime | None = None) -> RunR
     return RunRecord(run_id, finished.isoformat(), inputs_hash, _digest(policy), _digest(config), result.overall.value, int(result.exit_code), record)
 
 
-class RunStore:
-    """The SQLite file of runs (WAL: concurrent audits can record into one store)."""
+#: The columns of the runs table, in order (a table with others is not a run store of this version).
+COLUMNS = ("run_id", "finished_at", "inputs_hash", "policy_hash", "config_hash", "overall", "exit_code", "record")
 
-    def __init__(self, path: Path) -> None:
+
+class RunStore:
+    """The SQLite file of runs (WAL: concurrent audits can record into one store).
+
+    Attributes:
+        origin: where the path came from, named in errors (e.g. "from REDTEAM_STORE").
+    """
+
+    def __init__(self, path: Path, origin: str = "") -> None:
         self.path = path
+        self.origin = origin
+
+    def _named(self) -> str:
+        return f"run store {self.path}" + (f" ({self.origin})" if self.origin else "")
+
+    def check(self) -> None:
+        """Check, before an audit, that its record can be kept here: an existing store must be a readable
+        run store, a new one must be creatable. Nothing is created or written. An audit whose record could
+        not be kept would end in an error after its reports said otherwise.
+
+        Raises:
+            InputError: the path is a folder, a file that is not a run store, or lies where no file can be made.
+        """
+        fix = "give --store a path to a run store file (or set REDTEAM_STORE to one), or move the file away"
+        if self.path.is_dir():
+            raise InputError(f"{self._named()} is a folder, not a store file", fix=fix)
+        if not self.path.exists():
+            parent = self.path.parent
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+                raise InputError(f"{self._named()} cannot be created in {parent}", fix=fix)
+            return
+        try:
+            connection = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as error:
+            raise InputError(f"{self._named()} cannot be opened ({error})", fix=fix) from error
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            columns = tuple(row[1] for row in connection.execute("PRAGMA table_info(runs)")) if "runs" in tables else COLUMNS
+        except sqlite3.DatabaseError as error:
+            raise InputError(f"{self._named()} is not a readable run store ({error})", fix=fix) from error
+        finally:
+            connection.close()
+        if columns != COLUMNS:
+            raise InputError(f"{self._named()} has a 'runs' table that is not a run store's ({', '.join(columns)})", fix=fix)
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -127,14 +180,14 @@ class RunStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         except (OSError, sqlite3.Error) as error:
-            raise InputError(f"run store {self.path} cannot be opened ({error})", fix="give a writable --store PATH (or REDTEAM_STORE)") from error
+            raise InputError(f"{self._named()} cannot be opened ({error})", fix="give a writable --store PATH (or REDTEAM_STORE)") from error
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA busy_timeout=60000")
             connection.execute(SCHEMA)
             yield connection
         except sqlite3.DatabaseError as error:
-            raise InputError(f"run store {self.path} is not a readable store ({error})", fix="give another --store PATH") from error
+            raise InputError(f"{self._named()} is not a readable store ({error})", fix="give another --store PATH (or REDTEAM_STORE)") from error
         finally:
             connection.close()
 

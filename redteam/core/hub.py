@@ -66,25 +66,65 @@ def _quiet_diffusers() -> Iterator[None]:
         diffusers_logging.set_verbosity(level)
 
 
+def hub_cache() -> Path:
+    """The hub cache folder, as huggingface_hub resolves it now: HF_HUB_CACHE, else HF_HOME/hub, else
+    $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or str(Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def local_snapshot(repository: str) -> Path | None:
+    """The snapshot folder of a hub repository in the local hub cache (`refs/main` -> `snapshots/<commit>`),
+    or None: read from the cache's layout on disk, without calling huggingface_hub or diffusers, so nothing
+    can try the network (their lookups, even with `local_files_only`, go through `hf_hub_download`)."""
+    folder = hub_cache() / f"models--{repository.replace('/', '--')}"
+    try:
+        commit = (folder / "refs" / "main").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    snapshot = folder / "snapshots" / commit
+    return snapshot if commit and "/" not in commit and snapshot.is_dir() else None
+
+
+def _source(model: str) -> str:
+    """What to load `model` from: a local folder as given; a hub id offline (during an audit) as its local
+    snapshot folder, so that no hub client call is made at all.
+
+    Raises:
+        FileNotFoundError: offline, and the hub id is not in the local hub cache.
+    """
+    if Path(model).is_dir() or not _offline():
+        return model
+    snapshot = local_snapshot(model)
+    if snapshot is None:
+        raise FileNotFoundError(f"{model} is not in the local hub cache {hub_cache()}")
+    return str(snapshot)
+
+
 def _build(kind: PipelineKind, model: str) -> Any:
-    """Load one model of `kind` (no caching, no device placement); `model` may be a catalog name."""
+    """Load one model of `kind` (no caching, no device placement); `model` may be a catalog name. Offline
+    (during an audit) a hub id is read from its local snapshot folder: neither diffusers nor deepinv is
+    handed a hub id, so neither calls `hf_hub_download`."""
     from redteam.core.weights import hub_id
 
     model = hub_id(model)
     if kind == "prior":
         from deepinv.models import DiffusersDenoiserWrapper
 
-        folder = model
-        if not Path(model).is_dir():  # a hub id: the wrapper cannot be told to stay offline, so resolve it first
+        folder = _source(model)
+        if not Path(folder).is_dir():  # online, a hub id: the wrapper cannot be told where to look, so fetch it first
             from huggingface_hub import snapshot_download
 
-            folder = snapshot_download(model, local_files_only=_offline())
+            folder = snapshot_download(model)
         return DiffusersDenoiserWrapper(mode_id=folder, device="cpu").eval()
+    source = _source(model)
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, StableDiffusionUpscalePipeline
 
     factory = {"inpaint": AutoPipelineForInpainting, "img2img": AutoPipelineForImage2Image, "upscale": StableDiffusionUpscalePipeline}[kind]
     options = {} if kind == "upscale" else {"safety_checker": None, "requires_safety_checker": False}
-    pipeline = factory.from_pretrained(model, local_files_only=_offline(), **options)
+    pipeline = factory.from_pretrained(source, local_files_only=_offline(), **options)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
@@ -167,12 +207,12 @@ def folder_digest(folder: Path) -> str:
 
 def model_provenance(model: str) -> dict[str, str]:
     """Which diffusion model exactly: a local folder as given, or a hub id with its cached snapshot commit."""
-    from redteam.core.weights import cached_snapshot, hub_id
+    from redteam.core.weights import hub_id
 
     resolved = hub_id(model)
     if Path(resolved).is_dir():
         return {"model": str(Path(resolved).resolve()), "weights_sha256": folder_digest(Path(resolved))}
-    snapshot = cached_snapshot(resolved)  # None for a model not cached here (e.g. a test's injected one)
+    snapshot = local_snapshot(resolved)  # None for a model not cached here (e.g. a test's injected one)
     return {"model": resolved, "revision": snapshot.name if snapshot else "unknown (not in the local hub cache)"}
 
 

@@ -39,6 +39,28 @@ def ensure_writable_dir(path: Path, role: str, fix: str) -> Path:
     return path
 
 
+def check_creatable_dir(path: Path, role: str, fix: str) -> Path:
+    """Check, creating nothing, that `path` is a folder that exists or can be made and written: used before
+    a run whose output must not appear when the run stops early (a usage or input error).
+
+    Raises:
+        UsageError: `path` is an existing file.
+        InputError: a parent is a file, or the nearest existing folder cannot be written (as `ensure_writable_dir`).
+    """
+    from redteam.core.errors import InputError, UsageError
+
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{role} {path} is an existing file, not a folder", fix=fix)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{role} {path} cannot be written (a parent is a file)", fix=fix)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{role} {path} cannot be written (permission denied in {existing})", fix=fix)
+    return path
+
+
 def ensure_writable_file(path: Path, role: str, fix: str) -> Path:
     """Check that `path` can be written as a file: not an existing folder, in a folder that can be written
     (created if needed), before any work is done for it.

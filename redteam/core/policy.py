@@ -3,6 +3,7 @@ must be. See README "The policy file" for the meaning of each default number."""
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -39,6 +40,7 @@ KNOWN_KEYS = {
     "required_tiers",
     "required_tiers_if_declared",
     "required_attacks",
+    "keep_implausible_faces",
     "limits",
 }
 
@@ -57,6 +59,8 @@ class Policy:
         required_attacks: attacks that must have run on every face of a method for it to PASS.
         default_limits: (metric, maximum rate) pairs for every tier without its own `[limits.<tier>]`
             table (`[limits.default]`); empty when the policy has none.
+        keep_implausible_faces: audit detections that `redteam.plausibility` rejects as not faces (a
+            shoulder, a hand) instead of listing and skipping them.
         source: the file it came from, or "built-in:<name>".
     """
 
@@ -73,6 +77,7 @@ class Policy:
     required_tiers_if_declared: tuple[str, ...] = ()
     required_attacks: tuple[str, ...] = ()
     default_limits: tuple[tuple[str, float], ...] = ()
+    keep_implausible_faces: bool = False
 
     def limits_for(self, tier: str) -> dict[str, float] | None:
         """The limits that judge `tier`: its own table, else `[limits.default]` (without the metrics the
@@ -106,6 +111,7 @@ class Policy:
             "required_tiers": list(self.required_tiers),
             "required_tiers_if_declared": list(self.required_tiers_if_declared),
             "required_attacks": list(self.required_attacks),
+            "keep_implausible_faces": self.keep_implausible_faces,
             "limits": limits | ({DEFAULT_LIMITS: dict(self.default_limits)} if self.default_limits else {}),
         }
 
@@ -121,12 +127,40 @@ def _string_list(data: dict[str, Any], key: str, where: str, valid: tuple[str, .
     return tuple(value)
 
 
+#: The largest `min_samples` a policy may ask for: beyond it no audit could ever reach it (a typo, not a policy).
+MAX_MIN_SAMPLES = 1_000_000
+
+
+def _non_finite(value: object, key: str) -> str | None:
+    """The key (dotted, with list indices) of the first NaN or infinite number in `value`, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key
+    if isinstance(value, dict):
+        return next((found for k, v in value.items() if (found := _non_finite(v, f"{key}.{k}" if key else str(k))) is not None), None)
+    if isinstance(value, list):
+        return next((found for i, v in enumerate(value) if (found := _non_finite(v, f"{key}[{i}]")) is not None), None)
+    return None
+
+
 def parse_policy(data: dict[str, Any], source: str, known_recognizers: tuple[str, ...], known_attacks: tuple[str, ...] | None = None) -> Policy:
-    """Validate a policy mapping (a parsed TOML file)."""
+    """Validate a policy mapping (a parsed TOML file).
+
+    Every number must be finite and in range: `confidence` in [0.5, 1), `min_samples` an integer in
+    [1, MAX_MIN_SAMPLES], every limit a rate in [0, 1]; `name` and `description` are text.
+
+    Raises:
+        ConfigError: the first key that is unknown, of the wrong type or out of range, named with its fix.
+    """
     where = f"policy {source}"
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}", fix="valid keys: " + ", ".join(sorted(KNOWN_KEYS)))
+    bad = _non_finite(data, "")
+    if bad is not None:
+        raise ConfigError(f"{where}: '{bad}' is not a finite number (NaN or infinity)", fix="give a finite number (see README, The policy file)")
+    for key in ("name", "description"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{where}: '{key}' must be text, got {data[key]!r}", fix=f'{key} = "newsroom"')
     confidence = data.get("confidence", 0.95)
     if not isinstance(confidence, float) or not 0.5 <= confidence < 1.0:
         raise ConfigError(f"{where}: confidence must be a number in [0.5, 1), got {confidence!r}", fix="confidence = 0.95")
@@ -134,8 +168,13 @@ def parse_policy(data: dict[str, Any], source: str, known_recognizers: tuple[str
     if interval not in INTERVAL_METHODS:
         raise ConfigError(f"{where}: interval must be one of {', '.join(INTERVAL_METHODS)}, got {interval!r}", fix='interval = "wilson"')
     min_samples = data.get("min_samples", 30)
-    if not isinstance(min_samples, int) or isinstance(min_samples, bool) or min_samples < 1:
-        raise ConfigError(f"{where}: min_samples must be a positive integer, got {min_samples!r}", fix="min_samples = 30")
+    if not isinstance(min_samples, int) or isinstance(min_samples, bool) or not 1 <= min_samples <= MAX_MIN_SAMPLES:
+        raise ConfigError(
+            f"{where}: min_samples must be an integer from 1 to {MAX_MIN_SAMPLES:,} (no audit reaches more), got {min_samples!r}", fix="min_samples = 30"
+        )
+    keep_implausible = data.get("keep_implausible_faces", False)
+    if not isinstance(keep_implausible, bool):
+        raise ConfigError(f"{where}: keep_implausible_faces must be true or false, got {keep_implausible!r}", fix="keep_implausible_faces = false")
     tiers = TIER_NAMES
     raw_limits = data.get("limits", {})
     if not isinstance(raw_limits, dict) or not raw_limits:
@@ -176,6 +215,7 @@ def parse_policy(data: dict[str, Any], source: str, known_recognizers: tuple[str
         required_tiers_if_declared=_string_list(data, "required_tiers_if_declared", where, tiers),
         required_attacks=_string_list(data, "required_attacks", where, known_attacks),
         default_limits=tuple(default_limits),
+        keep_implausible_faces=keep_implausible,
     )
 
 

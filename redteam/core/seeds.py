@@ -8,10 +8,10 @@ import hashlib
 
 def image_seed(seed: int, rel: str) -> int:
     """The seed for one image: the same in `redteam anonymize` and in an on-the-fly audit."""
-    digest = hashlib.sha256(f"{seed}:anonymize:{rel}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}:anonymize:{rel}".encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 def derived_seed(seed: int, *parts: str) -> int:
     """A per-(method, attack, image) seed."""
-    return int.from_bytes(hashlib.sha256(":".join([str(seed), *parts]).encode()).digest()[:8], "little") & (2**63 - 1)
+    return int.from_bytes(hashlib.sha256(":".join([str(seed), *parts]).encode("utf-8", "surrogateescape")).digest()[:8], "little") & (2**63 - 1)

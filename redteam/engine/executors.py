@@ -107,7 +107,7 @@ def _build(spec: PassSpec) -> Pass:
             config=spec.config,
             policy=spec.policy,
             device=device,
-            cache=Cache(spec.config.cache_dir if spec.config.cache_dir is not None else default_cache_dir()),
+            cache=Cache(spec.config.cache_dir if spec.config.cache_dir is not None else default_cache_dir(), log=_warn),
             detector=FaceDetector(spec.config.detector, device=device),
             log=lambda message: None,
             progress=lambda stage, done, total: None,
@@ -118,6 +118,13 @@ def _build(spec: PassSpec) -> Pass:
         _built.clear()
         _built[key] = Pass(ctx, spec.inputs, models, works)
     return _built[key]
+
+
+def _warn(message: str) -> None:
+    """A worker's log line (a bad cache entry), returned to the run's log with the worker's warnings."""
+    import warnings
+
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 def process_chunk(spec: PassSpec, tasks: list[Task]) -> ChunkResult:

@@ -38,7 +38,7 @@ from redteam.engine.context import RunContext
 from redteam.engine.embedding import Embedder
 from redteam.engine.handles import ImageHandle, LazyCrops
 from redteam.engine.inputs import Inputs
-from redteam.engine.methods import Method, anonymized_path
+from redteam.engine.methods import UNREADABLE_FOLDER_FIX, Method, anonymized_path
 from redteam.engine.models import Models
 from redteam.images import hidden_images, load_image
 
@@ -299,6 +299,9 @@ class Pass:
         if path is None and source.folder is not None and rel in ctx.counterparts[source.folder].outside:
             ctx.issue("link_outside", rel, source.name, LINK_OUTSIDE, "skipped")
             return None, "link_outside"
+        if path is None and source.folder is not None and rel in ctx.counterparts[source.folder].unreadable:
+            ctx.issue("unreadable", rel, source.name, ctx.counterparts[source.folder].unreadable[rel], "skipped", UNREADABLE_FOLDER_FIX)
+            return None, "unreadable anonymized file"
         if path is None or not path.exists():
             ctx.issue("missing_counterpart", rel, source.name, "no anonymized file", "skipped")
             return None, "missing_counterpart"

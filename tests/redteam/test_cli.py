@@ -232,3 +232,158 @@ def test_attack_train_saves_a_checkpoint_with_its_record(tmp_path, sample_dir, h
     assert zero.returncode == 2 and "--minutes must be positive" in zero.stderr
     unknown = redteam("attack", "train", "--method", "smudge", "--faces", corpus)
     assert unknown.returncode == 3 and "smudge" in unknown.stderr  # a bad method spec is a configuration error
+
+
+# Issue 22 ------------------------------------------------------------------------------------------
+
+
+def test_an_unexpected_error_is_exit_5_naming_where_it_happened_never_aborted(tmp_path, monkeypatch):
+    """numpy's EOFError out of a command became click's "Aborted!" and exit 1, which reads as a verdict."""
+    import tempfile
+
+    import typer
+    from typer.testing import CliRunner
+
+    from redteam.cli import guarded
+
+    toy = typer.Typer()
+
+    @toy.command()
+    @guarded
+    def crash() -> None:
+        raise EOFError("No data left in file")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    done = CliRunner().invoke(toy, [])
+    assert done.exit_code == 5, done.output
+    assert "Aborted" not in done.output and "Traceback" not in done.output
+    assert "EOFError: No data left in file" in done.output and f"the traceback is in {tmp_path}" in done.output
+    (saved,) = tmp_path.glob("redteam-crash-*.txt")
+    assert "Traceback" in saved.read_text() and "EOFError" in saved.read_text()
+
+
+def _cli_without_torch(*args, env=None):
+    """The CLI in a process that reports, on exit, whether torch was imported."""
+    code = (
+        "import sys\nfrom redteam.cli import main\nsys.argv = ['redteam', *sys.argv[1:]]\n"
+        "try:\n    main()\nfinally:\n    print('torch imported' if 'torch' in sys.modules else 'torch not imported', file=sys.stderr)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["/nonexistent", "-m", "box"], 3, "originals folder /nonexistent does not exist"),
+        (["/nonexistent"], 3, "originals folder /nonexistent does not exist"),  # the missing folder first, not "no method"
+        ([], 2, "missing ORIGINALS"),
+        (["ORIGINALS"], 2, "no method to audit"),
+        (["ORIGINALS", "--anonymized", "b=/nowhere"], 3, "anonymized folder /nowhere for method 'b' does not exist"),
+        (["ORIGINALS", "--manifest", "/nowhere.csv"], 3, "manifest /nowhere.csv does not exist"),
+        (["ORIGINALS", "-m", "b=box", "--gallery", "/nowhere"], 3, "gallery folder /nowhere does not exist"),
+    ],
+)
+def test_usage_errors_are_named_before_anything_loads_and_create_nothing(originals, tmp_path, args, code, message):
+    """`audit /nonexistent -m box --out x` took 10 s (models loaded, two warnings), said "no method to
+    audit" without a method, and left an empty x behind."""
+    out = tmp_path / "x"
+    done = _cli_without_torch("audit", *[originals if arg == "ORIGINALS" else arg for arg in args], "--out", out)
+    assert done.returncode == code, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr and "unavailable" not in done.stderr
+    assert "torch not imported" in done.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["corrupt-file", "folder-from-env"])
+def test_a_bad_run_store_is_refused_before_the_audit_and_no_report_says_otherwise(originals, tmp_path, cache_dir, where):
+    """A store that is not SQLite (or REDTEAM_STORE naming a folder) let the audit write summary.json, JUnit
+    and SARIF saying PASS with exit_code 0, then exit 3."""
+    env = dict(os.environ)
+    if where == "corrupt-file":
+        store = tmp_path / "runs.sqlite"
+        store.write_text("this is not a database " * 20)
+        extra = ["--store", store]
+    else:
+        (tmp_path / "stores").mkdir()
+        env["REDTEAM_STORE"] = str(tmp_path / "stores")
+        extra = []
+    policy = write_policy(tmp_path / "p.toml", PASSABLE.format(extra=""))
+    done = subprocess.run(
+        [sys.executable, "-m", "redteam", "audit", originals, "--out", tmp_path / "report", "--cache-dir", cache_dir, "-m", "box:margin=0.6"]
+        + ["--policy", policy, "--attack", "none", "-r", "dlib", *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "run store" in done.stderr and ("REDTEAM_STORE" in done.stderr if where == "folder-from-env" else "not a readable run store" in done.stderr)
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_manifest_needs_no_originals_argument(originals, tmp_path, cache_dir):
+    """The README says --manifest is "instead of folders": ORIGINALS is the folder its originals share."""
+    import numpy as np
+    from PIL import Image
+
+    lines = ["original,anonymized,method"]
+    for path in sorted(originals.rglob("*.jpg")):
+        rel = path.relative_to(originals)
+        target = tmp_path / "anon" / rel.with_suffix(".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros_like(np.asarray(Image.open(path).convert("RGB")))).save(target)  # everything blacked out
+        lines.append(f"../originals/{rel.as_posix()},../anon/{rel.with_suffix('.png').as_posix()},black")
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "pairs.csv").write_text("\n".join(lines) + "\n")
+    policy = write_policy(tmp_path / "p.toml", PASSABLE.format(extra=""))
+    done = redteam(
+        "audit",
+        "--manifest",
+        tmp_path / "lists" / "pairs.csv",
+        "--out",
+        tmp_path / "report",
+        "--cache-dir",
+        cache_dir,
+        "--policy",
+        policy,
+        "--attack",
+        "none",
+        "-r",
+        "dlib",
+        "--no-identify",
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["config"]["originals"] == str(originals.resolve()) and summary["sample"]["faces"] == 5
+    assert summary["methods"][0]["method"] == "black" and summary["methods"][0]["verdict"] == "PASS"
+
+
+def test_hostile_file_and_method_names_reach_no_output_raw(originals, tmp_path, cache_dir):
+    """A name that is not UTF-8 crashed the audit (exit 5) after half its reports were written; ANSI
+    sequences and control characters reached the terminal and made report.junit.xml invalid XML."""
+    import xml.etree.ElementTree as ElementTree
+
+    hostile = "evil\x1b[31mred\x07bell\rcr\nnl\x85nel"
+    from PIL import Image
+
+    face = Image.open(originals / "joe_biden" / "biden.jpg")
+    face.save(originals / f"{hostile}.jpg", quality=90)  # other bytes than the original: not a duplicate
+    face.save(os.fsencode(originals) + b"/b\xffad.jpg", quality=85, format="JPEG")
+    policy = write_policy(tmp_path / "p.toml", PASSABLE.format(extra=""))
+    done = subprocess.run(
+        [sys.executable, "-m", "redteam", "audit", originals, "--out", tmp_path / "report", "--cache-dir", cache_dir]
+        + ["--method", f"{hostile}=box:margin=0.6", "--policy", policy, "--attack", "none", "-r", "dlib"],
+        capture_output=True,
+        env=dict(os.environ, COLUMNS="200"),
+        timeout=600,
+    )
+    stdout, stderr = done.stdout.decode("utf-8"), done.stderr.decode("utf-8")
+    assert done.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    for text in (stdout, stderr, (tmp_path / "report" / "redteam.log").read_text(encoding="utf-8")):
+        assert not any(character in text for character in ("\x1b", "\x07", "\r", "\x85"))
+    assert "evil\\x1b[31mred\\x07bell\\rcr\\nnl\\x85nel" in stdout  # the method, shown with its escapes
+    ElementTree.parse(tmp_path / "report" / "report.junit.xml")
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert {"b\\xffad.jpg", f"{hostile}.jpg"} <= set(summary["input_hashes"])
+    assert "b\\\\xffad.jpg" in (tmp_path / "report" / "report.md").read_text(encoding="utf-8")

@@ -178,3 +178,89 @@ def test_links_leaving_the_folder_are_listed_not_followed_and_loops_end(tmp_path
     (root / "a" / "up").symlink_to(root, target_is_directory=True)
     dataset = discover_images(root, role="originals")
     assert [e.rel for e in dataset.entries] == ["a/1.jpg", "a/inside.jpg"] and dataset.outside == ("leak.jpg",)
+
+
+# Issue 22 ------------------------------------------------------------------------------------------
+
+
+def _refuse_listing(monkeypatch, folder):
+    """Listing `folder` fails as it does without read permission (tests run as root, where chmod does not)."""
+    real_scandir, real_iterdir = os.scandir, type(folder).iterdir
+
+    def scandir(path="."):
+        if os.fspath(path) == os.fspath(folder):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    def iterdir(self):
+        if self == folder:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(type(folder), "iterdir", iterdir)
+
+
+def test_an_unreadable_folder_of_originals_is_an_error_naming_it(tmp_path, monkeypatch):
+    touch(tmp_path / "orig" / "alice" / "1.jpg")
+    touch(tmp_path / "orig" / "bob" / "1.jpg")
+    _refuse_listing(monkeypatch, tmp_path / "orig" / "bob")
+    with pytest.raises(InputError, match="originals folder .*bob cannot be read \\(Permission denied\\)") as error:
+        discover_images(tmp_path / "orig", role="originals")  # its images would silently be left out of the audit
+    assert "chmod" in error.value.fix
+    unreadable = []
+    assert [e.rel for e in discover_images(tmp_path / "orig", role="anonymized", unreadable=unreadable).entries] == ["alice/1.jpg"]
+    assert unreadable == [("bob", "Permission denied")]
+
+
+def test_an_unreadable_anonymized_folder_leaves_its_originals_unmatched_with_the_reason(tmp_path, monkeypatch):
+    touch(tmp_path / "anon" / "alice" / "1.png")
+    touch(tmp_path / "anon" / "bob" / "1.png")
+    _refuse_listing(monkeypatch, tmp_path / "anon" / "bob")
+    counterparts = Counterparts(tmp_path / "anon")
+    assert counterparts.find("alice/1.jpg") == tmp_path / "anon" / "alice" / "1.png"
+    assert counterparts.find("bob/1.jpg") is None  # not a PermissionError out of the audit (exit 5)
+    assert counterparts.unreadable == {"bob/1.jpg": f"folder {tmp_path / 'anon' / 'bob'} cannot be read (Permission denied)"}
+
+
+def test_names_that_are_not_utf8_are_carried_as_escapes(tmp_path):
+    for folder, suffix in (("orig", b".jpg"), ("anon", b".png")):
+        os.makedirs(os.fsencode(tmp_path / folder) + b"/caf\xe9", exist_ok=True)
+        with open(os.fsencode(tmp_path / folder) + b"/caf\xe9/b\xffad" + suffix, "wb") as handle:
+            handle.write(b"x")
+    entry = discover_images(tmp_path / "orig", role="originals").entries[0]
+    assert (entry.rel, entry.identity) == ("caf\\xe9/b\\xffad.jpg", "caf\\xe9")
+    entry.rel.encode("utf-8")  # reaches caches, tables and reports as valid UTF-8
+    assert entry.path.read_bytes() == b"x"  # the file itself is read by its real name
+    found = Counterparts(tmp_path / "anon").find(entry.rel)
+    assert found is not None and os.fsencode(found).endswith(b"/caf\xe9/b\xffad.png")
+
+
+@pytest.mark.parametrize("column", ["original", "anonymized"])
+def test_a_manifest_row_that_names_a_folder_is_an_error_naming_the_line(tmp_path, column):
+    touch(tmp_path / "orig" / "a" / "1.jpg")
+    touch(tmp_path / "anon" / "1.png")
+    (tmp_path / "orig" / "a" / "2.jpg").mkdir()
+    (tmp_path / "anon" / "folder").mkdir()
+    row = "orig/a/2.jpg,anon/1.png" if column == "original" else "orig/a/1.jpg,anon/folder"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"original,anonymized,method\norig/a/1.jpg,anon/1.png,blur\n{row},box\n")
+    folder = tmp_path / ("orig/a/2.jpg" if column == "original" else "anon/folder")
+    with pytest.raises(InputError, match=f"line 3: {column} {folder} is a folder, not an image file"):
+        read_manifest(manifest, tmp_path / "orig")
+
+
+def test_a_manifest_without_an_originals_folder_uses_the_folder_its_originals_share(tmp_path):
+    from redteam.datasets import manifest_originals_root
+
+    touch(tmp_path / "data" / "orig" / "alice" / "1.jpg")
+    touch(tmp_path / "data" / "orig" / "bob" / "2.jpg")
+    manifest = tmp_path / "data" / "lists" / "m.csv"
+    manifest.parent.mkdir()
+    manifest.write_text("original,anonymized,method\n../orig/alice/1.jpg,../anon/1.png,blur\n../orig/bob/2.jpg,../anon/2.png,blur\n")
+    assert manifest_originals_root(manifest) == (tmp_path / "data" / "orig").resolve()
+    assert [row.original_rel for row in read_manifest(manifest, None)] == ["alice/1.jpg", "bob/2.jpg"]
+    inside = tmp_path / "data" / "lists" / "inside.csv"
+    inside.write_text("original,anonymized,method\n../orig/alice/1.jpg,../orig/alice/1_blur.png,blur\n../orig/bob/2.jpg,../anon/2.png,blur\n")
+    with pytest.raises(InputError, match="line 2: anonymized .*1_blur.png lies inside .*orig, the folder of the originals"):
+        read_manifest(inside, None)  # it would be audited as an original

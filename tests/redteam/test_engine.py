@@ -221,3 +221,55 @@ def test_a_workers_library_warnings_go_to_the_run_log_not_the_terminal(sample_di
     assert "deprecated" not in done.stderr and "FutureWarning" not in done.stderr
     log = (out / "redteam.log").read_text()
     assert "redteam.workers warning: FutureWarning: the plugin's model is deprecated" in log  # from the workers
+
+
+def test_an_unreadable_anonymized_folder_is_an_input_issue_naming_it(
+    sample_dir: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22: a permission error listing an observed identity folder ended the audit with exit 5 and a
+    traceback. Its faces are gaps now (the method cannot PASS) and the folder is named with the fix.
+    Tests run as root, where chmod 000 does not stop reads: the listing is refused by monkeypatching."""
+    import os
+
+    from PIL import Image
+
+    anonymized = tmp_path / "anon"
+    for path in sorted(sample_dir.rglob("*.jpg")):
+        target = anonymized / path.relative_to(sample_dir).with_suffix(".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros_like(np.asarray(Image.open(path).convert("RGB")))).save(target)
+    locked = anonymized / "barack_obama"
+    real_scandir, real_iterdir = os.scandir, Path.iterdir
+
+    def scandir(path: object = ".") -> object:
+        if os.fspath(path) == os.fspath(locked):  # type: ignore[arg-type]
+            raise PermissionError(13, "Permission denied", os.fspath(path))  # type: ignore[arg-type]
+        return real_scandir(path)  # type: ignore[arg-type]
+
+    def iterdir(self: Path) -> object:
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    policy = tmp_path / "p.toml"
+    policy.write_text('min_samples = 1\nrequired_tiers = ["naive"]\n[limits.naive]\nverify = 0.5\n')
+    from redteam.core.errors import InputError
+
+    run = AuditRun(
+        config(
+            sample_dir, tmp_path, cache_dir, methods=(MethodSource("black", "observed", folder=anonymized),), attacks=("none",), policy=policy, identify=False
+        )
+    )
+    try:
+        result = run.run()
+    except InputError as error:  # a stage that must list the whole folder may refuse it outright (exit 3): as clear
+        assert str(locked) in error.message and "Permission denied" in error.message and error.fix and "chmod" in error.fix
+        return
+    verdict = result.method_verdicts[0]
+    assert verdict.verdict.value == "INCONCLUSIVE", verdict.reasons
+    unreadable = [issue for issue in result.issues if issue.kind == "unreadable"]
+    assert {issue.path for issue in unreadable} >= {"barack_obama/obama.jpg", "black:barack_obama/"}
+    assert all(str(locked) in issue.detail and "Permission denied" in issue.detail and "chmod" in issue.fix for issue in unreadable)
+    assert len({row.face_id for row in result.rows}) == 2  # biden and the astronaut; obama's three faces are gaps

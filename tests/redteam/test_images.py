@@ -125,3 +125,18 @@ def test_a_decompression_bomb_is_refused_by_name(tmp_path):
         load_image(path)
     assert "downscale" in (refused.value.fix or "")
     assert refused.value.issue_kind == "too_large"  # inside an audit: an explicit `too_large` input issue
+
+
+def test_an_animated_gif_is_read_on_its_first_frame_and_listed_as_an_image(tmp_path):
+    """Issue 22: a folder of GIFs was refused as holding no images, though GIF is an audited format."""
+    from redteam.datasets import discover_images
+    from redteam.images import SUPPORTED_SUFFIXES, hidden_content
+
+    frames = [Image.fromarray(gradient()), Image.fromarray(255 - gradient())]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=100)
+    assert ".gif" in SUPPORTED_SUFFIXES
+    assert [entry.rel for entry in discover_images(tmp_path, role="anonymized").entries] == ["a.gif"]
+    image = load_image(tmp_path / "a.gif")
+    first = np.asarray(Image.open(tmp_path / "a.gif").convert("RGB"))
+    assert image.pixels.shape == (40, 30, 3) and np.array_equal(image.pixels, first)
+    assert hidden_content(tmp_path / "a.gif")[0].startswith("2 frames or pages")

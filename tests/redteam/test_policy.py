@@ -73,3 +73,32 @@ def test_hostile_policy_files_are_config_errors(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(ConfigError, match=message):
         load_policy(path, RECOGNIZERS)
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"min_samples": 10**18, "limits": {"naive": {"rank1": 0.1}}}, "min_samples"),  # absurd: no audit reaches it (was exit 1)
+        ({"min_samples": 1_000_001, "limits": {"naive": {"rank1": 0.1}}}, "min_samples"),
+        ({"limits": {"naive": {"rank1": 1e308}}}, "naive.rank1"),
+        ({"limits": {"default": {"verify": -1e-9}}}, "default.verify"),
+        ({"limits": {"naive": {"rank1": float("nan")}}}, "limits.naive.rank1"),
+        ({"confidence": float("inf"), "limits": {"naive": {"rank1": 0.1}}}, "confidence"),
+        ({"confidence": 1.0, "limits": {"naive": {"rank1": 0.1}}}, "confidence"),
+        ({"confidence": 0.0, "limits": {"naive": {"rank1": 0.1}}}, "confidence"),
+        ({"description": float("nan"), "limits": {"naive": {"rank1": 0.1}}}, "description"),
+        ({"name": 1e308, "limits": {"naive": {"rank1": 0.1}}}, "name"),
+    ],
+)
+def test_out_of_range_numbers_are_config_errors_naming_the_key(data, key):
+    """Issue 22: every number of a policy is finite and in range, or the policy is refused (exit 3)."""
+    with pytest.raises(ConfigError, match=key.replace(".", "\\.").replace("[", "\\[")) as error:
+        parse_policy(data, "test.toml", RECOGNIZERS)
+    assert error.value.exit_code == 3 and error.value.fix
+
+
+def test_a_policy_file_with_a_huge_min_samples_is_refused(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text("min_samples = 9223372036854775807\n[limits.naive]\nverify = 0.1\n")
+    with pytest.raises(ConfigError, match="min_samples must be an integer from 1 to 1,000,000"):
+        load_policy(path, RECOGNIZERS)

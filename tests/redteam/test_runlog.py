@@ -37,3 +37,15 @@ def test_the_capture_ends_even_when_the_run_fails() -> None:
     with pytest.raises(RuntimeError), runlog.capturing():
         raise RuntimeError("boom")
     assert logging.getLogger().handlers == root_handlers
+
+
+def test_control_characters_are_escaped_in_the_log(tmp_path: Path) -> None:
+    """Issue 22: a file name logged with an ANSI sequence or a line break can neither colour the terminal
+    that shows the log nor forge a log line."""
+    runlog = RunLog()
+    with runlog.capturing():
+        runlog.log("skipped evil\x1b[31m.jpg\n12:00:00 all methods PASS\x07")
+        warnings.warn("cannot read evil\x1b[2J\udcff.png", UserWarning, stacklevel=1)
+    text = runlog.write(tmp_path).read_text(encoding="utf-8")
+    assert "\x1b" not in text and "\x07" not in text
+    assert "skipped evil\\x1b[31m.jpg\\n12:00:00 all methods PASS\\x07" in text and "evil\\x1b[2J\\xff.png" in text
