@@ -42,7 +42,16 @@ def _same_photo_mask(shape: tuple[int, int], own_index: Sequence[int], same_phot
     return mask
 
 
-def rank_of_own_original(distances: torch.Tensor, own_index: Sequence[int], same_photo: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
+def _competing(columns: int, competitors: torch.Tensor | None) -> torch.Tensor:
+    return torch.ones(columns, dtype=torch.bool) if competitors is None else competitors.to(torch.bool)
+
+
+def rank_of_own_original(
+    distances: torch.Tensor,
+    own_index: Sequence[int],
+    same_photo: Sequence[Sequence[int]] | None = None,
+    competitors: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Rank (1 = best) of each probe's own original in the gallery.
 
     Args:
@@ -51,13 +60,15 @@ def rank_of_own_original(distances: torch.Tensor, own_index: Sequence[int], same
         same_photo: for each probe, gallery columns that hold the same photo (near-duplicates of its
             original): they count as the original, not as competitors, so a duplicated photo cannot
             push the original down the ranking.
+        competitors: G booleans: the columns that may outrank another probe's match (None: all). A
+            column that does not compete still counts as its own probe's original.
 
     Returns:
         Tensor[N] float64 mid-ranks.
     """
     own = _same_photo_mask(tuple(distances.shape), own_index, same_photo)  # type: ignore[arg-type]
     own_distance = torch.where(own, distances, torch.full_like(distances, math.inf)).min(dim=1, keepdim=True).values
-    others = ~own
+    others = ~own & _competing(distances.shape[1], competitors)[None, :]
     better = ((distances < own_distance) & others).sum(dim=1)
     ties = ((distances == own_distance) & others).sum(dim=1)
     return _tie_aware_rank(better, ties)
@@ -69,9 +80,10 @@ def rank_of_other_photo(
     probe_identities: Sequence[str | None],
     gallery_identities: Sequence[str | None],
     same_photo: Sequence[Sequence[int]] | None = None,
+    competitors: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Rank of the best OTHER photo of the same person, with the probe's own original (and its
-    near-duplicates, `same_photo`) removed.
+    near-duplicates, `same_photo`) removed; only `competitors` columns (None: all) can outrank it.
 
     Returns:
         Tensor[N] float64 mid-ranks; NaN where the identity is unknown or has no other photo.
@@ -83,6 +95,7 @@ def rank_of_other_photo(
     gallery = torch.tensor([codes.setdefault(g, len(codes)) if g is not None else -1 for g in gallery_identities], dtype=torch.long)
     probes = torch.tensor([codes.get(i, -2) if i is not None else -1 for i in probe_identities], dtype=torch.long)  # -2: nobody in the gallery
     removed = _same_photo_mask(tuple(distances.shape), own_index, same_photo)  # type: ignore[arg-type]
+    competing = _competing(distances.shape[1], competitors)
     for start in range(0, distances.shape[0], _ROWS):  # N x G masks a block of rows at a time: memory stays bounded
         rows = slice(start, start + _ROWS)
         block = distances[rows]
@@ -90,7 +103,7 @@ def rank_of_other_photo(
         kept = ~removed[rows]
         same = same_person & kept
         best = torch.where(same, block, torch.full_like(block, float("inf"))).min(dim=1).values
-        others = kept & ~same_person
+        others = kept & ~same_person & competing[None, :]
         found = _tie_aware_rank(((block < best[:, None]) & others).sum(dim=1), ((block == best[:, None]) & others).sum(dim=1))
         ranks[rows] = torch.where(same.any(dim=1), found, ranks[rows])
     return ranks
@@ -124,6 +137,8 @@ def near_duplicate_pairs(distances: torch.Tensor, tolerance: float) -> list[tupl
 
 #: A probe chip whose pixels vary less than this (standard deviation, grey levels) shows no face.
 BLANK_STD = 2.0
+#: How `degenerate_probes` begins the reason of a blank chip.
+BLANK_REASON = "blank chip"
 #: Two probes of different people closer than this fraction of the verification threshold are
 #: indistinguishable to the recognizer: their embeddings carry no identity.
 COLLAPSE_FRACTION = 0.1
@@ -135,6 +150,7 @@ def degenerate_probes(
     probe_keys: Sequence[str],
     nearest_keys: Sequence[str],
     threshold: float,
+    own_distances: Sequence[float] | None = None,
 ) -> list[str | None]:
     """Probes whose embedding carries no identity, with the reason (None: the probe is informative).
 
@@ -142,6 +158,8 @@ def degenerate_probes(
     (distance below COLLAPSE_FRACTION x threshold), or every probe of a set landing on the same
     gallery identity although they show at least three people: such probes identify nobody, and
     whatever gallery entry they land on is the best constant guess, not evidence of identification.
+    In the last case a probe verified against its own original (distance below the threshold) is
+    exempt: an unredacted face among redacted ones lands on its own identity because it shows it.
 
     Args:
         chip_std: per probe, the standard deviation of its aligned chip's pixels (0-255 scale).
@@ -149,12 +167,13 @@ def degenerate_probes(
         probe_keys: per probe, who it shows (identity, or the face's own id when unknown).
         nearest_keys: per probe, the key of its nearest gallery entry.
         threshold: the recognizer's verification threshold (native distance).
+        own_distances: per probe, its distance to its own original (None: no exemption).
     """
     count = len(probe_keys)
     reasons: list[str | None] = [None] * count
     for i in range(count):
         if chip_std[i] < BLANK_STD:
-            reasons[i] = f"blank chip (pixel std {chip_std[i]:.2f} < {BLANK_STD})"
+            reasons[i] = f"{BLANK_REASON} (pixel std {chip_std[i]:.2f} < {BLANK_STD})"
     tolerance = COLLAPSE_FRACTION * threshold
     if count:
         people = np.unique(np.asarray(probe_keys, dtype=str), return_inverse=True)[1]
@@ -163,5 +182,7 @@ def degenerate_probes(
             reasons[i] = reasons[i] or f"embedding within {tolerance:.3f} of a probe of another person"
     if count >= 3 and len(set(probe_keys)) >= 3 and len(set(nearest_keys)) == 1:
         for i in range(count):
+            if own_distances is not None and own_distances[i] < threshold:
+                continue
             reasons[i] = reasons[i] or f"every probe lands on the same gallery identity ({nearest_keys[0]})"
     return reasons

@@ -1,8 +1,10 @@
 """Terminal output: rich tables on stdout, progress and diagnostics on stderr.
 
 Every name or message that comes from the user's files (file, method, attack, identity names, error
-messages quoting them) is passed through `rich.markup.escape`: a name like `[bold]PASS[/bold]` is shown
-as written, never as markup (nor does `[/x]` crash the output)."""
+messages quoting them) is passed through `escape` (`redteam.core.text.markup_text`): a name like
+`[bold]PASS[/bold]` is shown as written, never as markup (nor does `[/x]` crash the output), and control
+characters (an ANSI escape sequence, a bell, a carriage return, a newline) are shown as escapes, never sent
+to the terminal."""
 
 from __future__ import annotations
 
@@ -11,11 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from redteam.core.results import AuditResult, ProgressFn
+from redteam.core.text import markup_text as escape
 from redteam.core.tiers import TIER_ORDER
 from reports.decision import decision
 from reports.table import format_limit
@@ -66,7 +68,10 @@ def _styled(verdict: str) -> str:
 
 
 def print_result(result: AuditResult) -> None:
-    """The verdict table per method and tier, then each rate with its interval and chance."""
+    """The leaks first (each FAILs its method), then the verdict table per method and tier, then each rate
+    with its interval and chance."""
+    for leak in result.leaks:
+        stdout.print(f"[bold red]LEAK[/bold red] {escape(leak.describe())}", soft_wrap=True, highlight=False)
     faces = len(result.faces)
     table = Table(title=f"Verdicts (policy {escape(result.policy.name)}; {faces} faces, gallery {result.gallery_size})")
     table.add_column("method")

@@ -67,7 +67,9 @@ def decision(result: AuditResult) -> Decision:
     if result.blockers:
         headline += "; something requested or required was unavailable, so nothing can PASS"
 
-    deciding: list[str] = []
+    deciding: list[str] = [f"LEAK {leak.describe()}" for leak in result.leaks]
+    if result.leaks:
+        headline += f"; {len(result.leaks)} published face(s) leaked (unchanged or verified as published): each FAILs its method"
     for name, verdict in verdicts.items():
         if verdict.verdict is Verdict.FAIL:
             failing = [v for v in result.metric_verdicts if v.method == name and v.verdict is Verdict.FAIL]
@@ -83,7 +85,10 @@ def decision(result: AuditResult) -> Decision:
     if gate:
         headline += f"; regressed against baseline run {result.regression['baseline']}"  # type: ignore[index]
         deciding.extend(f"regression: {reason}" for reason in gate)
-    steps: list[str] = list(result.blockers)
+    steps: list[str] = []
+    if result.leaks:
+        steps.append(f"redact the leaked faces ({len(result.leaks)}): see the LEAK lines; a leak FAILs its method whatever the sample size")
+    steps += list(result.blockers)
     judged = [v for v in result.metric_verdicts if v.verdict is Verdict.INCONCLUSIVE]
     short_of = max((result.policy.min_samples - v.estimate.trials for v in judged if 0 < v.estimate.trials < result.policy.min_samples), default=0)
     if short_of > 0:

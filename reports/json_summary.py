@@ -12,18 +12,43 @@ from typing import Any
 
 from redteam.core.atomic import write_text_atomically
 from redteam.core.results import AuditResult
+from redteam.core.text import decodable
 from reports.decision import decision
 from reports.table import verdict_frame
 
 
 def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinity as null; text with lone surrogates (undecodable bytes of a file name, quoted
+    in a message) shown as ``\\xNN`` escapes, which every JSON parser accepts."""
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
+    if isinstance(value, str):
+        return decodable(value)
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {decodable(k) if isinstance(k, str) else k: _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     return value
+
+
+def unlabelled_faces(result: AuditResult) -> list[dict[str, Any]]:
+    """Each unlabelled face of the originals (not the named person of its photo): its size, whether it
+    competes in other probes' rankings, and its effect: per method/attack/recognizer, how many probes
+    have it as their nearest gallery face other than their own photo (a hub draws many)."""
+    drawn: dict[str, Counter[str]] = {}
+    for row in result.rows:
+        if row.nearest_other is not None:
+            drawn.setdefault(row.nearest_other, Counter())[f"{row.method}/{row.attack}/{row.recognizer}"] += 1
+    return [
+        {
+            "face_id": face.face_id,
+            "size_px": round(min(face.geometry.width, face.geometry.height), 1),
+            "competes": face.competes,
+            "nearest_of": dict(sorted(drawn.get(face.face_id, Counter()).items())),
+        }
+        for face in result.faces
+        if face.identity is None
+    ]
 
 
 def summary_dict(result: AuditResult) -> dict[str, Any]:
@@ -34,6 +59,7 @@ def summary_dict(result: AuditResult) -> dict[str, Any]:
             "overall": result.overall.value,
             "exit_code": int(result.exit_code),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "leaks": [leak.to_json() for leak in result.leaks],
             "decision": asdict(decision(result)),
             "regression": result.regression,
             "methods": [
@@ -52,6 +78,7 @@ def summary_dict(result: AuditResult) -> dict[str, Any]:
                 "identities": len({f.identity for f in result.faces if f.identity is not None}),
                 "gallery_size": result.gallery_size,
                 "rows": len(result.rows),
+                "unlabelled_faces": unlabelled_faces(result),
             },
             "input_issues": {"counts": dict(sorted(issues.items())), "items": [issue.__dict__ for issue in result.issues]},
             "conversions": result.conversions,

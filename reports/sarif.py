@@ -1,5 +1,6 @@
-"""report.sarif: SARIF 2.1.0 (OASIS), one result per method that does not PASS, pointing at report.html,
-for code-scanning dashboards (GitHub code scanning, Azure DevOps)."""
+"""report.sarif: SARIF 2.1.0 (OASIS), one result per leak (first) and per method that does not PASS, pointing at report.html,
+for code-scanning dashboards (GitHub code scanning, Azure DevOps). Texts from the inputs are shown with
+their control characters escaped (`redteam.core.text.printable`), as a dashboard would print them raw."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from redteam.core.atomic import write_text_atomically
-from redteam.core.results import AuditResult, Verdict
+from redteam.core.results import AuditResult, Leak, Verdict
+from redteam.core.text import printable
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 RULES = {
@@ -25,14 +27,34 @@ def _version() -> str:
         return "0+unknown"
 
 
+LEAK_RULE = ("RT003", "face-leaked", "error", "A published face was left unchanged or is verified as published (the leak rule)")
+
+
+def _leak_result(leak: Leak) -> dict[str, Any]:
+    return {
+        "ruleId": LEAK_RULE[0],
+        "level": LEAK_RULE[2],
+        "message": {"text": printable(f"LEAK {leak.describe()}")},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": "report.html"}}}],
+        "properties": {
+            "method": printable(leak.method),
+            "face_id": printable(leak.face_id),
+            "image": printable(leak.image),
+            "published": printable(leak.published),
+            "evidence": [printable(line) for line in leak.evidence],
+            "distances": {name: round(value, 4) for name, value in leak.distances},
+        },
+    }
+
+
 def sarif(result: AuditResult) -> dict[str, Any]:
-    results = []
+    results = [_leak_result(leak) for leak in result.leaks]  # each leak its own result, first
     for method in result.method_verdicts:
         if method.verdict is Verdict.PASS:
             continue
         rule_id = RULES[method.verdict][0]
         failing = [v for v in result.metric_verdicts if v.method == method.method and v.verdict is method.verdict]
-        text = f"{method.method}: {method.verdict.value}. " + " ".join(method.reasons[:3])
+        text = printable(f"{method.method}: {method.verdict.value}. " + " ".join(method.reasons[:3]))
         results.append(
             {
                 "ruleId": rule_id,
@@ -40,10 +62,17 @@ def sarif(result: AuditResult) -> dict[str, Any]:
                 "message": {"text": text.strip()},
                 "locations": [{"physicalLocation": {"artifactLocation": {"uri": "report.html"}}}],
                 "properties": {
-                    "method": method.method,
+                    "method": printable(method.method),
                     "tiers": {tier: verdict.value for tier, verdict in method.tiers},
                     "rates": [
-                        {"tier": v.tier, "attack": v.attack, "recognizer": v.recognizer, "metric": v.metric, "k": v.estimate.successes, "n": v.estimate.trials}
+                        {
+                            "tier": v.tier,
+                            "attack": printable(v.attack),
+                            "recognizer": v.recognizer,
+                            "metric": v.metric,
+                            "k": v.estimate.successes,
+                            "n": v.estimate.trials,
+                        }
                         for v in failing
                     ],
                 },
@@ -51,7 +80,7 @@ def sarif(result: AuditResult) -> dict[str, Any]:
         )
     rules = [
         {"id": rule_id, "name": name, "shortDescription": {"text": text}, "defaultConfiguration": {"level": level}}
-        for rule_id, name, level, text in RULES.values()
+        for rule_id, name, level, text in (*RULES.values(), LEAK_RULE)
     ]
     return {
         "$schema": SCHEMA,
@@ -60,7 +89,7 @@ def sarif(result: AuditResult) -> dict[str, Any]:
             {
                 "tool": {"driver": {"name": "redteam", "version": _version(), "rules": rules}},
                 "results": results,
-                "properties": {"policy": result.policy.name, "faces": len(result.faces), "overall": result.overall.value},
+                "properties": {"policy": printable(result.policy.name), "faces": len(result.faces), "overall": result.overall.value},
             }
         ],
     }

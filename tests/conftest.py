@@ -52,7 +52,19 @@ def fetch_registry_package(requirement: str) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=REGISTRY_CACHE.mkdir(parents=True, exist_ok=True) or REGISTRY_CACHE))
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "--disable-pip-version-check", "-q", "-d", str(staging), requirement],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-build-isolation",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+                str(staging),
+                requirement,
+            ],
             capture_output=True,
             text=True,
             timeout=600,
@@ -318,3 +330,31 @@ def tiny_inpainting(tmp_path_factory: pytest.TempPathFactory, tiny_ddpm: Path):
     diffusion.set_pipeline_loader(loader)
     yield calls
     diffusion.set_pipeline_loader(None)
+
+
+def shrunk_copy(source: Path, target: Path, longest: int = 400) -> Path:
+    """Copy an image tree with every image's longer side at most `longest` pixels (faces stay larger than
+    the recognizers' chips; the audits run in seconds)."""
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        out = target / path.relative_to(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.open(path)
+        image.load()
+        factor = longest / max(image.size)
+        if factor < 1:
+            image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
+        image.save(out)
+    return target
+
+
+@pytest.fixture(scope="session")
+def shrunk_identities(shared_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shrunk_copy(shared_faces / "dev" / "identities", tmp_path_factory.mktemp("shrunk") / "identities")
+
+
+@pytest.fixture
+def identities(shrunk_identities: Path, tmp_path: Path) -> Path:
+    """A private copy of dev/identities (16 photos of 9 people, 4 of them with several photos), shrunk."""
+    target = tmp_path / "identities"
+    shutil.copytree(shrunk_identities, target)
+    return target

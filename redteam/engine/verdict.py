@@ -11,7 +11,8 @@ A tier's verdict is the worst over its attacks, recognizers and metrics. A metho
 rate of every tier that ran PASSes and the evidence gate holds: every tier that ran has limits, every
 required tier, attack, recognizer and metric ran, every attack that ran covered every audited face of
 the method with every recognizer, and no requested model was missing. Otherwise the best it gets is
-INCONCLUSIVE (a FAIL stays a FAIL).
+INCONCLUSIVE (a FAIL stays a FAIL). A leak (a published face left unchanged or verified far below the
+threshold, `redteam.engine.leaks`) FAILs its method at any sample size.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from metrics.identity import chance_other_photo
 from metrics.statistics import rate_interval
 from redteam.core.policy import Policy
-from redteam.core.results import MethodEvidence, MethodVerdict, MetricVerdict, Outcome, RateEstimate, Verdict, worst
+from redteam.core.results import Leak, MethodEvidence, MethodVerdict, MetricVerdict, Outcome, RateEstimate, Verdict, worst
 from redteam.core.tiers import TIER_ORDER
 
 
@@ -140,14 +141,16 @@ def method_verdicts(
     policy: Policy,
     evidence: dict[str, MethodEvidence],
     blockers: Sequence[str],
+    leaks: Sequence[Leak] = (),
 ) -> list[MethodVerdict]:
     """Aggregate per method: worst over tiers, then the evidence gate. `blockers` (requested or
-    required models that are unavailable) and every gate reason turn a PASS into INCONCLUSIVE."""
+    required models that are unavailable) and every gate reason turn a PASS into INCONCLUSIVE. A leak
+    (`redteam.engine.leaks`) FAILs its method whatever the rates and the sample size, and is its first reason."""
     results = []
     for method in methods:
         mine = [v for v in verdicts if v.method == method]
         tiers: list[tuple[str, Verdict]] = []
-        reasons: list[str] = []
+        reasons: list[str] = [f"leak: {leak.describe()}" for leak in leaks if leak.method == method]
         for tier in (t.value for t in TIER_ORDER):
             in_tier = [v for v in mine if v.tier == tier]
             if in_tier:
@@ -161,6 +164,8 @@ def method_verdicts(
             gate = ["no record of what ran for this method"] + list(blockers)
         if gate and overall is Verdict.PASS:
             overall = Verdict.INCONCLUSIVE
+        if any(leak.method == method for leak in leaks):
+            overall = Verdict.FAIL
         reasons.extend(gate)
         results.append(MethodVerdict(method, overall, tuple(tiers), tuple(reasons)))
     return results

@@ -54,34 +54,6 @@ verify = 0.5
 """
 
 
-def shrunk_copy(source: Path, target: Path, longest: int = 400) -> Path:
-    """Copy an image tree with every image's longer side at most `longest` pixels (faces stay larger than
-    the recognizers' chips; the audits run in seconds)."""
-    for path in sorted(p for p in source.rglob("*") if p.is_file()):
-        out = target / path.relative_to(source)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        image = Image.open(path)
-        image.load()
-        factor = longest / max(image.size)
-        if factor < 1:
-            image = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
-        image.save(out)
-    return target
-
-
-@pytest.fixture(scope="session")
-def shrunk_identities(shared_faces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shrunk_copy(shared_faces / "dev" / "identities", tmp_path_factory.mktemp("shrunk") / "identities")
-
-
-@pytest.fixture
-def identities(shrunk_identities: Path, tmp_path: Path) -> Path:
-    """A private copy of dev/identities (16 photos of 9 people, 4 of them with several photos), shrunk."""
-    target = tmp_path / "identities"
-    shutil.copytree(shrunk_identities, target)
-    return target
-
-
 def anonymize_folder(originals: Path, target: Path, spec_for: dict[str, str], default: str) -> Path:
     """What a user's redaction tool writes: a mirrored folder, each file anonymized with its spec."""
     detector = FaceDetector()
@@ -210,9 +182,7 @@ def test_gallery_distractors_never_merge_with_originals_by_file_name(identities:
         shutil.copy(identities / original, originals / f"p{index}.jpg")
         shutil.copy(identities / distractor, gallery / f"p{index}.jpg")  # same file name, another person
     other_only = policy(tmp_path, "min_samples = 1\nrequired_tiers = ['naive']\n[limits.naive]\nrank1_other = 0.5\n")
-    done = audit(
-        originals, tmp_path / "out", cache_dir, "--method", "blur=gaussian_blur:sigma=2", "--attack", "none", "--gallery", gallery, "--policy", other_only
-    )
+    done = audit(originals, tmp_path / "out", cache_dir, "--method", "box=box:margin=0.5", "--attack", "none", "--gallery", gallery, "--policy", other_only)
     assert done.returncode == 1, done.stderr
     rows = pd.read_parquet(tmp_path / "out" / "results.parquet")
     assert rows["rank1_other"].isna().all() and (rows["other_photos"] == 0).all()  # nobody has another photo

@@ -65,14 +65,26 @@ def test_every_input_problem_is_counted_not_dropped(originals, tmp_path, cache_d
     result = AuditRun(config(originals, tmp_path, cache_dir, methods=(MethodSource("observed", "observed", folder=observed),))).run()
     kinds = Counter(issue.kind for issue in result.issues)
     assert kinds == Counter(
-        {"unreadable": 2, "no_face": 1, "unsupported_file": 1, "multi_face": 1, "missing_counterpart": 1, "size_mismatch": 1, "resized": 1, "near_duplicate": 1}
+        {
+            "unreadable": 2,
+            "no_face": 1,
+            "unsupported_file": 1,
+            "multi_face": 1,
+            "unlabelled_face": 1,
+            "missing_counterpart": 1,
+            "size_mismatch": 1,
+            "resized": 1,
+            "near_duplicate": 1,
+        }
     )
     by_path = {(i.kind, i.path) for i in result.issues}
     assert ("unreadable", "barack_obama/cut.jpg") in by_path and ("no_face", "wall.png") in by_path
     (twins,) = [i for i in result.issues if i.kind == "near_duplicate"]  # the group photo's left face is obama2.jpg
     assert "group.jpg#0" in twins.detail and "obama2.jpg#0" in twins.detail
     group_faces = [f for f in result.faces if f.image == "group.jpg"]
-    assert len(group_faces) == 2 and all(f.identity is None for f in group_faces)
+    # The left face's box has more than twice the area of the right one's: it is the photo's named person
+    # (here the file's own name, a flat file); the other face is nobody, listed as unlabelled.
+    assert len(group_faces) == 2 and [f.identity for f in group_faces] == ["group", None]
     audited = {row.image for row in result.rows}
     assert audited == {"group.jpg", "barack_obama/obama2.jpg", "eileen_collins/astronaut.jpg"}
     assert {row.attack for row in result.rows} == {"none", "parrot"}  # parrot: the folder's own anonymized files

@@ -138,3 +138,51 @@ def chromium(page: Path, profile: Path) -> tuple[subprocess.CompletedProcess[str
         proxy.close()
     hosts = {match.group(1).decode() for request in requests if (match := re.match(rb"(?:CONNECT|GET|POST|HEAD) (?:https?://)?([^/: ]+)", request))}
     return shown, hosts
+
+
+def test_leaks_are_named_on_the_first_screen(identities: Path, cache_dir: Path, tmp_path: Path) -> None:
+    """A new user's audit (16 faces, three observed folders, two faces of the box folder left unredacted):
+    the report's first screen (1280 x 800) names both leaks, laid out by Chromium."""
+    from PIL import Image
+
+    from tests.redteam.test_fail_closed import anonymize_folder
+
+    leaked = ("barack_obama/obama.jpg", "rose_leslie/img1.jpg")
+    folders = {name: anonymize_folder(identities, tmp_path / name, {}, spec) for name, spec in (("blur", "gaussian_blur:sigma=8"), ("px", "mosaic:block=16"))}
+    folders["box"] = anonymize_folder(identities, tmp_path / "box", {}, "box:margin=0.5")
+    for rel in leaked:
+        Image.open(identities / rel).convert("RGB").save(folders["box"] / Path(rel).with_suffix(".png"))
+    config = AuditConfig(
+        originals=identities,
+        out=tmp_path / "out",
+        methods=tuple(MethodSource(name, "observed", folder=folder) for name, folder in folders.items()),
+        cache_dir=cache_dir,
+        recognizers=("dlib",),
+        attacks=("none",),
+        identify=False,
+    )
+    result = AuditRun(config).run()
+    assert {leak.image for leak in result.leaks} == set(leaked)
+    page = write_reports(result, tmp_path / "out")["html"]
+    probe = tmp_path / "probe.html"  # the report plus a script that records where Chromium laid out each leak line
+    probe.write_text(
+        page.read_text().replace(
+            "</body>",
+            "<script>document.body.setAttribute('data-leaks', JSON.stringify([...document.querySelectorAll('li.leak')]"
+            ".map(e => [e.textContent, e.getBoundingClientRect().bottom])))</script></body>",
+        )
+    )
+    shown = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,800", "--virtual-time-budget=3000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    import html
+    import json
+
+    match = re.search(r'data-leaks="([^"]*)"', shown.stdout)
+    assert match, shown.stdout[:2000]
+    lines = json.loads(html.unescape(match.group(1)))
+    assert len(lines) == 2 and all(bottom <= 800 for _, bottom in lines), lines
+    assert {rel for rel in leaked if any(rel in text for text, _ in lines)} == set(leaked)

@@ -35,7 +35,7 @@ def test_all_formats_agree_with_the_results_table(result, tmp_path):
     table = pd.read_parquet(written["parquet"])
     pd.testing.assert_frame_equal(table, results_frame(result), check_dtype=False)
     summary = json.loads(written["json"].read_text())
-    assert summary["sample"] == {"faces": 5, "images": 5, "identities": 3, "gallery_size": 5, "rows": len(table)}
+    assert summary["sample"] == {"faces": 5, "images": 5, "identities": 3, "gallery_size": 5, "rows": len(table), "unlabelled_faces": []}
     blur_verify = next(v for v in summary["verdicts"] if v["method"] == "blur" and v["metric"] == "verify" and v["tier"] == "naive")
     expected = table[(table.method == "blur") & (table.attack == "none")]["verify"]
     assert blur_verify["successes"] == int(expected.sum()) and blur_verify["n"] == len(expected)
@@ -138,9 +138,71 @@ def test_junit_and_sarif_carry_one_case_per_method_and_tier_and_one_result_per_n
     document = json.loads(written["sarif"].read_text())
     assert document["version"] == "2.1.0" and document["$schema"].endswith("sarif-2.1.0.json")
     run = document["runs"][0]
-    assert {rule["id"] for rule in run["tool"]["driver"]["rules"]} == {"RT001", "RT002"}
-    by_method = {r["properties"]["method"]: r for r in run["results"]}
+    assert {rule["id"] for rule in run["tool"]["driver"]["rules"]} == {"RT001", "RT002", "RT003"}
+    by_method = {r["properties"]["method"]: r for r in run["results"] if r["ruleId"] != "RT003"}  # RT003: one result per leak
     verdicts = {v.method: v.verdict.value for v in result.method_verdicts}
     assert set(by_method) == {m for m, v in verdicts.items() if v != "PASS"}
     assert by_method["blur"]["ruleId"] == "RT001" and by_method["blur"]["level"] == "error"
     assert by_method["blur"]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "report.html"
+
+
+# Issue 22 ------------------------------------------------------------------------------------------
+
+#: A name with an ANSI colour sequence, a bell, a carriage return, a line feed, a C1 control (NEL) and a
+#: bidirectional override: none of them may reach an output raw.
+HOSTILE = "evil\x1b[31mred\x07bell\rcr\nnl\x85nel\u202eltr"
+RAW = ("\x1b", "\x07", "\r", "\x85", "\u202e")
+
+
+def test_a_failing_writer_leaves_no_report_behind(result, tmp_path, monkeypatch):
+    """The reports are all-or-nothing: summary.json and results.parquet (written first) do not stay when a
+    later writer fails (report.md could not be encoded), and a folder made for them goes too."""
+    import reports
+
+    def broken(result, out):
+        raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed")
+
+    monkeypatch.setitem(reports.WRITERS, "markdown", broken)
+    out = tmp_path / "new" / "out"
+    with pytest.raises(UnicodeEncodeError):
+        write_reports(result, out)
+    assert not out.exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "summary.json").write_text("{}")  # a previous run's report stays as it was
+    with pytest.raises(UnicodeEncodeError):
+        write_reports(result, tmp_path / "kept")
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["summary.json"] and (tmp_path / "kept" / "summary.json").read_text() == "{}"
+
+
+def test_control_characters_in_names_are_escaped_in_every_report(sample_dir, cache_dir, tmp_path):
+    """ANSI sequences and control characters in a method or file name reach no report raw; the JUnit file
+    stays valid XML 1.0; every report shows the name with visible escapes."""
+    import shutil
+    import xml.etree.ElementTree as ElementTree
+
+    originals = tmp_path / "originals"
+    shutil.copytree(sample_dir, originals)
+    shutil.copy(originals / "joe_biden" / "biden.jpg", originals / f"{HOSTILE}.jpg")
+    config = AuditConfig(
+        originals=originals,
+        out=tmp_path / "out",
+        methods=(MethodSource(HOSTILE, "reference", spec="box:margin=0.6"),),
+        cache_dir=cache_dir,
+        recognizers=("dlib",),
+        builtin_policy="demo_policy.toml",
+        attacks=("none",),
+    )
+    written = write_reports(AuditRun(config).run(), tmp_path / "out")
+    shown = "evil\\x1b[31mred\\x07bell\\rcr\\nnl\\x85nel\\u202eltr"
+    for name in ("markdown", "html", "junit", "sarif"):
+        text = written[name].read_text(encoding="utf-8")
+        assert not any(character in text for character in RAW), name
+    from markdown_it import MarkdownIt
+
+    assert shown in MarkdownIt("commonmark").enable("table").render(written["markdown"].read_text())  # shown with its escapes
+    assert shown in written["html"].read_text()
+    suite = ElementTree.parse(written["junit"]).getroot().find("testsuite")  # parses: no control character left
+    assert any(case.get("classname") == f"redteam.{shown}" for case in suite.findall("testcase"))
+    sarif = json.loads(written["sarif"].read_text())
+    assert sarif["runs"][0]["results"][0]["properties"]["method"] == shown
+    assert not any(character in json.dumps(sarif, ensure_ascii=False) for character in RAW)
