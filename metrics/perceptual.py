@@ -168,6 +168,12 @@ class LPIPSMetric:
             self._model = model
         return self._model.eval().to(self.device)
 
+    @property
+    def fingerprint(self) -> str:
+        """The net and its weights' SHA-256 (loads them): cached results keyed by it never mix nets or weights."""
+        self._load()
+        return f"lpips-v0.1-{self.net}-{self.trunk_sha256}"
+
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """LPIPS distance of two N x 3 x H x W batches in [0, 1] -> Tensor[N]."""
         model = self._load()

@@ -63,6 +63,7 @@ class AuditConfig:
     calibration_far: float = 1e-3
     identity_overrides: tuple[tuple[str, str], ...] = ()
     batch_size: int = 32
+    lpips_net: str = "alex"  # LPIPS trunk: "alex" or "vgg"
     examples_per_method: int = 4
     size_tolerance: float = 0.01
     identify: bool = True  # fit the operator of observed folders (Kerckhoffs); False leaves them unknown

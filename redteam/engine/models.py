@@ -51,7 +51,7 @@ class Models:
             for name, r in self.recognizers.items()
         }
         if self.lpips is not None:
-            records["lpips"] = {"trunk_sha256": self.lpips.trunk_sha256}
+            records["lpips"] = {"net": self.lpips.net, "fingerprint": self.lpips.fingerprint, "trunk_sha256": self.lpips.trunk_sha256}
         return records
 
 
@@ -116,9 +116,9 @@ def load_models(ctx: RunContext, injected_recognizers: dict[str, Recognizer] | N
         )
     lpips = injected_lpips
     if lpips is None:
-        availability = LPIPSMetric.availability()
+        availability = LPIPSMetric.availability(config.lpips_net)
         if availability.available:
-            lpips = LPIPSMetric(device=ctx.device)
+            lpips = LPIPSMetric(net=config.lpips_net, device=ctx.device)
         else:
             unavailable["lpips"] = availability.reason
             ctx.log(f"LPIPS unavailable: {availability.reason}")

@@ -139,7 +139,7 @@ class Pass:
         self.largest_chip = max([r.crop_size for r in models.recognizers.values()] + [METRIC_CROP])
         self._models_key = json.dumps(
             {name: r.fingerprint for name, r in models.recognizers.items()}
-            | {"columns": [c.name for c in self.columns], "lpips": models.lpips.trunk_sha256 if models.lpips is not None else None},
+            | {"columns": [c.name for c in self.columns], "lpips": models.lpips.fingerprint if models.lpips is not None else None},
             sort_keys=True,
         )
 
