@@ -2,8 +2,10 @@
 Diffusion x4 upscaler, and inpainting of masked faces (where an audit should show hallucination rather
 than restoration).
 
-Models load lazily through HF_HOME (`redteam.core.hub`); a missing model makes the attack
-inapplicable in `--attacks auto` (with the reason) rather than failing the run.
+Models load lazily from the local hub cache (`redteam.core.hub`); a missing model, or diffusers and
+transformers not installed (the `diffusion` extra: `pip install 'face-anon-redteam[diffusion]'`), makes the
+attack inapplicable in `--attacks auto` (with the reason and the command that fixes it) rather than failing
+the run; an attack that was asked for by name then makes the audit exit 4.
 
 References:
     Meng et al., "SDEdit: Guided Image Synthesis and Editing with Stochastic Differential Equations",
@@ -11,6 +13,9 @@ References:
 """
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +44,47 @@ def _from_array(result: np.ndarray, height: int, width: int) -> torch.Tensor:
     return torch.from_numpy(resized).permute(2, 0, 1)
 
 
+#: The optional dependencies of each extra (pyproject's [project.optional-dependencies]).
+EXTRAS = {"diffusion": ("diffusers", "transformers"), "sr": ("spandrel",)}
+
+
+def missing_extra(extra: str, modules: tuple[str, ...] | None = None) -> str | None:
+    """Why an attack cannot run without the optional dependencies of `extra` (None when they import):
+    "needs `pip install 'face-anon-redteam[EXTRA]'` (MODULE is not installed)". Nothing is imported."""
+    for module in modules or EXTRAS[extra]:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a module set to None in sys.modules, or a broken install
+            found = False
+        if not found:
+            return f"needs `pip install 'face-anon-redteam[{extra}]'` ({module} is not installed)"
+    return None
+
+
+def unavailable_reason(model: str, error: ModelUnavailableError) -> str:
+    """Why a diffusion model could not be loaded, in one line with the command that fixes it. A hub model
+    not in the local hub cache names `redteam models download NAME` (an audit never downloads) and the
+    folder to copy from a connected machine; nothing mentions an environment variable the user did not set."""
+    from redteam.core.hub import hub_cache, local_snapshot
+    from redteam.core.weights import HUB_MODELS, hub_id
+
+    resolved = hub_id(model)
+    if Path(resolved).is_dir() or resolved.startswith(("/", ".", "~")) or resolved.count("/") != 1:
+        return f"{error.message}; fix: {error.fix}" if error.fix else error.message
+    names = [entry.name for entry in HUB_MODELS.values() if entry.hub_id == resolved]
+    label = f"{names[0]} ({resolved})" if names else resolved
+    if local_snapshot(resolved) is None:
+        command = f"redteam models download {names[0]}" if names else f"hf download {resolved}"
+        return (
+            f"model {label} is not on this machine (hub cache {hub_cache()}); fix: `{command}` where the network allows "
+            "(an audit never downloads), then copy that hub cache folder here, or give model=/path/to/a/local/diffusers/folder"
+        )
+    cause = error.__cause__
+    detail = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+    again = f"redteam models download {names[0]}" if names else f"hf download {resolved}"
+    return f"model {label} is in the hub cache {hub_cache()} but could not be loaded{detail}; fix: `{again}` again"
+
+
 class _Diffusion(Attack):
     kind = "img2img"
 
@@ -49,10 +95,13 @@ class _Diffusion(Attack):
         return get_pipeline(self.kind, str(self.values["model"]), self._device())  # type: ignore[arg-type]
 
     def applicable(self, method: MethodInfo) -> Applicability:
+        extra = missing_extra("diffusion")
+        if extra is not None:
+            return Applicability(False, extra, model_missing=True)
         try:
             self._pipeline()
         except ModelUnavailableError as error:
-            return Applicability(False, f"{error.message}; {error.fix}", model_missing=True)
+            return Applicability(False, unavailable_reason(str(self.values["model"]), error), model_missing=True)
         return Applicability(True)
 
     def provenance(self, method: MethodInfo) -> dict[str, str]:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from attacks.base import Applicability, Attack, MethodInfo
+from attacks.diffusion import missing_extra, unavailable_reason
 from redteam.anonymizers.base import Parameter
 from redteam.anonymizers.mosaic import box_downsampling
 from redteam.core.devices import pick_device
@@ -204,10 +205,13 @@ class DiffPIRAttack(Attack):
                 note = method.reference.operator_note or "no deepinv operator"  # type: ignore[union-attr]
                 return Applicability(False, f"'{method.name}' has no known operator ({note})")
             return Applicability(False, f"'{method.name}' has a non-linear operator; DiffPIR's data step needs a linear one")
+        extra = missing_extra("diffusion", ("diffusers",))  # deepinv wraps the diffusers U-Net of the prior
+        if extra is not None:
+            return Applicability(False, extra, model_missing=True)
         try:
             self._prior()
         except ModelUnavailableError as error:
-            return Applicability(False, f"{error.message}; {error.fix}", model_missing=True)
+            return Applicability(False, unavailable_reason(str(self.values["model"]), error), model_missing=True)
         return Applicability(True)
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:

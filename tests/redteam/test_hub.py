@@ -55,4 +55,4 @@ def test_an_audit_calls_no_hub_download_function(sample_dir: Path, tmp_path: Pat
     assert not [warning for warning in runlog.warnings if "hf_hub" in warning or "Downloading" in warning]
     skipped = {s.attack: s.reason for s in result.skipped_attacks}
     for attack in ("sdedit", "sd_upscale", "diffpir"):  # each missing model named once, with the command that fetches it
-        assert "nothing is downloaded here" in skipped[attack] and "redteam models download" in skipped[attack], attack
+        assert "an audit never downloads" in skipped[attack] and "redteam models download" in skipped[attack], attack
