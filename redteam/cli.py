@@ -213,7 +213,7 @@ def _audit_inputs(
     return root, sources, identities
 
 
-def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: str | None = None) -> Any:
+def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: str | None = None, *, json_output: bool = False) -> Any:
     """Run the audit and publish its reports: all of them or none, never contradicting the exit code.
 
     Before anything is created: the output and cache folders are checked (outside the inputs, writable;
@@ -221,6 +221,8 @@ def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: st
     a file that is not a run store is refused now, not after an audit whose reports would then say PASS
     beside an exit 3), the policy is read. The reports are staged, the run is recorded in the store, the
     log is added, and only then do the files appear in `config.out` (`reports.ReportStage`).
+
+    With `json_output`, stdout carries summary.json and nothing else (what the terminal shows goes to stderr).
     """
     from dataclasses import replace
 
@@ -245,7 +247,8 @@ def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: st
 
     def log(line: str) -> None:
         runlog.log(line)
-        terminal.log(line)
+        if not line.startswith("LEAK "):  # the LEAK lines are printed first with the result, once
+            terminal.log(line)
 
     with terminal.progress_bar() as progress, runlog.capturing():
         run = AuditRun(config, log=log, progress=progress)  # reads and checks the policy
@@ -270,14 +273,29 @@ def _run_and_report(config: AuditConfig, store: Path | None = None, baseline: st
     except BaseException:
         stage.discard()
         raise
-    terminal.print_result(result)
+    terminal.print_result(result, terminal.stderr if json_output else None)
     terminal.log(f"timings (s): {result.timings}")
     for name, path in written.items():
         terminal.log(f"wrote {name}: {path}")
+    if json_output:
+        sys.stdout.write(written["json"].read_text(encoding="utf-8"))
+        sys.stdout.flush()
     return result
 
 
-@app.command()
+#: `redteam audit --help` ends with the exit-code contract (README, "Exit codes"; `ExitCode`).
+EXIT_CODES_HELP = """Exit codes (when several apply, the first of 4, 6, 1, 0):
+
+  0  every method PASSes
+  1  a method FAILs or is INCONCLUSIVE under the policy (with --baseline: and nothing regressed)
+  2  usage error (bad option, no ORIGINALS nor --manifest, no method, output inside an input folder)
+  3  bad config, policy, method spec, input or run store (the message names the file and the fix)
+  4  a recognizer, attack, metric or model that was requested or required is unavailable (no PASS)
+  5  internal error (a bug: the message names the file holding the traceback)
+  6  --baseline: regressed (a method that passed no longer passes, a rate rose significantly, or the baseline is not comparable)"""
+
+
+@app.command(epilog=EXIT_CODES_HELP)
 @guarded
 def audit(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports (outside the inputs).")],
@@ -311,20 +329,30 @@ def audit(
     far: Annotated[float, typer.Option(help="False-accept rate of the calibrated threshold to use.")] = 1e-3,
     min_face_score: Annotated[float, typer.Option(help="MTCNN probability below which a detection is ignored.")] = 0.95,
     batch_size: Annotated[int, typer.Option(help="Embedding batch size.")] = 32,
+    lpips_net: Annotated[str, typer.Option(help="LPIPS trunk: alex (default) or vgg.")] = "alex",
     identify: Annotated[
         bool, typer.Option("--identify/--no-identify", help="Fit the operator of observed folders (default); --no-identify leaves them unknown.")
     ] = True,
     workers: Annotated[int, typer.Option(help="Processes to split the images over (torch threads are divided among them).")] = 1,
-    executor: Annotated[str, typer.Option(help="local (this machine) or ray (a Ray cluster; pip install 'face-anon-redteam[ray]').")] = "local",
+    executor: Annotated[str, typer.Option(help="local (this machine) or ray (a Ray cluster; pip install 'face-anon-redteam\\[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Address of an existing Ray cluster (default: start a local one).")] = None,
     store: Annotated[
         Path | None, typer.Option(help="Run store (SQLite) the audit is recorded in (default: $REDTEAM_STORE or runs.sqlite in the cache).")
     ] = None,
     baseline: Annotated[
-        str | None, typer.Option(help="RUN id or 'latest': exit 1 if a method that passed there no longer passes, or a rate rose significantly.")
+        str | None,
+        typer.Option(help="RUN id or 'latest': exit 6 if a method that passed there no longer passes, or a rate rose significantly (see Exit codes)."),
     ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print every rate with its interval, chance level and limit.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the LEAK lines, the verdict line and errors.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout and nothing else there (the rest goes to stderr).")] = False,
 ) -> None:
     """Audit anonymization methods against the originals and give a verdict per method and tier."""
+    from redteam import terminal
+
+    if verbose and quiet:
+        raise UsageError("--verbose and --quiet contradict each other", fix="give one of them")
+    terminal.set_verbosity(terminal.Verbosity.QUIET if quiet else terminal.Verbosity.VERBOSE if verbose else terminal.Verbosity.NORMAL)
     if not 0.0 < min_face_score <= 1.0:
         raise UsageError(f"--min-face-score must be in (0, 1], got {min_face_score}", fix="e.g. --min-face-score 0.95")
     if batch_size < 1:
@@ -333,6 +361,8 @@ def audit(
         raise UsageError(f"--workers must be positive, got {workers}", fix="e.g. --workers 2")
     if executor not in ("local", "ray"):
         raise UsageError(f"unknown executor '{executor}'", fix="use --executor local or --executor ray")
+    if lpips_net not in ("alex", "vgg"):
+        raise UsageError(f"unknown LPIPS net '{lpips_net}'", fix="use --lpips-net alex or --lpips-net vgg")
     root, sources, identities = _audit_inputs(originals, anonymized, method, manifest, gallery)
     config = AuditConfig(
         originals=root,
@@ -351,13 +381,14 @@ def audit(
         calibration_far=far,
         identity_overrides=tuple(identities),
         batch_size=batch_size,
+        lpips_net=lpips_net,
         identify=identify,
         workers=workers,
         executor=executor,
         ray_address=ray_address,
     )
-    result = _run_and_report(config, store, baseline)
-    raise typer.Exit(int(result.exit_code))  # type: ignore[attr-defined]
+    result = _run_and_report(config, store, baseline, json_output=json_output)
+    raise typer.Exit(int(result.exit_code))  # type: ignore[attr-defined]  # the same code as summary.json's exit_code
 
 
 @app.command()
@@ -478,9 +509,12 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo report.")] = Path("redteam-demo"),
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     cache_dir: Annotated[Path | None, typer.Option(help="Cache folder.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print every rate with its interval, chance level and limit.")] = False,
 ) -> None:
     """Audit the bundled public-domain faces under built-in anonymizations (offline models only)."""
     from redteam import terminal
+
+    terminal.set_verbosity(terminal.Verbosity.VERBOSE if verbose else terminal.Verbosity.NORMAL)
 
     sample = Path(str(resources.files("redteam.data").joinpath("sample")))
     config = AuditConfig(
@@ -504,55 +538,73 @@ def models_default(ctx: typer.Context) -> None:
         models_list()
 
 
+def short_hash(digest: str, full: bool = False) -> str:
+    """A SHA-256 as its first 12 hex digits and an ellipsis (the whole digest with `full`): the short form
+    identifies a file among these, and a table of full digests wraps each over several lines."""
+    return digest if full or len(digest) <= 13 else f"{digest[:12]}…"
+
+
 @models_app.command("list")
-def models_list() -> None:
-    """Each model file: available or missing, where it is (or would be), size and licence."""
+def models_list(
+    full: Annotated[bool, typer.Option("--full", help="Whole SHA-256 digests, licences, download sources and descriptions.")] = False,
+) -> None:
+    """Each model file: available or missing, size, SHA-256 and where it is (or would be)."""
     from rich.table import Table
 
     from redteam import terminal
+    from redteam.core.hub import hub_cache
     from redteam.core.weights import HUB_MODELS, MODEL_FILES
 
-    table = Table(title="Model files")
-    for column in ("name", "status", "location", "size", "source", "integrity", "licence", "description"):
-        table.add_column(column, overflow="fold")
+    table = Table(title="Model files" + ("" if full else " (--full: whole hashes, licences, sources)"))
+    table.add_column("name", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("size", no_wrap=True)
+    table.add_column("SHA-256", overflow="fold", min_width=13)
+    if full:
+        for column in ("licence", "source", "description"):
+            table.add_column(column, overflow="fold")
+    table.add_column("location", overflow="fold", ratio=1, min_width=24)
     for entry in MODEL_FILES.values():
         path = entry.present() or entry.path()
         available = entry.is_available()
-        size = f"{path.stat().st_size / 1e6:.1f} MB" if available and path else (f"{entry.size_bytes / 1e6:.1f} MB (expected)" if entry.size_bytes else "-")
+        size = f"{path.stat().st_size / 1e6:.1f} MB" if available and path else (f"{entry.size_bytes / 1e6:.0f} MB expected" if entry.size_bytes else "-")
         integrity = (
-            f"SHA-256 {entry.sha256}"
+            short_hash(entry.sha256, full)
             if entry.sha256
-            else f"SHA-256 prefix {entry.sha256_prefix}"
+            else f"prefix {entry.sha256_prefix}"
             if entry.sha256_prefix
-            else "ships in the package"
+            else "in the package"
             if entry.ships_in_package
-            else "no published hash"
+            else "none published"
         )
         if entry.converted is not None:
-            integrity += f"; or converted from {entry.converted.accepts} (`redteam models import {entry.name} FILE`), SHA-256 {entry.converted.sha256}"
-        table.add_row(
-            entry.name,
-            "[green]available[/green]" if available else "[red]missing[/red]",
-            str(path),
-            size,
-            "pip package" if entry.ships_in_package else str(entry.url),
-            integrity,
-            entry.licence,
-            entry.description,
-        )
+            integrity += f", converted {short_hash(entry.converted.sha256, full)}"
+        row = [entry.name, "[green]available[/green]" if available else "[red]missing[/red]", size, integrity]
+        if full:
+            source = "pip package" if entry.ships_in_package else str(entry.url)
+            if entry.converted is not None:
+                source += f"; or `redteam models import {entry.name} FILE` with {entry.converted.accepts}"
+            row += [escape(entry.licence), escape(source), escape(entry.description)]
+        table.add_row(*row, escape(str(path)))
     for hub in HUB_MODELS.values():
         snapshot = hub.snapshot()
-        table.add_row(
-            hub.name,
-            "[green]available[/green]" if snapshot else "[red]missing[/red]",
-            str(snapshot) if snapshot else "HF_HOME hub cache",
-            f"~{hub.size_bytes / 1e9:.1f} GB" if hub.size_bytes >= 1e9 else f"~{hub.size_bytes / 1e6:.0f} MB",
-            f"hub:{hub.hub_id}",
-            f"LFS SHA-256 per file, checked by huggingface_hub; commit {snapshot.name}" if snapshot else "LFS SHA-256 per file, checked by huggingface_hub",
-            hub.licence,
-            hub.description,
-        )
+        size = f"~{hub.size_bytes / 1e9:.1f} GB" if hub.size_bytes >= 1e9 else f"~{hub.size_bytes / 1e6:.0f} MB"
+        row = [hub.name, "[green]available[/green]" if snapshot else "[red]missing[/red]", size, "per file (hub)"]
+        if full:
+            row += [escape(hub.licence), escape(f"hub:{hub.hub_id}"), escape(hub.description)]
+        table.add_row(*row, escape(str(snapshot) if snapshot else f"hub:{hub.hub_id}, in {hub_cache()}"))
     terminal.stdout.print(table)
+
+
+#: Catalog files checked (and used) with spandrel, from the `sr` extra.
+SPANDREL_MODELS = ("realesrgan_x4plus", "gfpgan_v1.4")
+
+
+def _missing_extra(extra: str, modules: tuple[str, ...] | None = None) -> str | None:
+    """`attacks.diffusion.missing_extra`, imported only when asked (the attack registry loads torch)."""
+    from attacks.diffusion import missing_extra
+
+    return missing_extra(extra, modules)
 
 
 def _validator(name: str) -> Callable[[Path], None] | None:
@@ -566,7 +618,7 @@ def _validator(name: str) -> Callable[[Path], None] | None:
             load_facenet_weights(InceptionResnetV1(pretrained=None), str(path))
 
         return validate
-    if name in ("realesrgan_x4plus", "gfpgan_v1.4"):
+    if name in SPANDREL_MODELS:
 
         def validate_spandrel(path: Path) -> None:
             import torch
@@ -589,7 +641,11 @@ def models_import(
 ) -> None:
     """Verify a hand-carried weight file and copy it to where the loader looks (or convert it)."""
     from redteam import terminal
+    from redteam.core.errors import ModelUnavailableError
     from redteam.core.weights import import_model_file
+
+    if name in SPANDREL_MODELS and _missing_extra("sr") is not None:
+        raise ModelUnavailableError(f"importing {name} checks the file with spandrel, which is not installed", fix="pip install 'face-anon-redteam[sr]'")
 
     target = import_model_file(name, files, _validator(name))
     terminal.stdout.print(escape(f"imported {name}: {target}"))
@@ -597,20 +653,44 @@ def models_import(
 
 @models_app.command("download")
 @guarded
-def models_download(name: Annotated[str, typer.Argument(help="Catalog name, see `redteam models`.")]) -> None:
-    """Download a model file or hub model where the network allows (verifying its published hash)."""
+def models_download(names: Annotated[list[str], typer.Argument(help="Catalog name(s), see `redteam models`.", metavar="NAME...")]) -> None:
+    """Download model files or hub models where the network allows (verifying their published hashes).
+
+    Every name is tried; those that could not be downloaded are named at the end (exit 4)."""
     from redteam import terminal
-    from redteam.core.weights import HUB_MODELS, download_hub_model, download_model_file
+    from redteam.core.errors import ModelUnavailableError, RedteamError
+    from redteam.core.weights import HUB_MODELS, MODEL_FILES, download_hub_model, download_model_file
 
-    if name in HUB_MODELS:
-        terminal.stdout.print(escape(f"downloaded {name}: {download_hub_model(name)}"))
-        return
-
-    target = download_model_file(name)
-    validate = _validator(name)
-    if validate is not None:
-        validate(target)
-    terminal.stdout.print(escape(f"downloaded {name}: {target}"))
+    unknown = [name for name in names if name not in HUB_MODELS and name not in MODEL_FILES]
+    if unknown:
+        download_model_file(unknown[0])  # the catalog's error (exit 3), naming the models that download
+    failed: list[str] = []
+    for name in dict.fromkeys(names):
+        try:
+            if name in HUB_MODELS:
+                extra = _missing_extra("diffusion", ("diffusers",))
+                if extra is not None:
+                    raise ModelUnavailableError(f"hub model {name} is downloaded with diffusers: {extra}", fix="pip install 'face-anon-redteam[diffusion]'")
+                terminal.stdout.print(escape(f"downloaded {name}: {download_hub_model(name)}"))
+                continue
+            if name in SPANDREL_MODELS and _missing_extra("sr") is not None:
+                raise ModelUnavailableError(
+                    f"{name} is checked with spandrel after download, which is not installed", fix="pip install 'face-anon-redteam[sr]'"
+                )
+            target = download_model_file(name)
+            validate = _validator(name)
+            if validate is not None:
+                validate(target)
+            terminal.stdout.print(escape(f"downloaded {name}: {target}"))
+        except RedteamError as error:
+            if len(names) == 1:
+                raise
+            terminal.stderr.print(f"[bold red]not downloaded:[/bold red] {escape(name)}: {escape(error.message)}", highlight=False)
+            if error.fix:
+                terminal.stderr.print(f"  [bold]fix:[/bold] {escape(error.fix)}", highlight=False)
+            failed.append(name)
+    if failed:
+        raise ModelUnavailableError(f"{len(failed)} of {len(set(names))} model(s) not downloaded: {', '.join(failed)}", fix="see each one's fix above")
 
 
 @app.command()

@@ -1,6 +1,7 @@
-"""report.junit.xml: one JUnit test case per leak (first) and per method x tier, for CI systems that read JUnit (GitLab, Jenkins,
-GitHub test reporters). A FAIL is a <failure>, an INCONCLUSIVE an <error> (the run could not decide), a
-tier that did not run is <skipped>; the message carries the verdict's reason. Every text from the inputs
+"""report.junit.xml: one JUnit test case per leak (first), one for the baseline comparison (`audit --baseline`: a
+<failure> when the run regressed, passing otherwise), and one per method x tier, for CI systems that read JUnit
+(GitLab, Jenkins, GitHub test reporters). A FAIL is a <failure>, an INCONCLUSIVE an <error> (the run could not
+decide), a tier that did not run is <skipped>; the message carries the verdict's reason. Every text from the inputs
 (method, attack, file names quoted in reasons) goes through `redteam.core.text.printable`: XML 1.0 allows
 no control character but tab, line feed and carriage return, and a CI log shows none raw."""
 
@@ -13,6 +14,21 @@ from redteam.core.atomic import write_text_atomically
 from redteam.core.results import AuditResult, Verdict
 from redteam.core.text import printable as _p
 from redteam.core.tiers import TIER_ORDER
+
+
+def _regression_cases(result: AuditResult) -> list[ElementTree.Element]:
+    """With `--baseline`: one case, failed (type REGRESSION, exit 6) with the gate's reasons when the run
+    regressed against the baseline, passing when it did not."""
+    regression = result.regression
+    if not regression:
+        return []
+    baseline = _p(str(regression.get("baseline")))
+    case = ElementTree.Element("testcase", {"classname": "redteam.baseline", "name": f"no regression against baseline run {baseline}"})
+    gate = regression.get("gate") or []
+    if gate:
+        message = f"regressed against baseline run {baseline} ({len(gate)} finding(s))"
+        ElementTree.SubElement(case, "failure", {"message": message, "type": "REGRESSION"}).text = "\n".join(_p(reason) for reason in gate)
+    return [case]
 
 
 def junit_xml(result: AuditResult) -> str:
@@ -45,7 +61,7 @@ def junit_xml(result: AuditResult) -> str:
         message = _p(f"LEAK {leak.method}: {leak.face_id} published by {leak.published}")
         ElementTree.SubElement(case, "failure", {"message": message, "type": "LEAK"}).text = "\n".join(_p(line) for line in leak.evidence)
         leaks.append(case)
-    cases = leaks + cases
+    cases = leaks + _regression_cases(result) + cases
     suite = ElementTree.Element(
         "testsuite",
         {

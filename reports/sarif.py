@@ -1,4 +1,5 @@
-"""report.sarif: SARIF 2.1.0 (OASIS), one result per leak (first) and per method that does not PASS, pointing at report.html,
+"""report.sarif: SARIF 2.1.0 (OASIS), one result per leak (first), per finding of a regression against the baseline
+(`audit --baseline`, rule RT004) and per method that does not PASS, pointing at report.html,
 for code-scanning dashboards (GitHub code scanning, Azure DevOps). Texts from the inputs are shown with
 their control characters escaped (`redteam.core.text.printable`), as a dashboard would print them raw."""
 
@@ -28,6 +29,26 @@ def _version() -> str:
 
 
 LEAK_RULE = ("RT003", "face-leaked", "error", "A published face was left unchanged or is verified as published (the leak rule)")
+REGRESSION_RULE = (
+    "RT004",
+    "regressed-against-baseline",
+    "error",
+    "The audit regressed against its baseline run: a method that passed no longer passes, a rate rose significantly, or the baseline is not comparable",
+)
+
+
+def _regression_results(result: AuditResult) -> list[dict[str, Any]]:
+    regression = result.regression or {}
+    return [
+        {
+            "ruleId": REGRESSION_RULE[0],
+            "level": REGRESSION_RULE[2],
+            "message": {"text": printable(f"regressed against baseline run {regression.get('baseline')}: {reason}")},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": "report.html"}}}],
+            "properties": {"baseline": printable(str(regression.get("baseline"))), "run": printable(str(regression.get("run"))), "reason": printable(reason)},
+        }
+        for reason in regression.get("gate") or []
+    ]
 
 
 def _leak_result(leak: Leak) -> dict[str, Any]:
@@ -49,6 +70,7 @@ def _leak_result(leak: Leak) -> dict[str, Any]:
 
 def sarif(result: AuditResult) -> dict[str, Any]:
     results = [_leak_result(leak) for leak in result.leaks]  # each leak its own result, first
+    results += _regression_results(result)
     for method in result.method_verdicts:
         if method.verdict is Verdict.PASS:
             continue
@@ -80,7 +102,7 @@ def sarif(result: AuditResult) -> dict[str, Any]:
         )
     rules = [
         {"id": rule_id, "name": name, "shortDescription": {"text": text}, "defaultConfiguration": {"level": level}}
-        for rule_id, name, level, text in (*RULES.values(), LEAK_RULE)
+        for rule_id, name, level, text in (*RULES.values(), LEAK_RULE, REGRESSION_RULE)
     ]
     return {
         "$schema": SCHEMA,

@@ -59,3 +59,40 @@ def test_each_documented_command_exists_and_takes_its_options(command: str) -> N
     known = {name for parameter in target.params for name in (*parameter.opts, *parameter.secondary_opts)} | {"--help"}
     used = {token.split("=")[0] for token in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*(?:=\S*)?", command)}
     assert used <= known, f"README line `{command}` uses {sorted(used - known)}, not options of `redteam {' '.join(path)}`"
+
+
+def section(title: str) -> str:
+    """The README's text from the heading `title` to the next heading of the same or a higher level."""
+    text = README.read_text()
+    start = text.index(title)
+    level = title.split(" ")[0]
+    ends = [m.start() for m in re.finditer(rf"^#{{1,{len(level)}}} ", text[start + len(title) :], flags=re.M)]
+    return text[start : start + len(title) + (ends[0] if ends else len(text))]
+
+
+def test_the_quickstart_states_measured_times_with_the_machine() -> None:
+    """It said "about 2 minutes" for a demo that took 5:31 on a new user's 2 shared cores, and "about 10
+    minutes" for a test suite that took 37."""
+    quickstart = section("## Quickstart")
+    assert not re.search(r"about \d+ min", quickstart)
+    assert re.search(r"measured on a 2-core x86_64 VM, \d{4}-\d{2}-\d{2}", quickstart)
+    assert re.search(r"`redteam demo` \d+ min \d+ s", quickstart) and re.search(r"`pytest` \d+ min", quickstart)
+
+
+def test_the_quickstart_keeps_the_cpu_only_torch_and_says_how_to_check_it() -> None:
+    quickstart = section("## Quickstart")
+    assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in quickstart
+    assert 'python -c "import torch; print(torch.version.cuda)"' in quickstart and "`None`" in quickstart
+    commands = re.search(r"<!-- quickstart -->\n```\n(.*?)```", quickstart, flags=re.S).group(1).strip().splitlines()  # type: ignore[union-attr]
+    assert len(commands) == 3 and commands[0].endswith('pip install -e ".[test,diffusion,sr]"')  # .ci/run runs exactly these
+
+
+def test_the_exit_code_table_is_the_cli_s() -> None:
+    from redteam.cli import EXIT_CODES_HELP
+    from redteam.core.errors import ExitCode
+
+    table = section("## Exit codes")
+    documented = {int(code) for code in re.findall(r"^\| (\d) \|", table, flags=re.M)}
+    assert documented == {int(code) for code in ExitCode if code is not ExitCode.INTERRUPTED}
+    assert "first of 4, 6, 1, 0" in table and "first of 4, 6, 1, 0" in EXIT_CODES_HELP
+    assert all(re.search(rf"^  {code}  ", EXIT_CODES_HELP, flags=re.M) for code in documented)

@@ -6,7 +6,11 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """The exit-code contract of every command (README, "Exit codes")."""
+    """The exit-code contract of every command (README, "Exit codes").
+
+    An audit's code is the first that applies of: 4 (something requested or required is unavailable),
+    6 (regressed against `--baseline`), 1 (a method does not PASS), 0. Usage, input and internal errors
+    (2, 3, 5) stop the command before any verdict."""
 
     ALL_PASS = 0
     NOT_ALL_PASS = 1
@@ -14,6 +18,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 3
     MODEL_UNAVAILABLE = 4
     INTERNAL = 5  # a bug: never a verdict
+    REGRESSED = 6  # `audit --baseline`: worse than the baseline run (or the baseline is not comparable)
     INTERRUPTED = 130
 
 

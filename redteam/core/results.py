@@ -396,9 +396,9 @@ class AuditResult:
     @property
     def exit_code(self) -> ExitCode:
         """The audit command's exit code (README, "Exit codes"): 4 when something required was unavailable,
-        1 when the run regressed against its baseline (`--baseline`), 0 when every method PASSed, else 1."""
+        6 when the run regressed against its baseline (`--baseline`), 0 when every method PASSed, else 1."""
         if self.blockers:
             return ExitCode.MODEL_UNAVAILABLE
         if self.regression and self.regression.get("gate"):
-            return ExitCode.NOT_ALL_PASS  # regressed against the baseline
+            return ExitCode.REGRESSED
         return ExitCode.ALL_PASS if self.method_verdicts and all(v.verdict is Verdict.PASS for v in self.method_verdicts) else ExitCode.NOT_ALL_PASS

@@ -155,7 +155,7 @@ def test_models_lists_and_imports_weights(tmp_path, offline_environment):
 
 @pytest.mark.slow
 def test_models_catalog_includes_the_attack_checkpoints_and_hub_models(tmp_path, offline_environment):
-    listing = redteam("models", columns=1000)
+    listing = redteam("models", "list", "--full", columns=1000)
     for text in (
         "realesrgan_x4plus",
         "4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
@@ -387,3 +387,58 @@ def test_hostile_file_and_method_names_reach_no_output_raw(originals, tmp_path, 
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert {"b\\xffad.jpg", f"{hostile}.jpg"} <= set(summary["input_hashes"])
     assert "b\\\\xffad.jpg" in (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+
+
+def test_the_terminal_shows_the_summary_and_every_rate_only_with_verbose(originals, tmp_path, cache_dir):
+    """The terminal printed a 66-78-row rate table on every run. By default: the verdict table and the summary
+    (LEAK lines first); --verbose adds every rate; --quiet keeps the LEAK lines, the verdict line and errors;
+    --json puts summary.json, and nothing else, on stdout."""
+    policy = write_policy(tmp_path / "p.toml", PASSABLE.format(extra=""))
+    common = ["--cache-dir", cache_dir, "--method", "blur=gaussian_blur:sigma=2", "--policy", policy, "--attack", "none", "-r", "dlib"]
+    default = redteam("audit", originals, "--out", tmp_path / "default", *common)
+    assert default.returncode == 1, default.stderr
+    assert "Verdicts (policy" in default.stdout and "Rates (" not in default.stdout and "--verbose" in default.stdout
+    leaks = [line for line in default.stdout.splitlines() if line.startswith("LEAK ")]
+    assert leaks and default.stdout.startswith("LEAK ")  # a blur of sigma 2 publishes the faces: named first
+    verbose = redteam("audit", originals, "--out", tmp_path / "verbose", "--verbose", *common)
+    assert verbose.returncode == 1 and "Rates (95% wilson interval)" in verbose.stdout
+    quiet = redteam("audit", originals, "--out", tmp_path / "quiet", "--quiet", *common)
+    assert quiet.returncode == 1, quiet.stderr
+    lines = quiet.stdout.splitlines()
+    assert lines[: len(leaks)] == leaks and len(lines) == len(leaks) + 1 and lines[-1].startswith("FAIL: 1 method(s) audited")
+    assert "redteam:" not in quiet.stderr and "Verdicts" not in quiet.stdout + quiet.stderr
+    as_json = redteam("audit", originals, "--out", tmp_path / "json", "--json", *common)
+    assert as_json.returncode == 1, as_json.stderr
+    assert as_json.stdout == (tmp_path / "json" / "summary.json").read_text(encoding="utf-8")
+    assert json.loads(as_json.stdout)["exit_code"] == 1
+    assert "Verdicts (policy" in as_json.stderr and "LEAK " in as_json.stderr
+    both = redteam("audit", originals, "--out", tmp_path / "both", "--verbose", "--quiet", *common)
+    assert both.returncode == 2 and "contradict" in both.stderr and not (tmp_path / "both").exists()
+
+
+def test_audit_help_shows_the_exit_codes_and_the_extras_literally():
+    """`[ray]` in --executor's help was swallowed as rich markup, and --help had no exit-code table."""
+    from redteam.core.errors import ExitCode
+
+    done = redteam("audit", "--help", columns=250)
+    assert done.returncode == 0
+    assert "pip install 'face-anon-redteam[ray]'" in done.stdout
+    table = done.stdout[done.stdout.index("Exit codes") :]
+    for code in ExitCode:
+        if code is not ExitCode.INTERRUPTED:
+            assert f" {int(code)}  " in table, code
+    assert "the first of 4, 6, 1, 0" in table
+
+
+def test_models_lists_hashes_shortened_and_whole_with_full(offline_environment):
+    """`redteam models` wrapped each SHA-256 over 6 lines."""
+    from redteam.core.weights import MODEL_FILES
+
+    digest = MODEL_FILES["realesrgan_x4plus"].sha256
+    listing = redteam("models", columns=120)
+    assert listing.returncode == 0, listing.stderr
+    assert f"{digest[:12]}…" in listing.stdout and digest not in listing.stdout
+    row = next(line for line in listing.stdout.splitlines() if "realesrgan_x4plus" in line)
+    assert f"{digest[:12]}…" in row  # on the model's own line, not folded
+    full = redteam("models", "list", "--full", columns=400)
+    assert digest in full.stdout and "OpenRAIL" in full.stdout

@@ -117,9 +117,12 @@ def test_the_baseline_gate_through_the_command_line(originals: Path, tmp_path: P
     assert same.returncode == 0, same.stderr
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["regression"]["gate"] == [] and {c["label"] for c in summary["regression"]["changes"]} == {"unchanged"}
+    assert f"no regression against baseline run {summary['regression']['baseline']}" in same.stdout  # said in one line
     other = redteam("audit", originals, "--out", tmp_path / "c", "--method", "m=gaussian_blur:sigma=1", "--baseline", "latest", *common)
-    assert other.returncode == 1  # other inputs: the baseline proves nothing, the gate fails
-    assert "not comparable" in json.loads((tmp_path / "c" / "summary.json").read_text())["regression"]["gate"][0]
+    assert other.returncode == 6, other.stderr  # other inputs: the baseline proves nothing, the gate fails with its own code
+    regressed = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert "not comparable" in regressed["regression"]["gate"][0] and regressed["exit_code"] == 6  # the summary says what the process said
+    assert "REGRESSED against baseline run" in other.stdout
     unknown = redteam("audit", originals, "--out", tmp_path / "d", "--method", "m=box", "--baseline", "nosuch", *common)
     assert unknown.returncode == 2 and "is not in" in unknown.stderr
     history = redteam("history", "--store", store)
@@ -130,6 +133,9 @@ def test_the_baseline_gate_through_the_command_line(originals: Path, tmp_path: P
     assert latest.returncode == 2 and "no earlier run over the same inputs" in latest.stderr
     junit = (tmp_path / "b" / "report.junit.xml").read_text()
     assert 'name="naive"' in junit and (tmp_path / "b" / "report.sarif").is_file()
+    assert 'classname="redteam.baseline"' in junit and 'type="REGRESSION"' not in junit
+    assert 'type="REGRESSION"' in (tmp_path / "c" / "report.junit.xml").read_text()
+    assert "RT004" in {r["ruleId"] for r in json.loads((tmp_path / "c" / "report.sarif").read_text())["runs"][0]["results"]}
 
 
 @pytest.mark.slow

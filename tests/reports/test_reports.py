@@ -138,7 +138,7 @@ def test_junit_and_sarif_carry_one_case_per_method_and_tier_and_one_result_per_n
     document = json.loads(written["sarif"].read_text())
     assert document["version"] == "2.1.0" and document["$schema"].endswith("sarif-2.1.0.json")
     run = document["runs"][0]
-    assert {rule["id"] for rule in run["tool"]["driver"]["rules"]} == {"RT001", "RT002", "RT003"}
+    assert {rule["id"] for rule in run["tool"]["driver"]["rules"]} == {"RT001", "RT002", "RT003", "RT004"}
     by_method = {r["properties"]["method"]: r for r in run["results"] if r["ruleId"] != "RT003"}  # RT003: one result per leak
     verdicts = {v.method: v.verdict.value for v in result.method_verdicts}
     assert set(by_method) == {m for m, v in verdicts.items() if v != "PASS"}
@@ -206,3 +206,102 @@ def test_control_characters_in_names_are_escaped_in_every_report(sample_dir, cac
     sarif = json.loads(written["sarif"].read_text())
     assert sarif["runs"][0]["results"][0]["properties"]["method"] == shown
     assert not any(character in json.dumps(sarif, ensure_ascii=False) for character in RAW)
+
+
+def test_the_demo_summary_gives_one_consistent_set_of_next_steps(result):
+    """On the 5-face demo the summary said "audit at least 2 more faces: min_samples is 5" beside "audit at
+    least 35 faces in all", quoted "add at least 6 distractor faces" beside "add at least 17", and cut a
+    reason in the middle ("...; 5 …")."""
+    import re
+
+    from reports.decision import FULL_REASONS, decision
+
+    summary = decision(result)
+    text = "\n".join([summary.headline, summary.cannot_certify or "", *summary.deciding, *summary.next_steps])
+    assert not re.search(r"audit at least \d+ more faces", text)
+    faces = [step for step in summary.next_steps if step.startswith("audit at least")]
+    assert faces == ["audit at least 35 faces in all (now 5): fewer cannot bring an upper bound below 10%"]
+    counts = {int(n) for n in re.findall(r"(\d+) (?:distractor|faces of other people)", text)} | {int(n) for n in re.findall(r"add (\d+) distractors", text)}
+    assert counts == {17}, counts  # one count: the one that brings every rate's chance below its limit
+    other = [step for step in summary.next_steps if "rank1_other" in step]
+    assert other and "another photo of the same person (3 here)" in other[0] and "at least 35" in other[0]
+    for line in summary.deciding:
+        assert "…" not in line
+        assert not line.endswith("...") or line.endswith(f"({FULL_REASONS})")
+    box = next(line for line in summary.deciding if line.startswith("box INCONCLUSIVE: "))
+    assert "chance level 0.200 >= limit 0.100" in box and ": INCONCLUSIVE:" not in box and box.endswith(f"{FULL_REASONS})")
+
+
+def test_a_long_reason_is_cut_at_a_word_with_a_pointer_to_the_full_text():
+    from reports.decision import FULL_REASONS, _short
+
+    reason = "naive/none/dlib/rank1: " + " ".join(f"word{i:03d}" for i in range(200))
+    short = _short(reason, 120)
+    assert short.endswith(f" ... ({FULL_REASONS})") and len(short) < 120 + len(FULL_REASONS) + 10
+    kept = short[: -len(f" ... ({FULL_REASONS})")]
+    assert reason.startswith(kept) and reason[len(kept)] == " "  # ends on a whole word
+
+
+def _change(method: str, label: str) -> dict:
+    """A row of `regression.changes` as `redteam.regression.Change.to_json` writes it."""
+    row = {"method": method, "tier": "naive", "attack": "none", "recognizer": "dlib", "metric": "verify", "k": 1, "n": 5}
+    difference, low, high = (0.0, -0.4, 0.4) if label == "unchanged" else (0.6, 0.1, 0.9)
+    return {
+        "method": method,
+        "tier": "naive",
+        "metric": "verify",
+        "old": row,
+        "new": row,
+        "difference": difference,
+        "low": low,
+        "high": high,
+        "label": label,
+        "cause": "",
+    }
+
+
+REGRESSION = {
+    "baseline": "20261201T000000Z-aaaa",
+    "run": "20261202T000000Z-bbbb",
+    "gate": ["box passed in baseline run 20261201T000000Z-aaaa and is now INCONCLUSIVE"],
+    "changes": [_change("box", "unchanged"), _change("blur", "regressed")],
+}
+
+
+def test_a_regression_has_its_own_exit_code_junit_case_and_sarif_rule(result, tmp_path):
+    """`--baseline` exited 1 for a regression, like an ordinary FAIL: a nightly job over a method that always
+    failed was red every night. A regression is exit 6 (after 4, before 1), and its own JUnit case and SARIF rule."""
+    import xml.etree.ElementTree as ElementTree
+    from dataclasses import replace
+
+    from redteam.core.errors import ExitCode
+    from reports.decision import decision
+
+    regressed = replace(result, regression=REGRESSION)
+    assert regressed.exit_code == ExitCode.REGRESSED == 6
+    assert replace(regressed, blockers=("attack 'sr' was requested but its model is unavailable",)).exit_code == ExitCode.MODEL_UNAVAILABLE
+    clean = replace(result, regression={**REGRESSION, "gate": [], "changes": REGRESSION["changes"][:1]})
+    assert clean.exit_code == result.exit_code == ExitCode.NOT_ALL_PASS  # the known FAIL, nothing regressed
+    assert decision(clean).baseline == "no regression against baseline run 20261201T000000Z-aaaa: 1 rate(s) compared (1 unchanged)"
+    assert "regress" not in decision(clean).headline  # said once, in its own line
+    assert decision(regressed).baseline.startswith("REGRESSED against baseline run 20261201T000000Z-aaaa: 1 finding(s)")
+    assert decision(regressed).exit_code == 6
+
+    written = write_reports(regressed, tmp_path / "regressed")
+    summary = json.loads(written["json"].read_text())
+    assert summary["exit_code"] == 6 and summary["decision"]["exit_code"] == 6 and summary["decision"]["baseline"].startswith("REGRESSED")
+    suite = ElementTree.parse(written["junit"]).getroot().find("testsuite")
+    (case,) = [c for c in suite.findall("testcase") if c.get("classname") == "redteam.baseline"]
+    failure = case.find("failure")
+    assert failure is not None and failure.get("type") == "REGRESSION" and "box passed in baseline" in failure.text
+    sarif = json.loads(written["sarif"].read_text())["runs"][0]
+    (found,) = [r for r in sarif["results"] if r["ruleId"] == "RT004"]
+    assert "box passed in baseline" in found["message"]["text"] and found["properties"]["baseline"] == REGRESSION["baseline"]
+    assert "## Summary: FAIL (exit 6)" in written["markdown"].read_text()
+
+    written = write_reports(clean, tmp_path / "clean")
+    suite = ElementTree.parse(written["junit"]).getroot().find("testsuite")
+    (case,) = [c for c in suite.findall("testcase") if c.get("classname") == "redteam.baseline"]
+    assert case.find("failure") is None and case.get("name") == "no regression against baseline run 20261201T000000Z-aaaa"
+    assert not [r for r in json.loads(written["sarif"].read_text())["runs"][0]["results"] if r["ruleId"] == "RT004"]
+    assert "no regression against baseline run 20261201T000000Z-aaaa" in written["markdown"].read_text()
