@@ -97,3 +97,107 @@ def test_a_pickle_payload_where_the_inversion_looks_is_refused(cache, tmp_path):
     with pytest.raises(InputError, match="disguised.safetensors"):
         load_inversion_weights(disguised)
     assert not sentinel.exists()
+
+
+# -- a family trained to a plateau ------------------------------------------------------------------
+
+
+def test_early_stopping_stops_when_the_validation_score_stops_improving():
+    from redteam.training import PlateauStopper
+
+    stopper = PlateauStopper(patience=3, min_delta=0.01)
+    sequence = [1.0, 0.8, 0.7, 0.699, 0.71, 0.695, 0.72]  # 0.699 and 0.695 are within 1% of 0.7: no improvement
+    stopped_at = None
+    for step, value in enumerate(sequence):
+        stopper.update(value, step)
+        if stopper.should_stop:
+            stopped_at = step
+            break
+    assert stopped_at == 5 and stopper.best == 0.7 and stopper.best_step == 2
+    assert not PlateauStopper(patience=2).update(float("nan"), 0)  # a NaN score is never a best
+
+
+def test_family_specs_are_parsed_validated_and_matched():
+    from attacks.learned import FamilySpec
+    from redteam.core.errors import ConfigError
+
+    family = FamilySpec.parse("gaussian_blur:sigma=3..24")
+    assert family.spec == "gaussian_blur:sigma=3.0..24.0" and FamilySpec.parse(family.spec) == family
+    assert family.value_of(build_method("gaussian_blur:sigma=10")) == 10.0
+    assert family.value_of(build_method("gaussian_blur:sigma=30")) is None  # outside the range
+    assert family.value_of(build_method("gaussian_blur:sigma=10,shape=ellipse")) is None  # another fixed parameter
+    assert family.value_of(build_method("mosaic:block=10")) is None
+    assert FamilySpec.parse("mosaic:block=6..24,shape=ellipse").spec == "mosaic:block=6..24,shape=ellipse"
+    for bad, message in [
+        ("gaussian_blur:sigma=3", "exactly one parameter range"),
+        ("gaussian_blur:sigma=9..3", "empty or not positive"),
+        ("mosaic:block=6..24 | jpeg", "2 stages"),
+        ("mosaic:shape=rect..ellipse", "not numeric"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            FamilySpec.parse(bad)
+
+
+class _TinyRecognizer(torch.nn.Module):
+    """A random stand-in for dlib's network in the identity loss: 150 x 150 chips (0..255) -> 8-d."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 5, stride=5)
+
+    def forward(self, x):
+        return self.conv(x / 255.0).mean(dim=(2, 3))
+
+
+def tiny_identity():
+    from metrics.recognizers.dlib_resnet import DlibRecognizer
+    from redteam.training import IdentityModel
+
+    recognizer = DlibRecognizer()
+    network = _TinyRecognizer()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return IdentityModel(network, recognizer.locate, recognizer.crop, "tiny-random")
+
+
+def test_a_family_trains_to_a_plateau_and_the_learned_attack_uses_it_inside_its_range(cache, sample_dir):
+    from attacks.learned import family_checkpoint_path, FamilySpec
+    from redteam.training import train_until_plateau
+
+    lines = []
+    path = train_until_plateau(
+        sample_dir / "barack_obama", "gaussian_blur:sigma=2..8", max_minutes=5, seed=1, log=lines.append,
+        max_steps=4, eval_every=2, draws=1, identity=tiny_identity(),
+    )  # fmt: skip
+    assert path == family_checkpoint_path(FamilySpec.parse("gaussian_blur:sigma=2..8")) and path.suffix == ".safetensors"
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["spec"] == "gaussian_blur:sigma=2.0..8.0" and record["stopped"] == "max steps" and record["steps"] == 4
+    assert [point["step"] for point in record["curve"]] == [0, 2, 4]
+    assert all(point["val_identity"] >= 0 and point["val_l1"] > 0 for point in record["curve"])
+    assert record["loss"]["identity"] == "tiny-random" and record["validation_files"] == 1 and len(record["corpus_files"]) == 3
+    model = TinyUNet(conditioned=True)
+    model.load_state_dict(load_inversion_weights(path))  # safetensors, nothing unpickled
+    attack = build_attack("learned")
+    inside = MethodInfo("m", build_method("gaussian_blur:sigma=5"))
+    assert attack.applicable(inside)[0]
+    assert attack.provenance(inside)["family"] == "gaussian_blur:sigma=2.0..8.0"
+    images = torch.rand(1, 3, 140, 120, generator=torch.Generator().manual_seed(0))
+    out = attack.reconstruct(images, method=inside, generator=torch.Generator())
+    assert out.shape == images.shape and 0 <= out.min() and out.max() <= 1
+    ok, reason = attack.applicable(MethodInfo("m", build_method("gaussian_blur:sigma=12")))  # outside the range
+    assert not ok and "redteam models train" in reason
+
+
+def test_family_training_stops_at_the_plateau(cache, sample_dir, monkeypatch):
+    """A validation score that never improves stops the loop after `patience` evaluations, keeping the
+    weights of the best one (the first)."""
+    import redteam.training as training
+
+    monkeypatch.setattr(training, "_evaluate", lambda model, pairs, identity, device: {"val_l1": 0.5, "val_identity": float("nan")})
+    path = training.train_until_plateau(
+        sample_dir / "barack_obama", "mosaic:block=6..12", max_minutes=5, max_steps=100, eval_every=1, patience=3, draws=1, identity_weight=0.0
+    )
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["stopped"] == "plateau" and record["steps"] == 3 and record["best_step"] == 0
+    assert record["monitored"] == "val_l1" and record["loss"]["identity"] is None
