@@ -7,8 +7,8 @@ originals.
 `redteam.training.train_until_plateau` (`redteam models train FAMILY`) trains one for a family such as
 ``gaussian_blur:sigma=3..24`` until its validation split stops improving. Both save the weights with a
 training record (spec, corpus file hashes, steps, losses, seed, versions; the family model also its
-training curve) under the cache, keyed by the canonical spec, where the `learned` attack finds them: the
-exact spec's model first, else a family model whose range holds the method's parameter. The audit refuses
+training curve) under the cache, keyed by the canonical spec, where the `learned` attack finds them: the newest of the
+exact spec's model and a family model whose range holds the method's parameter. The audit refuses
 a checkpoint whose corpus shares a file with the audited originals.
 
 References:
@@ -188,15 +188,21 @@ def family_checkpoints(folder: Path | None = None) -> list[tuple[Path, FamilySpe
 
 
 def find_checkpoint(method: Anonymizer) -> tuple[Path, FamilySpec | None] | None:
-    """The inversion for `method`: the model trained on its exact spec, else the newest family model whose
-    range holds its parameter; None when there is neither."""
+    """The inversion for `method`: the newest of the model trained on its exact spec and the family models
+    whose range holds its parameter (a later training is the user's latest choice; `provenance` names the
+    one used); None when there is none."""
+    candidates: list[tuple[float, Path, FamilySpec | None]] = []
     exact = checkpoint_path(method.spec)
     if exact.is_file():
-        return exact, None
+        candidates.append((exact.stat().st_mtime, exact, None))
     for path, family in family_checkpoints():
         if family.value_of(method) is not None:
-            return path, family
-    return None
+            candidates.append((path.stat().st_mtime, path, family))
+            break  # family_checkpoints is newest first
+    if not candidates:
+        return None
+    _, newest, which = max(candidates, key=lambda item: item[0])
+    return newest, which
 
 
 def load_inversion_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -265,7 +271,7 @@ class LearnedInversion(Attack):
             return Applicability(
                 False,
                 f"no trained inversion for '{method.reference.spec}': run `redteam attack train --method \"{method.reference.spec}\" --faces DIR`"
-                " (or train its family: `redteam models train \"NAME:PARAM=LOW..HIGH\" --faces DIR`)",
+                ' (or train its family: `redteam models train "NAME:PARAM=LOW..HIGH" --faces DIR`)',
                 model_missing=True,
             )
         path, _ = found

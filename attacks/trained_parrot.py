@@ -53,12 +53,13 @@ class ParrotHead(nn.Module):
     def __init__(self, dim: int, hidden: int = HIDDEN) -> None:
         super().__init__()
         self.linear = nn.Linear(dim, dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        last = nn.Linear(hidden, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), last)
         with torch.no_grad():
             self.linear.weight.copy_(torch.eye(dim))
             self.linear.bias.zero_()
-            self.mlp[2].weight.zero_()
-            self.mlp[2].bias.zero_()
+            last.weight.zero_()
+            last.bias.zero_()
         self.register_buffer("centre", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(()))
 
@@ -97,7 +98,9 @@ def load_heads(path: Path, record: dict) -> dict[str, ParrotHead]:
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
-        raise InputError(f"{path}: not a readable safetensors checkpoint ({error})", fix=f"retrain with `{train_command(record.get('spec', 'SPEC'))}`") from error
+        raise InputError(
+            f"{path}: not a readable safetensors checkpoint ({error})", fix=f"retrain with `{train_command(record.get('spec', 'SPEC'))}`"
+        ) from error
     heads = {}
     for name, details in record.get("recognizers", {}).items():
         head = ParrotHead(int(details["dim"]), int(details.get("hidden", HIDDEN)))

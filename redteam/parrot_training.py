@@ -23,7 +23,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -317,6 +317,10 @@ def train_parrot(
     dataset = discover_images(corpus, role="parrot corpus")
     if not dataset.identities_known:
         raise InputError(f"the parrot corpus {corpus} has no identity folders", fix="lay it out as corpus/<person>/<photo>, several photos per person")
+    listed: dict[str, int] = {}
+    for entry in dataset.entries:
+        listed[entry.identity] = listed.get(entry.identity, 0) + 1
+    _split_people(sorted(listed), listed, validation_fraction, seed)  # too few people: say so before detecting any face
     if recognizer_objects is None:
         from metrics.recognizers import RECOGNIZERS
 

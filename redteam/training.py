@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -68,12 +68,11 @@ def load_corpus(faces_dir: Path, *, log: Log, limit: int | None = None, min_face
             large faces (MTCNN skips the fine pyramid levels); None: the audit's detector settings.
     """
     from redteam.cache import Cache, content_key
+    from redteam.core.config import DetectorSettings
     from redteam.core.paths import default_cache_dir
     from redteam.datasets import discover_images
     from redteam.faces import FaceDetector
     from redteam.images import load_image
-
-    from redteam.core.config import DetectorSettings
 
     detector = FaceDetector() if min_face_size is None else FaceDetector(DetectorSettings(min_face_size=min_face_size))
     cache = Cache(default_cache_dir())
@@ -248,7 +247,8 @@ def chip_theta(alignment: Hashable, window: tuple[int, int, int, int]) -> torch.
     resampled to any size: differentiable, so the recognizer's loss reaches the network's pixels."""
     import dlib
 
-    (bx0, by0, bx1, by1), points = alignment  # type: ignore[misc]
+    box, points = cast(tuple[tuple[int, int, int, int], tuple[tuple[int, int], ...]], alignment)
+    bx0, by0, bx1, by1 = box
     shape = dlib.full_object_detection(dlib.rectangle(bx0, by0, bx1, by1), [dlib.point(x, y) for x, y in points])
     details = dlib.get_face_chip_details(shape, size=CHIP, padding=CHIP_PADDING)
     rect, angle = details.rect, details.angle
@@ -475,7 +475,9 @@ def train_until_plateau(
     stopper = PlateauStopper(patience)
     baseline = _input_scores(validation, identity, device)
     monitored = "val_identity" if identity is not None else "val_l1"
-    curve: list[dict[str, float]] = [{"step": 0, "seconds": 0.0, "train_loss": math.nan, "train_l1": math.nan, **_evaluate(model, validation, identity, device)}]
+    curve: list[dict[str, float]] = [
+        {"step": 0, "seconds": 0.0, "train_loss": math.nan, "train_l1": math.nan, **_evaluate(model, validation, identity, device)}
+    ]
     stopper.update(curve[0][monitored], 0)
     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     log(f"step 0: {monitored} {curve[0][monitored]:.4f} (the anonymized input itself: {baseline[monitored]:.4f})")
@@ -504,7 +506,7 @@ def train_until_plateau(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append((float(loss), float(l1)))
+        losses.append((loss.item(), l1.item()))
         step += 1
         if step % eval_every == 0:
             scores = _evaluate(model, validation, identity, device)

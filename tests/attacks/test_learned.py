@@ -162,7 +162,7 @@ def tiny_identity():
 
 
 def test_a_family_trains_to_a_plateau_and_the_learned_attack_uses_it_inside_its_range(cache, sample_dir):
-    from attacks.learned import family_checkpoint_path, FamilySpec
+    from attacks.learned import FamilySpec, family_checkpoint_path
     from redteam.training import train_until_plateau
 
     lines = []
@@ -201,3 +201,92 @@ def test_family_training_stops_at_the_plateau(cache, sample_dir, monkeypatch):
     record = json.loads(path.with_suffix(".json").read_text())
     assert record["stopped"] == "plateau" and record["steps"] == 3 and record["best_step"] == 0
     assert record["monitored"] == "val_l1" and record["loss"]["identity"] is None
+
+
+def test_the_newest_of_an_exact_and_a_family_checkpoint_is_used(cache, sample_dir):
+    """A family trained after an exact-spec model replaces it for the specs in its range, and the other way round."""
+    import os
+
+    from redteam.training import train_until_plateau
+
+    spec = "mosaic:block=8"
+    exact = train_inversion(sample_dir / "barack_obama", spec, minutes=5, max_steps=1, seed=1)
+    family = train_until_plateau(sample_dir / "barack_obama", "mosaic:block=6..12", max_minutes=5, max_steps=1, eval_every=1, draws=1, identity_weight=0.0)
+    os.utime(exact, (1_000_000, 1_000_000))
+    method = MethodInfo("m", build_method(spec))
+    assert build_attack("learned").provenance(method)["checkpoint"] == str(family)
+    os.utime(family, (900_000, 900_000))
+    assert build_attack("learned").provenance(method)["checkpoint"] == str(exact)
+
+
+# -- the trained parrot -------------------------------------------------------------------------------
+
+
+def _labelled_corpus(sample_dir, target):
+    """Five 'people' made of the sample photos: each photo and its mirror image are one person's two photos."""
+    from PIL import Image, ImageOps
+
+    for photo in sorted(sample_dir.rglob("*.jpg")):
+        person = target / f"{photo.parent.name}-{photo.stem}"
+        person.mkdir(parents=True)
+        image = Image.open(photo).convert("RGB")
+        image.save(person / "a.png")
+        ImageOps.mirror(image).save(person / "b.png")
+    return target
+
+
+class _TinyDlib:
+    """dlib's alignment with a random 16-d embedding in place of its network (offline and fast)."""
+
+    embedding_dim = 16
+
+    def __init__(self):
+        from metrics.recognizers.dlib_resnet import DlibRecognizer
+
+        self._dlib = DlibRecognizer()
+        self.locate, self.crop = self._dlib.locate, self._dlib.crop
+        self._projection = torch.randn(3 * 15 * 15, 16, generator=torch.Generator().manual_seed(0))
+        self.fingerprint = "tiny-dlib"
+
+    def embed(self, chips):
+        return torch.nn.functional.adaptive_avg_pool2d(chips, 15).flatten(1) @ self._projection
+
+
+def test_the_parrot_trains_a_head_saves_it_and_refuses_the_audited_people(cache, sample_dir, tmp_path):
+    from attacks.trained_parrot import TrainedParrot, load_heads, parrot_path, read_record
+    from redteam.parrot_training import train_parrot
+
+    corpus = _labelled_corpus(sample_dir, tmp_path / "corpus")
+    audited = tmp_path / "audited"
+    (audited / "joe_biden-biden").mkdir(parents=True)
+    (corpus / "joe_biden-biden" / "a.png").rename(audited / "joe_biden-biden" / "a.png")
+    lines = []
+    path = train_parrot(
+        corpus, "gaussian_blur:sigma=4", max_minutes=5, max_steps=4, eval_every=2, augmentations=2, exclude=audited,
+        recognizer_objects={"dlib": _TinyDlib()}, log=lines.append,
+    )  # fmt: skip
+    assert path == parrot_path(build_method("gaussian_blur:sigma=4").spec) and path.suffix == ".safetensors"
+    record = read_record(path)
+    assert "joe_biden-biden" not in record["identities"] and len(record["identities"]) == 4  # the audited person left out
+    head = record["recognizers"]["dlib"]
+    assert head["stopped"] == "max steps" and [p["step"] for p in head["curve"]] == [0, 2, 4]
+    assert head["fingerprint"] == "tiny-dlib" and record["training_identities"] + len(record["validation_identities"]) == 4
+    heads = load_heads(path, record)
+    out = heads["dlib"](torch.randn(3, 16))
+    assert out.shape == (3, 16) and torch.allclose(out.norm(dim=1), heads["dlib"].scale.expand(3))
+    attack = TrainedParrot()
+    method = MethodInfo("m", build_method("gaussian_blur:sigma=4"))
+    ok, reason = attack.applicable(method)
+    assert not ok and "own embedding space" in reason  # this engine has no hook to score it yet
+    assert attack.embedding_space(method, "dlib", "tiny-dlib") is not None
+    assert attack.embedding_space(method, "dlib", "other-weights") is None  # trained on other weights: plain parrot
+    ok, reason = attack.applicable(MethodInfo("m", build_method("gaussian_blur:sigma=5")))
+    assert not ok and "train-parrot" in reason
+
+
+def test_the_parrot_needs_enough_labelled_people(cache, sample_dir):
+    from redteam.core.errors import InputError
+    from redteam.parrot_training import train_parrot
+
+    with pytest.raises(InputError, match="at least 4 are needed"):
+        train_parrot(sample_dir, "gaussian_blur:sigma=4", max_minutes=1, recognizer_objects={"dlib": _TinyDlib()})
