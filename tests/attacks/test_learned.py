@@ -290,3 +290,13 @@ def test_the_parrot_needs_enough_labelled_people(cache, sample_dir):
 
     with pytest.raises(InputError, match="at least 4 are needed"):
         train_parrot(sample_dir, "gaussian_blur:sigma=4", max_minutes=1, recognizer_objects={"dlib": _TinyDlib()})
+
+
+def test_models_train_commands_refuse_a_cap_that_is_not_positive(cache, sample_dir):
+    from typer.testing import CliRunner
+
+    from redteam.cli import app
+
+    for command in (["models", "train", "gaussian_blur:sigma=3..24"], ["models", "train-parrot", "--method", "gaussian_blur:sigma=10"]):
+        result = CliRunner().invoke(app, [*command, "--faces", str(sample_dir), "--max-minutes", "0"])
+        assert result.exit_code == 2 and "--max-minutes must be positive" in result.output
