@@ -33,6 +33,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -85,7 +86,7 @@ def eval_subset(celeba: Path, target: Path, people: int) -> Path:
     return target
 
 
-def train_inversions(corpus: Path, minutes: float) -> dict[str, dict[str, Any]]:
+def train_inversions(corpus: Path, minutes: float, *, train: bool = True) -> dict[str, dict[str, Any]]:
     """Train (or reuse) each family's conditioned inversion; family -> its training record."""
     from attacks.learned import FamilySpec, family_checkpoint_path
     from redteam.training import train_until_plateau
@@ -93,6 +94,8 @@ def train_inversions(corpus: Path, minutes: float) -> dict[str, dict[str, Any]]:
     records = {}
     for key, spec in FAMILIES.items():
         path = family_checkpoint_path(FamilySpec.parse(spec))
+        if not path.is_file() and not train:
+            continue
         if not path.is_file():
             log(f"training the {spec} inversion (cap {minutes} min)")
             train_until_plateau(corpus, spec, max_minutes=minutes, seed=0, log=log, min_face_size=60, eval_every=40, patience=6, draws=2)
@@ -100,7 +103,7 @@ def train_inversions(corpus: Path, minutes: float) -> dict[str, dict[str, Any]]:
     return records
 
 
-def train_parrots(celeba: Path, audited: Path, specs: list[str], minutes: float) -> dict[str, dict[str, Any]]:
+def train_parrots(celeba: Path, audited: Path, specs: list[str], minutes: float, *, train: bool = True) -> dict[str, dict[str, Any]]:
     """Train (or reuse) the trained parrot of each method on the non-audited CelebA people; spec -> record."""
     from attacks.trained_parrot import parrot_path
     from redteam.anonymizers import build_method
@@ -110,6 +113,8 @@ def train_parrots(celeba: Path, audited: Path, specs: list[str], minutes: float)
     for spec in specs:
         canonical = build_method(spec).spec
         path = parrot_path(canonical)
+        if not path.is_file() and not train:
+            continue
         if not path.is_file():
             log(f"training the parrot of {canonical} (cap {minutes} min)")
             train_parrot(celeba, canonical, max_minutes=minutes, seed=0, exclude=audited, min_face_size=80, augmentations=4, log=log)
@@ -151,7 +156,25 @@ def rank1_other(probes: Any, probe_people: list[str], probe_rows: list[int], gal
     return sum(gallery_people[j] == probe_people[i] for i, j in enumerate(nearest))
 
 
-def measure(audited: Path, names: list[str], probes_per_person: int) -> tuple[list[Row], dict[str, Any]]:
+def stored(store: Path, key: str, compute: Callable[[], tuple[Any, float]]) -> tuple[Any, float]:
+    """(embeddings, seconds per face) computed once per key and kept under `store` (the cache), so a re-run or
+    a later run with more checkpoints recomputes only what is new."""
+    import hashlib
+
+    import torch
+
+    from redteam.core.atomic import write_atomically
+
+    path = store / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.pt"
+    if path.is_file():
+        data = torch.load(path, weights_only=True)
+        return data["x"], float(data["seconds"])
+    value, seconds = compute()
+    write_atomically(path, lambda target: torch.save({"x": value, "seconds": torch.tensor(seconds)}, target))
+    return value, seconds
+
+
+def measure(audited: Path, names: list[str], probes_per_person: int, store: Path) -> tuple[list[Row], dict[str, Any]]:
     import numpy as np
     import torch
 
@@ -170,13 +193,14 @@ def measure(audited: Path, names: list[str], probes_per_person: int) -> tuple[li
     faces = [max(item.faces, key=lambda f: f.width * f.height) for item in items]
     alignments = [recognizer.locate(item.image.pixels, face) for item, face in zip(items, faces, strict=True)]
     people = [item.identity for item in items]
+    base_key = f"{recognizer.fingerprint}|" + ",".join(sorted(item.image.sha256 for item in items))
 
     def embed(images: list[np.ndarray], aligned: list[Any]) -> torch.Tensor:
         chips = [recognizer.crop(image, alignment) for image, alignment in zip(images, aligned, strict=True)]
         stack = torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2).float() / 255.0
         return torch.cat([recognizer.embed(part) for part in stack.split(64)]).float()
 
-    gallery = embed([item.image.pixels for item in items], alignments)
+    gallery, _ = stored(store, base_key + "|clean", lambda: (embed([item.image.pixels for item in items], alignments), 0.0))
     counts: dict[str, int] = {}
     probe_rows = []
     for row, person in enumerate(people):
@@ -190,26 +214,27 @@ def measure(audited: Path, names: list[str], probes_per_person: int) -> tuple[li
     clean_hits = rank1_other(gallery[probe_rows], probe_people, probe_rows, gallery, people)
     rows.append(Row("(clean)", "none", "-", clean_hits, len(probe_rows), 0.0))
     log(f"clean: {clean_hits}/{len(probe_rows)} on {len(items)} photos of {len(set(people))} people")
-    for name in names:
+
+    def one_method(name: str) -> None:
         spec = METHODS[name][0]
         method = build_method(spec)
-        anonymized = [
-            method.apply(item.image.pixels, list(item.faces), torch.Generator().manual_seed(derived_seed(0, "bench-learned", name, item.rel))) for item in items
-        ]
-        anonymized_gallery = embed(anonymized, alignments)
-        began = time.perf_counter()
+        made: list[list[np.ndarray]] = []
+
+        def anonymized() -> list[np.ndarray]:
+            if not made:
+                made.append(
+                    [
+                        method.apply(item.image.pixels, list(item.faces), torch.Generator().manual_seed(derived_seed(0, "bench-learned", name, item.rel)))
+                        for item in items
+                    ]
+                )
+            return made[0]
+
+        anonymized_gallery, _ = stored(store, f"{base_key}|{method.spec}|anonymized", lambda: (embed(anonymized(), alignments), 0.0))
         hits = rank1_other(anonymized_gallery[probe_rows], probe_people, probe_rows, gallery, people)
         rows.append(Row(name, "none", "naive", hits, len(probe_rows), 0.0))
-        rows.append(
-            Row(
-                name,
-                "parrot",
-                "parrot",
-                rank1_other(anonymized_gallery[probe_rows], probe_people, probe_rows, anonymized_gallery, people),
-                len(probe_rows),
-                0.0,
-            )
-        )
+        hits = rank1_other(anonymized_gallery[probe_rows], probe_people, probe_rows, anonymized_gallery, people)
+        rows.append(Row(name, "parrot", "parrot", hits, len(probe_rows), 0.0))
         path = parrot_path(method.spec)
         if not path.is_file():
             info.setdefault("skipped", {})[f"{name} / {TrainedParrot.name}"] = "no trained parrot for this method (not trained in this run's CPU budget)"
@@ -217,11 +242,12 @@ def measure(audited: Path, names: list[str], probes_per_person: int) -> tuple[li
             record = read_record(path)
             if record["recognizers"].get("dlib", {}).get("fingerprint") == recognizer.fingerprint:
                 head = load_heads(path, record)["dlib"]
+                began = time.perf_counter()
                 with torch.no_grad():
                     projected = head(anonymized_gallery)
-                began = time.perf_counter()
                 hits = rank1_other(projected[probe_rows], probe_people, probe_rows, projected, people)
-                rows.append(Row(name, TrainedParrot.name, "parrot", hits, len(probe_rows), (time.perf_counter() - began) / len(probe_rows)))
+                rows.append(Row(name, TrainedParrot.name, "parrot", hits, len(probe_rows), (time.perf_counter() - began) / len(anonymized_gallery)))
+                info.setdefault("parrot_model", {})[name] = TrainedParrot().provenance(MethodInfo(name, method))
         for attack_name in (*CLASSICAL, "learned"):
             attack = build_attack(attack_name)
             known = MethodInfo(name, method)
@@ -229,27 +255,35 @@ def measure(audited: Path, names: list[str], probes_per_person: int) -> tuple[li
             if not applicable[0]:
                 info.setdefault("skipped", {})[f"{name} / {attack_name}"] = applicable[1]
                 continue
-            generator = torch.Generator().manual_seed(derived_seed(0, "bench-learned", name, attack_name))
-            attacked = []
-            began = time.perf_counter()
-            for row in probe_rows:
-                pixels, face = anonymized[row], faces[row]
-                x0, y0, x1, y1 = attack_window(pixels.shape, face, method)
-                context = MethodInfo(name, method, face, (x0, y0), pixels.shape)
-                out = np.array(pixels, copy=True)
-                try:
-                    restored = attack.reconstruct(to_tensor(pixels[y0:y1, x0:x1]), method=context, generator=generator)
-                    out[y0:y1, x0:x1] = to_uint8(restored)
-                except AttackNotApplicable:
-                    pass
-                attacked.append(out)
-            seconds = (time.perf_counter() - began) / len(probe_rows)
-            probes = embed(attacked, [alignments[row] for row in probe_rows])
+            model = attack.provenance(known).get("sha256", "") if attack_name == "learned" else ""
+
+            def attacked(attack: Any = attack, attack_name: str = attack_name) -> tuple[torch.Tensor, float]:
+                generator = torch.Generator().manual_seed(derived_seed(0, "bench-learned", name, attack_name))
+                outputs = []
+                began = time.perf_counter()
+                for row in probe_rows:
+                    pixels, face = anonymized()[row], faces[row]
+                    x0, y0, x1, y1 = attack_window(pixels.shape, face, method)
+                    context = MethodInfo(name, method, face, (x0, y0), pixels.shape)
+                    out = np.array(pixels, copy=True)
+                    try:
+                        restored = attack.reconstruct(to_tensor(pixels[y0:y1, x0:x1]), method=context, generator=generator)
+                        out[y0:y1, x0:x1] = to_uint8(restored)
+                    except AttackNotApplicable:
+                        pass
+                    outputs.append(out)
+                seconds = (time.perf_counter() - began) / len(probe_rows)
+                return embed(outputs, [alignments[row] for row in probe_rows]), seconds
+
+            probes, seconds = stored(store, f"{base_key}|{method.spec}|{attack_name}|{model}|{','.join(map(str, probe_rows))}", attacked)
             hits = rank1_other(probes, probe_people, probe_rows, gallery, people)
             rows.append(Row(name, attack_name, attack.tier.value, hits, len(probe_rows), seconds))
             if attack_name == "learned":
                 info.setdefault("learned_model", {})[name] = attack.provenance(known)
         log(f"{name}: " + ", ".join(f"{r.attack} {r.hits}/{r.trials}" for r in rows if r.method == name))
+
+    for name in names:
+        one_method(name)
     return rows, info
 
 
@@ -268,6 +302,7 @@ def main() -> None:
     parser.add_argument("--corpus-size", type=int, default=1500, help="UTKFace faces the inversions may use")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--parrot-methods", default=None, help="methods that get a trained parrot (default: all of --methods)")
+    parser.add_argument("--skip-training", action="store_true", help="use the checkpoints already cached; train nothing")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
@@ -285,10 +320,10 @@ def main() -> None:
     if not (utk / ".complete").is_file() and not any(utk.glob("*.png")):
         utk = normalise(RESEARCH / "utkface", utk, FACE_WIDTH, limit=args.corpus_size, log=True)
     started = time.perf_counter()
-    inversions = train_inversions(utk, args.inversion_minutes)
+    inversions = train_inversions(utk, args.inversion_minutes, train=not args.skip_training)
     parroted = names if args.parrot_methods is None else [m for m in args.parrot_methods.split(",") if m]
-    parrots = train_parrots(celeba, audited, [METHODS[name][0] for name in parroted], args.parrot_minutes)
-    rows, info = measure(audited, names, args.probes_per_person)
+    parrots = train_parrots(celeba, audited, [METHODS[name][0] for name in parroted], args.parrot_minutes, train=not args.skip_training)
+    rows, info = measure(audited, names, args.probes_per_person, work / "learned-embeddings")
     wall = time.perf_counter() - started
     lines = report(args, rows, info, inversions, parrots, names, wall)
     write_results(args.out / f"learned-{date.today().isoformat()}.md", lines)
@@ -369,6 +404,7 @@ def report(args: Any, rows: list[Row], info: dict[str, Any], inversions: dict, p
         ]
     lines += ["", "Skipped (not applicable):", ""] + [f"- {k}: {v}" for k, v in sorted(info.get("skipped", {}).items())]
     lines += ["", "Learned inversion used:", ""] + [f"- {k}: {v}" for k, v in info.get("learned_model", {}).items()]
+    lines += ["", "Trained parrot used:", ""] + [f"- {k}: {v}" for k, v in info.get("parrot_model", {}).items()]
     lines += ["", "## Medium strengths (blur w/16, mosaic w/12)", ""]
     for name in ("blur_w16", "mosaic_w12"):
         if name in verdicts:
