@@ -248,6 +248,23 @@ def read_record(path: Path) -> dict:
         raise ModelUnavailableError(f"{path}: training record missing or unreadable ({error})", fix="retrain with `redteam attack train`") from error
 
 
+def training_curve(record: dict, points: int = 12) -> str:
+    """The validation curve of a family record in one line for the report: ``monitored: step=value ...``
+    (at most `points` evaluations, evenly spaced, the last and the best always shown), with the
+    anonymized input's own score."""
+    monitored = record.get("monitored", "val_l1")
+    curve = [p for p in record.get("curve", []) if isinstance(p.get(monitored), (int, float)) and math.isfinite(p[monitored])]
+    if not curve:
+        return "none recorded"
+    stride = max(1, math.ceil(len(curve) / points))
+    chosen = {id(p): p for p in curve[::stride]}
+    best = min(curve, key=lambda p: p[monitored])
+    chosen |= {id(curve[-1]): curve[-1], id(best): best}
+    shown = " ".join(f"{p['step']}={p[monitored]:.4f}" for p in sorted(chosen.values(), key=lambda p: p["step"]))
+    baseline = record.get("anonymized_input_scores", {}).get(monitored)
+    return f"{monitored} by step: {shown}" + (f" (anonymized input: {baseline:.4f})" if isinstance(baseline, (int, float)) else "")
+
+
 class LearnedInversion(Attack):
     """A U-Net trained on pairs made with the exact method or its family (`redteam attack train`), on the attacker's faces.
 
@@ -298,7 +315,12 @@ class LearnedInversion(Attack):
             "steps": str(record.get("steps", "?")),
         }
         if family is not None:
-            details |= {"family": family.spec, "stopped": str(record.get("stopped", "?")), "seconds": str(record.get("seconds", "?"))}
+            details |= {
+                "family": family.spec,
+                "stopped": str(record.get("stopped", "?")),
+                "seconds": str(record.get("seconds", "?")),
+                "training_curve": training_curve(record),
+            }
         return details
 
     def _model(self, path: Path, conditioned: bool) -> TinyUNet:

@@ -484,6 +484,28 @@ def train_until_plateau(
     loop_began, step, stopped = time.perf_counter(), 0, "plateau"
     losses: list[tuple[float, float]] = []
     count = len(train.anonymized)
+
+    def evaluate(best: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One point of the curve (validation scores, mean training losses since the last point); returns
+        the weights to keep (these ones when they are a new best)."""
+        scores = _evaluate(model, validation, identity, device)
+        recent = losses[-(step % eval_every or eval_every) :]
+        point = {
+            "step": step,
+            "seconds": round(time.perf_counter() - loop_began, 1),
+            "train_loss": float(np.mean([a for a, _ in recent])),
+            "train_l1": float(np.mean([b for _, b in recent])),
+            **scores,
+        }
+        curve.append(point)
+        if stopper.update(point[monitored], step):
+            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        log(
+            f"step {step}: train {point['train_loss']:.4f} (L1 {point['train_l1']:.4f}), val L1 {scores['val_l1']:.4f}, "
+            f"val identity {scores['val_identity']:.4f}; best {stopper.best:.4f} at step {stopper.best_step}"
+        )
+        return best
+
     while True:
         if max_steps is not None and step >= max_steps:
             stopped = "max steps"
@@ -509,24 +531,11 @@ def train_until_plateau(
         losses.append((loss.item(), l1.item()))
         step += 1
         if step % eval_every == 0:
-            scores = _evaluate(model, validation, identity, device)
-            recent = losses[-eval_every:]
-            point = {
-                "step": step,
-                "seconds": round(time.perf_counter() - loop_began, 1),
-                "train_loss": float(np.mean([a for a, _ in recent])),
-                "train_l1": float(np.mean([b for _, b in recent])),
-                **scores,
-            }
-            curve.append(point)
-            if stopper.update(point[monitored], step):
-                best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            log(
-                f"step {step}: train {point['train_loss']:.4f} (L1 {point['train_l1']:.4f}), val L1 {scores['val_l1']:.4f}, "
-                f"val identity {scores['val_identity']:.4f}; best {stopper.best:.4f} at step {stopper.best_step}"
-            )
+            best = evaluate(best)
             if stopper.should_stop:
                 break
+    if stopped != "plateau" and step % eval_every != 0:  # the steps since the last evaluation count too
+        best = evaluate(best)
     target = out or family_checkpoint_path(family)
     state = {k: v.cpu().contiguous() for k, v in best.items()}
     write_atomically(target, lambda path: save_file(state, str(path)))

@@ -182,6 +182,7 @@ def test_a_family_trains_to_a_plateau_and_the_learned_attack_uses_it_inside_its_
     inside = MethodInfo("m", build_method("gaussian_blur:sigma=5"))
     assert attack.applicable(inside)[0]
     assert attack.provenance(inside)["family"] == "gaussian_blur:sigma=2.0..8.0"
+    assert attack.provenance(inside)["training_curve"].startswith("val_identity by step: 0=")  # the curve goes into the report
     images = torch.rand(1, 3, 140, 120, generator=torch.Generator().manual_seed(0))
     out = attack.reconstruct(images, method=inside, generator=torch.Generator())
     assert out.shape == images.shape and 0 <= out.min() and out.max() <= 1
@@ -300,3 +301,13 @@ def test_models_train_commands_refuse_a_cap_that_is_not_positive(cache, sample_d
     for command in (["models", "train", "gaussian_blur:sigma=3..24"], ["models", "train-parrot", "--method", "gaussian_blur:sigma=10"]):
         result = CliRunner().invoke(app, [*command, "--faces", str(sample_dir), "--max-minutes", "0"])
         assert result.exit_code == 2 and "--max-minutes must be positive" in result.output
+
+
+def test_steps_after_the_last_evaluation_are_evaluated_when_the_cap_stops_training(cache, sample_dir):
+    from attacks.learned import training_curve
+    from redteam.training import train_until_plateau
+
+    path = train_until_plateau(sample_dir / "barack_obama", "mosaic:block=6..12", max_minutes=5, max_steps=3, eval_every=2, draws=1, identity_weight=0.0)
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert [point["step"] for point in record["curve"]] == [0, 2, 3] and record["stopped"] == "max steps"
+    assert training_curve(record).startswith("val_l1 by step: 0=") and " 3=" in training_curve(record)
