@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="List, download or import model weights.", invoke_without_command=True)
+models_app = typer.Typer(help="List, download, import or train model weights.", invoke_without_command=True)
 list_app = typer.Typer(help="List registered attacks, methods or recognizers.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
@@ -536,6 +536,46 @@ def models_default(ctx: typer.Context) -> None:
     """Without a subcommand: list every model file with its status, location and size."""
     if ctx.invoked_subcommand is None:
         models_list()
+
+
+@models_app.command("train")
+@guarded
+def models_train(
+    family: Annotated[str, typer.Argument(help="A method family, NAME:PARAM=LOW..HIGH, e.g. gaussian_blur:sigma=3..24.")],
+    faces: Annotated[Path, typer.Option(help="The attacker's face corpus (never the audited originals).")],
+    max_minutes: Annotated[float, typer.Option(help="Wall-clock cap on training; it stops earlier at a validation plateau.")] = 20.0,
+    patience: Annotated[int, typer.Option(help="Validation evaluations without improvement before stopping.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+) -> None:
+    """Train the learned inversion of a method family until its validation split stops improving (cached for audits)."""
+    from redteam import terminal
+    from redteam.core.devices import resolve_device
+    from redteam.training import train_until_plateau
+
+    if max_minutes <= 0:
+        raise UsageError(f"--max-minutes must be positive, got {max_minutes}", fix="e.g. --max-minutes 20")
+    path = train_until_plateau(faces, family, max_minutes=max_minutes, patience=patience, seed=seed, device=resolve_device(device), log=terminal.log)
+    terminal.stdout.print(escape(f"saved {path} (training record and curve: {path.with_suffix('.json')})"))
+
+
+@models_app.command("train-parrot")
+@guarded
+def models_train_parrot(
+    method: Annotated[str, typer.Option("--method", "-m", help="The exact method spec (identified or declared).")],
+    faces: Annotated[Path, typer.Option(help="Labelled corpus FACES/<person>/<photo> (never the audited people).")],
+    exclude: Annotated[Path | None, typer.Option(help="The originals to be audited: their people and files are left out.")] = None,
+    max_minutes: Annotated[float, typer.Option(help="Wall-clock cap on training the heads.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Train the trained parrot: a recognizer head fine-tuned on faces anonymized with the method."""
+    from redteam import terminal
+    from redteam.parrot_training import train_parrot
+
+    if max_minutes <= 0:
+        raise UsageError(f"--max-minutes must be positive, got {max_minutes}", fix="e.g. --max-minutes 10")
+    path = train_parrot(faces, method, max_minutes=max_minutes, seed=seed, exclude=exclude, log=terminal.log)
+    terminal.stdout.print(escape(f"saved {path} (training record and curve: {path.with_suffix('.json')})"))
 
 
 def short_hash(digest: str, full: bool = False) -> str:
