@@ -248,6 +248,18 @@ def read_record(path: Path) -> dict:
         raise ModelUnavailableError(f"{path}: training record missing or unreadable ({error})", fix="retrain with `redteam attack train`") from error
 
 
+def checkpoint_refusal(path: Path, record: dict, method: MethodInfo, retrain: str) -> str | None:
+    """Why a trained checkpoint must not be used for `method`, or None: its bytes differ from the SHA-256
+    its training record holds, or it was trained on any of the audited originals (an attacker that saw
+    the answer measures nothing)."""
+    if record.get("checkpoint_sha256") != cached_sha256(path):
+        return f"{path} does not match the SHA-256 in its training record; retrain with {retrain}"
+    overlap = {f["sha256"] for f in record.get("corpus_files", [])} & method.audited_hashes
+    if overlap:
+        return f"{path} was trained on {len(overlap)} of the audited originals; train on other faces"
+    return None
+
+
 def training_curve(record: dict, points: int = 12) -> str:
     """The validation curve of a family record in one line for the report: ``monitored: step=value ...``
     (at most `points` evaluations, evenly spaced, the last and the best always shown), with the
@@ -292,13 +304,8 @@ class LearnedInversion(Attack):
                 model_missing=True,
             )
         path, _ = found
-        record = read_record(path)
-        if record.get("checkpoint_sha256") != cached_sha256(path):
-            return Applicability(False, f"{path} does not match the SHA-256 in its training record; retrain with `redteam attack train`", model_missing=True)
-        overlap = {f["sha256"] for f in record.get("corpus_files", [])} & method.audited_hashes
-        if overlap:
-            return Applicability(False, f"{path} was trained on {len(overlap)} of the audited originals; train on other faces", model_missing=True)
-        return Applicability(True)
+        refusal = checkpoint_refusal(path, read_record(path), method, "`redteam attack train`")
+        return Applicability(False, refusal, model_missing=True) if refusal else Applicability(True)
 
     def provenance(self, method: MethodInfo) -> dict[str, str]:
         if method.reference is None:

@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from attacks.base import Applicability, Attack, MethodInfo
+from attacks.learned import checkpoint_refusal
 from redteam.core.errors import InputError, ModelUnavailableError
 from redteam.core.provenance import cached_sha256
 from redteam.core.tiers import ThreatTier
@@ -149,11 +150,9 @@ class TrainedParrot(Attack):
         if not path.is_file():
             return Applicability(False, f"no trained parrot for '{spec}': run `{train_command(spec)}`", model_missing=True)
         record = read_record(path)
-        if record.get("checkpoint_sha256") != cached_sha256(path):
-            return Applicability(False, f"{path} does not match the SHA-256 in its training record; retrain with `{train_command(spec)}`", model_missing=True)
-        overlap = {f["sha256"] for f in record.get("corpus_files", [])} & method.audited_hashes
-        if overlap:
-            return Applicability(False, f"{path} was trained on {len(overlap)} of the audited originals; train on other faces", model_missing=True)
+        refusal = checkpoint_refusal(path, record, method, f"`{train_command(spec)}`")
+        if refusal:
+            return Applicability(False, refusal, model_missing=True)
         people = set(record.get("identities", [])) & set(getattr(method, "audited_identities", frozenset()))
         if people:
             shown = ", ".join(sorted(people)[:3]) + (", ..." if len(people) > 3 else "")

