@@ -12,10 +12,12 @@ from redteam.anonymizers.noise import Noise
 from redteam.anonymizers.pipeline import Pipeline
 from redteam.anonymizers.spec import parse_method_spec
 from redteam.anonymizers.synthetic import SyntheticFace
+from redteam.anonymizers.tools import TOOL_METHODS
 from redteam.core.plugins import load_entry_points
 
 METHODS: dict[str, type[Anonymizer]] = {
-    method.name: method for method in (GaussianBlur, BoxBlur, MotionBlur, Mosaic, Pixelate, Downsample, SolidBox, EyeBar, Noise, Jpeg, KSame, SyntheticFace)
+    method.name: method
+    for method in (GaussianBlur, BoxBlur, MotionBlur, Mosaic, Pixelate, Downsample, SolidBox, EyeBar, Noise, Jpeg, KSame, SyntheticFace, *TOOL_METHODS)
 }
 METHODS.update(load_entry_points("redteam.methods", Anonymizer))  # type: ignore[type-abstract]  # plugins subclass it
 
