@@ -47,8 +47,9 @@ class FitAxis:
             that scale their strength with the face), or None: the folder's spec then says either the
             value in pixels or the fraction, whichever reproduces every face better.
         unit: "px" when the value is a length in pixels (it scales with the image: a large face is first
-            searched on a shrunk copy, then refined at full size), "1" when it does not scale (a quality,
-            an angle, a fraction), None when unknown (searched at full size only).
+            searched on a shrunk copy, then refined at full size), "1" when it does not scale (an angle, a
+            fraction), None when unknown or when the operation does not survive shrinking (a JPEG
+            quality: its 8 x 8 blocks do not), searched at full size only.
         reach: for a length with a `fraction` twin, the largest value searched as a fraction of the
             region's width (beyond a quarter of the region a Gaussian leaves it flat; a box reaches further).
     """

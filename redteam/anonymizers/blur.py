@@ -73,11 +73,9 @@ class _KernelBlur(Anonymizer):
 
     def _blur(self, window: np.ndarray, region: Box) -> np.ndarray:
         factor = self.separable(region)
-        if factor is not None:  # a symmetric separable kernel: OpenCV's row and column passes (float32, edge replicated)
-            import cv2
-
-            one = factor.numpy().astype(np.float32)
-            return cv2.sepFilter2D(window.astype(np.float32), cv2.CV_32F, one, one, borderType=cv2.BORDER_REPLICATE).astype(np.float64)
+        if factor is not None:  # rows then columns, as before (the same 8-bit outputs for existing specs)
+            row, column = factor.reshape(1, 1, 1, -1), factor.reshape(1, 1, -1, 1)
+            return self._convolve(self._convolve(window, row), column)
         return self._convolve(window, self.kernel(region))
 
     @staticmethod

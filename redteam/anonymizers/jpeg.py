@@ -25,7 +25,7 @@ class Jpeg(Anonymizer):
     reference = "JPEG (libjpeg via Pillow); differentiable approximation: kornia.enhance.jpeg_codec_differentiable"
     operator_note = "non-linear; differentiable approximation by kornia (Shin and Song 2017)"
     parameters = (Parameter("quality", int, 30, "JPEG quality", 1, 100),)
-    fit_space = FitSpace((FitVariant({}, (FitAxis("quality", 5, 100, "int", unit="1"),)),))
+    fit_space = FitSpace((FitVariant({}, (FitAxis("quality", 5, 100, "int"),)),))
 
     def transform(self, window, region: Box, face: FaceGeometry | None, image, generator) -> np.ndarray:
         x0, y0, x1, y1 = region
