@@ -351,10 +351,12 @@ def anonymize_folder(name: str, photos: Sequence[tuple[str, np.ndarray]], seed: 
     return published
 
 
-def check(name: str, published: Sequence[Published], fit: Any) -> list[str]:
+def check(name: str, published: Sequence[Published], fit: Any, per_face: bool = False) -> list[str]:
     """What is wrong with `fit` (a `redteam.engine.identify.Fit`) for tool `name`: the family, and each
-    face's strength read off the folder's spec for that face's fitted region, against the truth (10%;
-    a fill's colour exactly). Empty when right."""
+    face's strength against the truth (10%; a fill's colour exactly), read off the folder's spec for that
+    face's fitted region or, with `per_face`, off the parameters fitted on that face alone
+    (`Fit.face_parameters`: a spec carries one strength, a tool that scales with a face the image clips
+    gives that face another). Empty when right."""
     from redteam.anonymizers import build_method
 
     tool = TOOLS[name]
@@ -366,6 +368,7 @@ def check(name: str, published: Sequence[Published], fit: Any) -> list[str]:
     if stage.name not in tool.family:
         problems.append(f"family {stage.name}, expected {' or '.join(tool.family)} ({result.spec})")
         return problems
+    own = {(image, index): params for image, index, params in fit.face_parameters}
     truth_of = {p.label: p for p in published}
     for finding in fit.regions:
         if not finding.fitted or finding.box is None or finding.image not in truth_of:
@@ -375,7 +378,11 @@ def check(name: str, published: Sequence[Published], fit: Any) -> list[str]:
         if not overlaps or max(overlaps) < 0.5:
             continue
         truth = photo.truths[int(np.argmax(overlaps))]
-        fitted = tool.measure(stage, finding.box)
+        measured = stage
+        if per_face and (finding.image, finding.face_index) in own:
+            absolute = {"fraction": 0.0} if "fraction" in stage.values else {}  # the face's own value, in pixels
+            measured = type(stage)(**{**stage.values, **absolute, **own[(finding.image, finding.face_index)]})
+        fitted = tool.measure(measured, finding.box)
         if isinstance(truth, tuple):
             if tuple(fitted) != truth:  # type: ignore[arg-type]
                 problems.append(f"{finding.image}: colour {fitted}, expected {truth}")
