@@ -347,7 +347,13 @@ def _codec_quality(pairs: Sequence[Pair]) -> tuple[int | None, float, float]:
             for x in range(0, width - 63, 48):
                 y0, x0 = y // 16 * 16, x // 16 * 16
                 if y0 + 64 <= height and x0 + 64 <= width and outside[y0 : y0 + 64, x0 : x0 + 64].all():
-                    patches.append((pair.original[y0 : y0 + 64, x0 : x0 + 64], pair.anonymized[y0 : y0 + 64, x0 : x0 + 64], float(pair.original[y0 : y0 + 64, x0 : x0 + 64].std())))
+                    patches.append(
+                        (
+                            pair.original[y0 : y0 + 64, x0 : x0 + 64],
+                            pair.anonymized[y0 : y0 + 64, x0 : x0 + 64],
+                            float(pair.original[y0 : y0 + 64, x0 : x0 + 64].std()),
+                        )
+                    )
     share = float(np.median(changes)) if changes else 0.0
     if share < 0.05 or not patches:
         return None, math.nan, share
@@ -451,7 +457,7 @@ def _region(pair: Pair, index: int, reference: np.ndarray, floor: float) -> tupl
 
 
 def _shape(mask: np.ndarray, box: tuple[int, int, int, int], loose: bool = False) -> str:
-    """"rect", "ellipse" or "free-form": how the changed mask fills its box (`loose`: its edge is blurred
+    """How the changed mask fills its box: "rect", "ellipse" or "free-form" (`loose`: its edge is blurred
     by the tool's JPEG blocks)."""
     from skimage.draw import ellipse
 
@@ -546,7 +552,9 @@ def _evidence(pairs: Sequence[Pair], quality: int | None, whole_image: bool) -> 
             kind = "flat" if flat else "cells" if grid is not None else "smooth"
             size = (pair.original.shape[1], pair.original.shape[0]) if whole_image else (box[2] - box[0], box[3] - box[1])
             evidence = FaceEvidence(size[0], size[1], float(face.width), None, colour, pitch).resized(*size)
-            work = _Work(pair.label, index, (cx0, cy0), pair.original[crop], anonymized, local, box, shape if shape != "none" else "rect", changed, evidence, kind)
+            work = _Work(
+                pair.label, index, (cx0, cy0), pair.original[crop], anonymized, local, box, shape if shape != "none" else "rect", changed, evidence, kind
+            )
             work.interior = interior
             work.small = _shrunk(work)
             works.append(work)
@@ -596,7 +604,9 @@ def _residual(method: Anonymizer, work: _Work, quality: int | None, measure: _Me
     x1, y1 = min(width, max(mx1, box[2] + reach)), min(height, max(my1, box[3] + reach))
     produced = _produce(method, work, quality, box, (x0, y0, x1, y1))
     inside = measure.mask[my0:my1, mx0:mx1]
-    difference = np.abs(produced[my0 - y0 : my1 - y0, mx0 - x0 : mx1 - x0][inside].astype(np.int16) - work.anonymized[my0:my1, mx0:mx1][inside].astype(np.int16))
+    difference = np.abs(
+        produced[my0 - y0 : my1 - y0, mx0 - x0 : mx1 - x0][inside].astype(np.int16) - work.anonymized[my0:my1, mx0:mx1][inside].astype(np.int16)
+    )
     return float(difference.mean())
 
 
@@ -820,7 +830,9 @@ def _screen(families: Sequence[type[Anonymizer]], works: Sequence[_Work], qualit
         kept = sorted((g for g in kept if medians[id(g)] <= max(1.5 * best, best + 1.0)), key=lambda g: medians[id(g)])[:3]
         for group in [] if hopeless else kept:
             group.fits = [
-                _refine_face(group.cls, group.variants[0], work, quality, params) if work.small is not None and group.cls.fit_proposals(group.variants[0], work.evidence) is None else (params, value)
+                _refine_face(group.cls, group.variants[0], work, quality, params)
+                if work.small is not None and group.cls.fit_proposals(group.variants[0], work.evidence) is None
+                else (params, value)
                 for (params, value), work in zip(group.fits, works, strict=False)
             ]
     candidates = []
@@ -833,7 +845,9 @@ def _screen(families: Sequence[type[Anonymizer]], works: Sequence[_Work], qualit
                     # The group's variants agree inside the regions: their interiors are scored once.
                     if index not in scored:
                         scored[index] = [
-                            _score(group.cls, _shrunk_params(variant, summary, work.small.scale), work.small, None) if hopeless and work.small else _score(group.cls, summary, work, quality)
+                            _score(group.cls, _shrunk_params(variant, summary, work.small.scale), work.small, None)
+                            if hopeless and work.small
+                            else _score(group.cls, summary, work, quality)
                             for work in works
                         ]
                     candidates.append(_Candidate(group.cls, variant, dict(summary), scored[index], fits))
@@ -876,7 +890,7 @@ def _refine_boxes(candidate: _Candidate, works: Sequence[_Work], quality: int | 
         if best < (0.05 if quality is not None else 0.3):  # without a JPEG, the changed pixels give the box
             continue
 
-        def trial(box: list[int], work: _Work = work, measure: _Measure = measure) -> float:
+        def trial(box: list[int], work: _Work = work, measure: _Measure = measure, width: int = width, height: int = height) -> float:
             tx0, ty0, tx1, ty1 = box
             method = method_for(work, (tx0, ty0, tx1, ty1))
             if method is None or not (0 <= tx0 < tx1 <= width and 0 <= ty0 < ty1 <= height):
@@ -1013,7 +1027,9 @@ def identify_detailed(pairs: Sequence[Pair], registry: Mapping[str, type[Anonymi
         region = _region_spec(works, whole_image)
         # Decide among the best family's variants (and close rivals) on the whole region, edge included.
         top = candidates[0].median
-        rescored, finalists, seen = [], [], set()
+        rescored: list[tuple[float, int, _Candidate, list[float]]] = []
+        finalists: list[_Candidate] = []
+        seen: set[tuple[type[Anonymizer], int]] = set()
         for candidate in candidates:  # the best summary of each variant close to the best
             key = (candidate.cls, id(candidate.variant))
             if candidate.median <= max(1.5 * top, top + 0.5) and key not in seen and len(finalists) < 6:
@@ -1053,7 +1069,14 @@ def identify_detailed(pairs: Sequence[Pair], registry: Mapping[str, type[Anonymi
 
     # A project-style pipeline: the region re-encoded as JPEG after the stage (grid at the region's corner).
     family = best_spec.split(":")[0] if best_spec else ""
-    if best_spec and quality is None and 1.0 < best <= 12.0 and family not in ("noise", "box", "jpeg"):
+    # Not when no single spec fits but each face's own parameters replay it (a tool that sets its strength per face).
+    if (
+        best_spec
+        and quality is None
+        and 1.0 < best <= 12.0
+        and family not in ("noise", "box", "jpeg")
+        and not (best > MAX_RESIDUAL and _fits_every_face(own, face_parameters))
+    ):
         stage_spec = best_spec
 
         def piped(q: int) -> float:
@@ -1075,7 +1098,16 @@ def identify_detailed(pairs: Sequence[Pair], registry: Mapping[str, type[Anonymi
     canonical = build_method(best_spec).spec
     consistent = float(np.mean([r <= 2 * MAX_RESIDUAL for r in own]))
     identified = best <= MAX_RESIDUAL and consistent >= MIN_CONSISTENT
-    if identified:
+    per_face_only = not identified and best > MAX_RESIDUAL and _fits_every_face(own, face_parameters)
+    if per_face_only:  # the family replays every face exactly, each with its own strength (a tool that sets it per face)
+        spread = _parameter_spread(face_parameters)
+        reason = (
+            f"identified per face as {canonical.split(':')[0]} (each face's own parameters leave at most {max(own):.2f} grey levels"
+            f"{'; ' + spread if spread else ''}); no single spec reproduces every face (the folder's best, {canonical}, leaves "
+            f"{best:.2f}): the spec is that best single fit"
+        )
+        identified, best, per_face = True, float(np.median(own)), list(own)
+    elif identified:
         reason = f"identified as {canonical} (median residual {best:.2f} grey levels over {len(works)} faces"
         reason += f"; the tool re-encoded the image as JPEG quality {quality})" if quality is not None else ")"
     elif best <= MAX_RESIDUAL:
@@ -1102,6 +1134,28 @@ def identify_detailed(pairs: Sequence[Pair], registry: Mapping[str, type[Anonymi
         reason=reason,
     )
     return done(identification, codec, face_parameters)
+
+
+def _fits_every_face(own: Sequence[float], face_parameters: Sequence[tuple[str, int, dict[str, Any]]]) -> bool:
+    """Whether the chosen family, fitted on each face alone, reproduces every face within MAX_RESIDUAL
+    (at least two faces: one face alone says nothing about a tool's rule)."""
+    return len(own) >= 2 and len(face_parameters) == len(own) and all(r <= MAX_RESIDUAL for r in own)
+
+
+def _parameter_spread(face_parameters: Sequence[tuple[str, int, dict[str, Any]]]) -> str:
+    """The parameters that differ between faces and their range, e.g. "cells 24 to 28"."""
+    values: dict[str, list[Any]] = {}
+    for _, _, params in face_parameters:
+        for name, value in params.items():
+            values.setdefault(name, []).append(value)
+    parts = []
+    for name, seen in values.items():
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seen):
+            continue
+        numbers = [v for v in seen if v != 0]  # 0: unset (cells, ksize)
+        if len(set(numbers)) > 1:
+            parts.append(f"{name} {min(numbers):.4g} to {max(numbers):.4g}")
+    return ", ".join(parts)
 
 
 @functools.cache

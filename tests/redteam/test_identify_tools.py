@@ -216,7 +216,9 @@ def _cv2_median(size: int) -> Tool:
 
         return cv2.medianBlur(pixels, size)
 
-    return Tool(("median_blur",), run, lambda face, w, h: float(size), lambda stage, box: float(stage.size(box)), lambda grow: f"median_blur:size={size},context=0")
+    return Tool(
+        ("median_blur",), run, lambda face, w, h: float(size), lambda stage, box: float(stage.size(box)), lambda grow: f"median_blur:size={size},context=0"
+    )
 
 
 def _skimage_gaussian(divisor: float) -> Tool:
@@ -235,12 +237,17 @@ def _skimage_gaussian(divisor: float) -> Tool:
     )
 
 
+def _fill_colour(stage: Any, box: tuple[int, int, int, int]) -> Truth:
+    red, green, blue = (int(round(v * 255)) for v in stage.colour())
+    return red, green, blue
+
+
 def _fill(colour: tuple[int, int, int]) -> Tool:
     def run(pixels: np.ndarray, face: int) -> np.ndarray:
         return np.broadcast_to(np.array(colour, dtype=np.uint8), pixels.shape).copy()
 
     rgb = "".join(f"{c:02x}" for c in colour)
-    return Tool(("box",), run, lambda face, w, h: colour, lambda stage, box: tuple(int(round(v * 255)) for v in stage.colour()), lambda grow: f"box:rgb={rgb}")
+    return Tool(("box",), run, lambda face, w, h: colour, _fill_colour, lambda grow: f"box:rgb={rgb}")
 
 
 def _deface() -> Tool:
@@ -386,7 +393,7 @@ def check(name: str, published: Sequence[Published], fit: Any, per_face: bool = 
         if isinstance(truth, tuple):
             if tuple(fitted) != truth:  # type: ignore[arg-type]
                 problems.append(f"{finding.image}: colour {fitted}, expected {truth}")
-        elif not math.isclose(float(fitted), float(truth), rel_tol=0.10):  # type: ignore[arg-type]
+        elif not isinstance(fitted, tuple) and not math.isclose(float(fitted), float(truth), rel_tol=0.10):
             problems.append(f"{finding.image}: strength {float(fitted):.2f}, expected {float(truth):.2f} ({result.spec})")
     return problems
 
@@ -411,7 +418,9 @@ def _pairs(published: Sequence[Published]) -> list[Any]:
     from redteam.engine.identify import Pair
     from redteam.faces import FaceDetector
 
-    detector = _MTCNN[0] if _MTCNN else _MTCNN.append(FaceDetector()) or _MTCNN[0]
+    if not _MTCNN:
+        _MTCNN.append(FaceDetector())
+    detector = _MTCNN[0]
     return [Pair(p.label, p.original, p.anonymized, tuple(detector.detect(p.original))) for p in published]
 
 
@@ -462,3 +471,15 @@ def test_every_tool_saved_as_jpeg_is_identified(celeba_photos, name: str) -> Non
     published, fit = _identified(name, celeba_photos, seed=100 + sorted(JPEG_AFTER).index(name), quality=quality)
     assert check(name, published, fit) == []
     assert fit.codec is not None and abs(int(fit.codec.split("quality=")[1].split(",")[0]) - quality) <= 2
+
+
+def test_a_family_that_replays_every_face_with_its_own_strength_is_identified_per_face() -> None:
+    """A tool that sets its cell count per face (cells = region // int(face / 16)) has no single spec; the
+    family is identified when its per-face fits replay every face, and the report says how they differ."""
+    from redteam.engine.identify import MAX_RESIDUAL, _fits_every_face, _parameter_spread
+
+    faces = [("a", 0, {"down": "nearest", "cells": 27}), ("b", 0, {"down": "nearest", "cells": 24}), ("c", 0, {"down": "nearest", "cells": 0, "pitch": 5.2})]
+    assert _fits_every_face([0.0, 0.1, 0.0], faces)
+    assert not _fits_every_face([0.0, MAX_RESIDUAL + 0.1, 0.0], faces)  # one face the family cannot replay: unknown
+    assert not _fits_every_face([0.0], faces[:1])  # one face says nothing about a tool's rule
+    assert _parameter_spread(faces) == "cells 24 to 27"  # 0 is "unset" (the pitch then applies)
