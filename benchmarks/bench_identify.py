@@ -210,12 +210,16 @@ def attack_part(args: argparse.Namespace, work: Path) -> tuple[list[str], dict[s
         folder = work / "folders" / entry
         seed = 5000 + position
         grows[entry] = folder_grow(name, seed)
-        if not (folder / ".complete").is_file():
+        marker = folder / ".complete"
+        made_for = "\n".join(rels) + "\n"  # a folder is reused only for the same probes
+        if not (marker.is_file() and marker.read_text() == made_for):
+            for stale in list(folder.rglob("*.png")) if folder.is_dir() else []:
+                stale.unlink()
             for published in anonymize_folder(name, photos(probes), seed=seed, quality=quality):
                 out = folder / Path(published.label).with_suffix(".png")
                 out.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(published.anonymized).save(out)
-            (folder / ".complete").write_text("ok\n")
+            marker.write_text(made_for)
         folders[entry] = folder
 
     def audit(label: str, methods: tuple, identify: bool) -> tuple[object, float]:
@@ -341,8 +345,7 @@ def main() -> None:
         "",
         "## Identification rate",
         "",
-        "Per folder (one tool, one setting, up to "
-        f"{args.photos} photos), three criteria, each with its 95% Wilson interval:",
+        f"Per folder (one tool, one setting, up to {args.photos} photos), three criteria, each with its 95% Wilson interval:",
         "",
         "- *family*: identified (median residual within the limit) as the tool's family;",
         "- *spec*: and every fitted face's strength (radius, sigma, kernel, cell width; a fill's colour exactly), read off the "
@@ -403,7 +406,9 @@ def main() -> None:
     target = args.out / f"identify-{stamp}.md"
     write_results(target, lines)
     work.mkdir(parents=True, exist_ok=True)
-    (work / f"identify-{stamp}.json").write_text(json.dumps({"rows": [r.__dict__ for r in rows], "large": [r.__dict__ for r in large_rows], "gaps": gaps}, indent=1, default=str))
+    (work / f"identify-{stamp}.json").write_text(
+        json.dumps({"rows": [r.__dict__ for r in rows], "large": [r.__dict__ for r in large_rows], "gaps": gaps}, indent=1, default=str)
+    )
 
 
 if __name__ == "__main__":
