@@ -260,7 +260,7 @@ def attack_part(args: argparse.Namespace, work: Path) -> tuple[list[str], dict[s
         rows = [v for v in result.metric_verdicts if v.method == entry and v.metric == "rank1_other" and v.estimate.trials > 0]  # type: ignore[attr-defined]
         if not rows:
             return "-", 0, 0, math.nan, math.nan, math.nan
-        v = max(rows, key=lambda r: (r.estimate.rate, r.attack != "none"))
+        v = max(rows, key=lambda r: (r.estimate.rate, r.estimate.trials, r.attack != "none"))  # ties: the attack scored on most faces
         e = v.estimate
         return v.attack, e.successes, e.trials, e.rate, e.low, e.high
 
@@ -284,7 +284,11 @@ def attack_part(args: argparse.Namespace, work: Path) -> tuple[list[str], dict[s
     lines += [
         "",
         f"Audit wall times: before {before_seconds / 60:.1f} min, after {after_seconds / 60:.1f} min (identification included), "
-        f"known {known_seconds / 60:.1f} min; {len(rels)} probes, gallery {after.gallery_size} faces.",  # type: ignore[attr-defined]
+        f"known {known_seconds / 60:.1f} min; {len(rels)} probes, gallery {after.gallery_size} faces. The audits cache their results "  # type: ignore[attr-defined]
+        "under $REDTEAM_CACHE/bench/identify: a rerun on the same folders reuses them, and its wall times measure the cache.",
+        "n is the number of probes an attack was scored on (an attack that does not apply to a face, e.g. no grid found, leaves it "
+        "out); before runs the attacks that need no operator, after and known add the adaptive ones (wiener, richardson_lucy) "
+        "where the spec has a blur stage.",
         "",
         "Known-operator specs:",
         "",
