@@ -1003,11 +1003,16 @@ def identify_detailed(pairs: Sequence[Pair], registry: Mapping[str, type[Anonymi
         return done(Identification(None, math.nan, False, (), (), "no anonymized region large enough to fit on around the faces", MAX_RESIDUAL))
     registry = dict(METHODS if registry is None else registry)
     kinds = [w.kind for w in works]
-    kind = max(set(kinds), key=kinds.count)
+    # The evidence most faces show; on a tie every tied kind's families compete on their residuals (a set's
+    # order would otherwise decide, and it changes between runs with the string hash seed).
+    tied = sorted(k for k in set(kinds) if kinds.count(k) == max(kinds.count(c) for c in kinds))
+    kind = "/".join(tied)
     codec = f"jpeg:quality={quality},region=image" if quality is not None else None
     region = _region_spec(works, whole_image)
 
-    families = [cls for cls in registry.values() if cls.fit_space is not None and (kind in cls.fit_space.evidence or "any" in cls.fit_space.evidence)]
+    families = [
+        cls for cls in registry.values() if cls.fit_space is not None and (any(k in cls.fit_space.evidence for k in tied) or "any" in cls.fit_space.evidence)
+    ]
     candidates = _screen([c for c in families if not c.fit_space.fallback], works, quality)  # type: ignore[union-attr]
     if candidates and MAX_RESIDUAL < candidates[0].median <= 4 * MAX_RESIDUAL:  # a near miss: a costlier family may explain it
         candidates = sorted(candidates + _screen([c for c in families if c.fit_space.fallback], works, quality), key=lambda c: c.median)  # type: ignore[union-attr]
