@@ -290,7 +290,9 @@ class Anonymizer(Configurable, ABC):
             target[inside] = blended[inside]
         return out
 
-    def transform_uint8(self, window: np.ndarray, region: Box, face: FaceGeometry | None, image: np.ndarray, generator: torch.Generator | None) -> np.ndarray | None:
+    def transform_uint8(
+        self, window: np.ndarray, region: Box, face: FaceGeometry | None, image: np.ndarray, generator: torch.Generator | None
+    ) -> np.ndarray | None:
         """The method's operation on an 8-bit window, for methods that run a library on 8-bit pixels (the
         result is then used as it is); None (the default) means "use `transform`"."""
         return None

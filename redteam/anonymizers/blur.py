@@ -159,11 +159,7 @@ class BoxBlur(_KernelBlur):
         Parameter("fraction", float, 0.0, "kernel = this fraction of the region's width and height (deface: 0.5)", 0.0, 1.0),
         Parameter("context", int, 1, "1: read the pixels around the region; 0: blur the region alone, mirrored at its edge", 0, 1),
     )
-    fit_space = FitSpace(
-        (
-            *(FitVariant({"context": c}, (FitAxis("size", 2, 401, "int", fraction="fraction", unit="px", reach=0.7),)) for c in (0, 1)),
-        )
-    )
+    fit_space = FitSpace((*(FitVariant({"context": c}, (FitAxis("size", 2, 401, "int", fraction="fraction", unit="px", reach=0.7),)) for c in (0, 1)),))
 
     def _size(self, region: Box | None = None) -> tuple[int, int]:
         fraction = float(self.values["fraction"])

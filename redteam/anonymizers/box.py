@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 from skimage.draw import polygon
-
-from typing import Any
 
 from redteam.anonymizers.base import Anonymizer, Box, FaceEvidence, FitSpace, FitVariant, Parameter
 from redteam.core.errors import ConfigError

@@ -9,12 +9,11 @@ average what they cover.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-
-from typing import Any
 
 from redteam.anonymizers.base import Anonymizer, Box, FaceEvidence, FitAxis, FitSpace, FitVariant, Parameter
 from redteam.core.geometry import FaceGeometry

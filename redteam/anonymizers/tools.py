@@ -292,7 +292,10 @@ class MedianBlur(_EightBit):
         CONTEXT,
     )
     fit_space = FitSpace(
-        (FitVariant({"context": 0}, (FitAxis("size", 3, 255, "odd", fraction="fraction", unit="px", reach=0.4),)), FitVariant({"context": 1}, (FitAxis("size", 3, 255, "odd", fraction="fraction", unit="px", reach=0.4),)))
+        (
+            FitVariant({"context": 0}, (FitAxis("size", 3, 255, "odd", fraction="fraction", unit="px", reach=0.4),)),
+            FitVariant({"context": 1}, (FitAxis("size", 3, 255, "odd", fraction="fraction", unit="px", reach=0.4),)),
+        )
     )
 
     def __init__(self, **values: Any) -> None:
@@ -468,7 +471,10 @@ class PilMosaic(_ResizeMosaic):
     reference = "Pillow resize mosaic: Image.resize(cells, BOX|BILINEAR|NEAREST|...) then NEAREST up"
     downs = tuple(_PIL_FILTERS)
     parameters = _ResizeMosaic._parameters(tuple(_PIL_FILTERS), "box")
-    fit_space = FitSpace(tuple(FitVariant({"down": down}, (FitAxis("pitch", 3.0, 80.0, "log", unit="px"),)) for down in ("box", "bilinear", "nearest", "bicubic")), _MOSAIC_EVIDENCE)
+    fit_space = FitSpace(
+        tuple(FitVariant({"down": down}, (FitAxis("pitch", 3.0, 80.0, "log", unit="px"),)) for down in ("box", "bilinear", "nearest", "bicubic")),
+        _MOSAIC_EVIDENCE,
+    )
 
     def _down(self, pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         from PIL import Image
@@ -502,7 +508,9 @@ class Cv2Mosaic(_ResizeMosaic):
     reference = "OpenCV resize mosaic: cv2.resize(cells, INTER_AREA|INTER_LINEAR|INTER_NEAREST) then INTER_NEAREST up"
     downs = tuple(_CV2_FILTERS)
     parameters = _ResizeMosaic._parameters(tuple(_CV2_FILTERS), "area")
-    fit_space = FitSpace(tuple(FitVariant({"down": down}, (FitAxis("pitch", 3.0, 80.0, "log", unit="px"),)) for down in ("area", "linear", "nearest")), _MOSAIC_EVIDENCE)
+    fit_space = FitSpace(
+        tuple(FitVariant({"down": down}, (FitAxis("pitch", 3.0, 80.0, "log", unit="px"),)) for down in ("area", "linear", "nearest")), _MOSAIC_EVIDENCE
+    )
 
     def _down(self, pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         import cv2
