@@ -12,11 +12,11 @@ from redteam.anonymizers.noise import Noise
 from redteam.anonymizers.pipeline import Pipeline
 from redteam.anonymizers.spec import parse_method_spec
 from redteam.anonymizers.synthetic import SyntheticFace
+from redteam.anonymizers.tools import TOOL_METHODS
 from redteam.core.plugins import load_entry_points
 
-METHODS: dict[str, type[Anonymizer]] = {
-    method.name: method for method in (GaussianBlur, BoxBlur, MotionBlur, Mosaic, Pixelate, Downsample, SolidBox, EyeBar, Noise, Jpeg, KSame, SyntheticFace)
-}
+_BUILT_IN: tuple[type[Anonymizer], ...] = (GaussianBlur, BoxBlur, MotionBlur, Mosaic, Pixelate, Downsample, SolidBox, EyeBar, Noise, Jpeg, KSame, SyntheticFace)
+METHODS: dict[str, type[Anonymizer]] = {method.name: method for method in (*_BUILT_IN, *TOOL_METHODS)}
 METHODS.update(load_entry_points("redteam.methods", Anonymizer))  # type: ignore[type-abstract]  # plugins subclass it
 
 __all__ = ["METHODS", "Anonymizer", "FaceSet", "Parameter", "Pipeline", "parse_method_spec", "build_method"]

@@ -10,8 +10,8 @@ redaction tool writes 8-bit files (Privacy Blur, arXiv 2512.16086, shows roundin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,86 @@ class FaceSet:
 
     images: tuple[np.ndarray, ...]
     faces: tuple[tuple[FaceGeometry, ...], ...]
+
+
+@dataclass(frozen=True)
+class FitAxis:
+    """One parameter that operator identification searches, per face, and its range.
+
+    Attributes:
+        name: the method's parameter.
+        low, high: the searched range (clipped to what a face region of the folder allows).
+        scale: "log" or "linear" (a float, golden-section search), "int" or "odd" (coarse to fine).
+        fraction: the method's parameter that sets this one as a fraction of the region's width (tools
+            that scale their strength with the face), or None: the folder's spec then says either the
+            value in pixels or the fraction, whichever reproduces every face better.
+        unit: "px" when the value is a length in pixels (it scales with the image: a large face is first
+            searched on a shrunk copy, then refined at full size), "1" when it does not scale (an angle, a
+            fraction), None when unknown or when the operation does not survive shrinking (a JPEG
+            quality: its 8 x 8 blocks do not), searched at full size only.
+        reach: for a length with a `fraction` twin, the largest value searched as a fraction of the
+            region's width (beyond a quarter of the region a Gaussian leaves it flat; a box reaches further).
+    """
+
+    name: str
+    low: float
+    high: float
+    scale: Literal["log", "linear", "int", "odd"] = "log"
+    fraction: str | None = None
+    unit: Literal["px", "1"] | None = None
+    reach: float = 0.25
+
+
+@dataclass(frozen=True)
+class FitVariant:
+    """A set of fixed parameter values (e.g. ``context=0``) and the axes searched with them."""
+
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    axes: tuple[FitAxis, ...] = ()
+
+
+@dataclass(frozen=True)
+class FitSpace:
+    """How operator identification fits a method (`redteam.engine.identify`): the variants it tries and
+    the evidence the method can explain ("flat": a constant colour, "cells": a grid of flat cells,
+    "smooth": anything else a filter leaves, "any")."""
+
+    variants: tuple[FitVariant, ...]
+    evidence: frozenset[str] = frozenset({"smooth"})
+    #: Tried only when no other family fits (a costly search, e.g. a motion blur's length and angle).
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class FaceEvidence:
+    """What identification saw of one face's region, for a method's own parameter proposals.
+
+    Attributes:
+        width, height: the changed region's box, in pixels.
+        face_width: the face box's width (the auditor's detector).
+        cells: (columns, rows) of flat cells seen in the anonymized region, or None when no grid shows.
+        colour: the median RGB of the anonymized region (a fill's colour).
+        pitch: the (x, y) cell width of that grid in pixels, or None.
+    """
+
+    width: int
+    height: int
+    face_width: float
+    cells: tuple[int, int] | None = None
+    colour: tuple[int, int, int] = (0, 0, 0)
+    pitch: tuple[float, float] | None = None
+
+    def resized(self, width: int, height: int) -> FaceEvidence:
+        """The same evidence for a region box of another size (its cell counts follow the grid's pitch)."""
+        cells = self.cells
+        if self.pitch is not None:
+            cells = (max(1, round(width / self.pitch[0])), max(1, round(height / self.pitch[1])))
+        return FaceEvidence(width, height, self.face_width, cells, self.colour, self.pitch)
+
+
+#: One face's region given explicitly: its box in the image, a mask over the box (1 inside the shape)
+#: and the face it belongs to.
+ExplicitRegion = tuple[Box, np.ndarray, FaceGeometry | None]
 
 
 def image_key(pixels: np.ndarray) -> str:
@@ -59,6 +139,39 @@ class Anonymizer(Configurable, ABC):
     linear: ClassVar[bool] = False
     operator_note: ClassVar[str] = ""
     needs_fit: ClassVar[bool] = False
+    #: How operator identification searches this method (None: never proposed as a candidate). A plugin
+    #: method that declares one is identified like the built-in ones.
+    fit_space: ClassVar[FitSpace | None] = None
+
+    @classmethod
+    def fit_proposals(cls, variant: FitVariant, evidence: FaceEvidence) -> list[dict[str, Any]] | None:
+        """Parameter values to try on one face instead of searching `variant`'s axes (a mosaic's cell count
+        read off the grid, a fill's colour), the most likely first, or None to search the axes."""
+        return None
+
+    @classmethod
+    def fit_summaries(cls, variant: FitVariant, fits: Sequence[tuple[Mapping[str, Any], FaceEvidence]]) -> list[dict[str, Any]]:
+        """Parameter sets for a whole folder from the per-face fits of `variant`: by default the median of
+        each axis in pixels and, for an axis with a `fraction` twin, the median fraction of the region's
+        width (a tool that scales with the face). Identification scores every one on every face."""
+        if not fits:
+            return []
+        if not variant.axes:  # proposed values (a colour): the most common ones
+            keys = [tuple(sorted(params.items())) for params, _ in fits]
+            return [{**variant.fixed, **dict(key)} for key in sorted(set(keys), key=lambda k: -keys.count(k))[:3]]
+        absolute: dict[str, Any] = dict(variant.fixed)
+        relative: dict[str, Any] = dict(variant.fixed)
+        for axis in variant.axes:
+            values = [float(params[axis.name]) for params, _ in fits]
+            absolute[axis.name] = _axis_value(axis, float(np.median(values)))
+            if axis.fraction is not None:
+                relative[axis.fraction] = round(float(np.median([v / max(1, e.width) for v, (_, e) in zip(values, fits, strict=True)])), 4)
+            else:
+                relative[axis.name] = absolute[axis.name]
+        summaries = [absolute]
+        if relative != absolute and any(axis.fraction for axis in variant.axes):
+            summaries.append(relative)
+        return summaries
 
     @classmethod
     def all_parameters(cls) -> tuple[Parameter, ...]:
@@ -136,27 +249,53 @@ class Anonymizer(Configurable, ABC):
 
     def apply(self, pixels: np.ndarray, faces: Sequence[FaceGeometry], generator: torch.Generator | None = None) -> np.ndarray:
         """Anonymize every face of an H x W x 3 uint8 image; pixels outside the regions are untouched."""
+        face_list = list(faces)
+        regions = self.regions(pixels.shape, face_list)
+        matched: list[FaceGeometry | None] = [None] * len(regions)
+        if self.values["region"] == "face":
+            matched = [f for f in face_list if self._has_region(pixels.shape, f)]
+        return self.apply_regions(pixels, [(region, self.region_mask(region, face), face) for region, face in zip(regions, matched, strict=True)], generator)
+
+    def apply_regions(self, pixels: np.ndarray, regions: Sequence[ExplicitRegion], generator: torch.Generator | None = None) -> np.ndarray:
+        """`apply` with each face's region given (box, mask over the box, face) instead of derived from the
+        face box: operator identification fits a tool's operation inside the region its output shows."""
         out = np.array(pixels, dtype=np.uint8, copy=True)
         height, width = out.shape[:2]
-        face_list = list(faces)
-        regions = self.regions(out.shape, face_list)
-        matched = face_list if self.values["region"] == "face" else [None] * len(regions)
-        if self.values["region"] == "face":
-            matched = [f for f in face_list if self._has_region(out.shape, f)]
-        for region, face in zip(regions, matched, strict=True):
+        for region, region_mask, face in regions:
             pad = self.context(region)
             x0, y0, x1, y1 = region
             wx0, wy0, wx1, wy1 = max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad)
-            window = out[wy0:wy1, wx0:wx1].astype(np.float64) / 255.0
-            transformed = self.transform(window, (x0 - wx0, y0 - wy0, x1 - wx0, y1 - wy0), face, pixels, generator)
-            inner = transformed[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
-            mask = self.region_mask(region, face)[..., None]
-            original = out[y0:y1, x0:x1].astype(np.float64) / 255.0
-            blended = np.clip(np.round((mask * inner + (1.0 - mask) * original) * 255.0), 0, 255).astype(np.uint8)
+            local = (x0 - wx0, y0 - wy0, x1 - wx0, y1 - wy0)
             target = out[y0:y1, x0:x1]
-            inside = mask[..., 0] > 0
+            full = bool(region_mask.min() >= 1.0)  # the whole box, no feathered edge: copied as it is
+            inside = region_mask > 0
+            solid = full or bool(np.all(region_mask[inside] >= 1.0))  # no feathered edge: no blending needed
+            quantized = self.transform_uint8(out[wy0:wy1, wx0:wx1], local, face, pixels, generator)
+            if quantized is not None:
+                inner_u8 = quantized[local[1] : local[3], local[0] : local[2]]
+                if solid:
+                    target[...] = inner_u8 if full else np.where(inside[..., None], inner_u8, target)
+                    continue
+                inner = inner_u8.astype(np.float64) / 255.0
+            else:
+                window = out[wy0:wy1, wx0:wx1].astype(np.float64) / 255.0
+                inner = self.transform(window, local, face, pixels, generator)[local[1] : local[3], local[0] : local[2]]
+                if solid:
+                    rounded = np.clip(np.round(inner * 255.0), 0, 255).astype(np.uint8)
+                    target[...] = rounded if full else np.where(inside[..., None], rounded, target)
+                    continue
+            mask = region_mask[..., None]
+            original = target.astype(np.float64) / 255.0
+            blended = np.clip(np.round((mask * inner + (1.0 - mask) * original) * 255.0), 0, 255).astype(np.uint8)
             target[inside] = blended[inside]
         return out
+
+    def transform_uint8(
+        self, window: np.ndarray, region: Box, face: FaceGeometry | None, image: np.ndarray, generator: torch.Generator | None
+    ) -> np.ndarray | None:
+        """The method's operation on an 8-bit window, for methods that run a library on 8-bit pixels (the
+        result is then used as it is); None (the default) means "use `transform`"."""
+        return None
 
     def _has_region(self, shape: tuple[int, ...], face: FaceGeometry) -> bool:
         return bool(self.regions(shape, [face]))
@@ -191,3 +330,12 @@ class Anonymizer(Configurable, ABC):
     def physics(self, window_shape: tuple[int, int]) -> Any:
         """The forward operator on an h x w window as a deepinv Physics, or None (see operator_note)."""
         return None
+
+
+def _axis_value(axis: FitAxis, value: float) -> float | int:
+    """`value` as the axis' parameter: an int (odd for "odd"), or a float to 4 significant digits."""
+    if axis.scale == "int":
+        return int(round(value))
+    if axis.scale == "odd":
+        return int(round((value - 1) / 2)) * 2 + 1
+    return float(f"{value:.4g}")

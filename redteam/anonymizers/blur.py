@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from redteam.anonymizers.base import Anonymizer, Box, Parameter
+from redteam.anonymizers.base import Anonymizer, Box, FitAxis, FitSpace, FitVariant, Parameter
 from redteam.core.geometry import FaceGeometry
 
 
@@ -51,22 +51,32 @@ class _KernelBlur(Anonymizer):
     linear = True
     operator_kind = "blur"
 
-    def kernel(self) -> torch.Tensor:
+    def kernel(self, region: Box | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def context(self, region: Box) -> int:
-        return int(max(self.kernel().shape[-2:]) // 2 + 1)
+        if int(self.values.get("context", 1)) == 0:
+            return 0
+        return int(max(self.kernel(region).shape[-2:]) // 2 + 1)
 
-    def separable(self) -> torch.Tensor | None:
+    def separable(self, region: Box | None = None) -> torch.Tensor | None:
         """The 1-D factor when the kernel is an outer product of it with itself (faster, same result)."""
         return None
 
     def transform(self, window, region: Box, face: FaceGeometry | None, image, generator) -> np.ndarray:
-        factor = self.separable()
-        if factor is not None:
+        if int(self.values.get("context", 1)) == 0:  # the region cut out, its edge replicated
+            x0, y0, x1, y1 = region
+            out = window.copy()
+            out[y0:y1, x0:x1] = self._blur(window[y0:y1, x0:x1], region)
+            return out
+        return self._blur(window, region)
+
+    def _blur(self, window: np.ndarray, region: Box) -> np.ndarray:
+        factor = self.separable(region)
+        if factor is not None:  # rows then columns, as before (the same 8-bit outputs for existing specs)
             row, column = factor.reshape(1, 1, 1, -1), factor.reshape(1, 1, -1, 1)
             return self._convolve(self._convolve(window, row), column)
-        return self._convolve(window, self.kernel())
+        return self._convolve(window, self.kernel(region))
 
     @staticmethod
     def _convolve(window: np.ndarray, kernel: torch.Tensor) -> np.ndarray:
@@ -82,7 +92,7 @@ class _KernelBlur(Anonymizer):
     def physics(self, window_shape: tuple[int, int]):
         from deepinv.physics import Blur
 
-        return Blur(filter=self.kernel().float(), padding="replicate")
+        return Blur(filter=self.kernel((0, 0, window_shape[1], window_shape[0])).float(), padding="replicate")
 
 
 class GaussianBlur(_KernelBlur):
@@ -94,14 +104,25 @@ class GaussianBlur(_KernelBlur):
     """
 
     name = "gaussian_blur"
-    reference = "Gaussian blur (OpenCV GaussianBlur, GIMP); McPherson, Shokri and Shmatikov 2016"
-    parameters = (Parameter("sigma", float, 6.0, "standard deviation of the Gaussian in pixels", 0.1, 100.0),)
+    reference = "Gaussian blur truncated at 4 sigma, edge replicated (scikit-image filters.gaussian, GIMP); McPherson, Shokri and Shmatikov 2016"
+    parameters = (
+        Parameter("sigma", float, 6.0, "standard deviation of the Gaussian in pixels", 0.1, 100.0),
+        Parameter("fraction", float, 0.0, "sigma = this fraction of the region's width (0: use sigma)", 0.0, 1.0),
+        Parameter("context", int, 1, "1: read the pixels around the region; 0: blur the region alone, its edge replicated", 0, 1),
+    )
+    fit_space = FitSpace(tuple(FitVariant({"context": c}, (FitAxis("sigma", 0.3, 80.0, "log", fraction="fraction", unit="px"),)) for c in (0, 1)))
 
-    def kernel(self) -> torch.Tensor:
-        return gaussian_kernel(float(self.values["sigma"]))
+    def sigma(self, region: Box | None = None) -> float:
+        fraction = float(self.values["fraction"])
+        if fraction > 0 and region is not None:
+            return max(0.1, fraction * (region[2] - region[0]))
+        return float(self.values["sigma"])
 
-    def separable(self) -> torch.Tensor:
-        return gaussian_factor(float(self.values["sigma"]))
+    def kernel(self, region: Box | None = None) -> torch.Tensor:
+        return gaussian_kernel(self.sigma(region))
+
+    def separable(self, region: Box | None = None) -> torch.Tensor:
+        return gaussian_factor(self.sigma(region))
 
 
 class MotionBlur(_KernelBlur):
@@ -114,7 +135,9 @@ class MotionBlur(_KernelBlur):
         Parameter("angle", float, 0.0, "direction in degrees, 0 = horizontal, counter-clockwise", -360.0, 360.0),
     )
 
-    def kernel(self) -> torch.Tensor:
+    fit_space = FitSpace((FitVariant({}, (FitAxis("length", 3, 61, "int", unit="px"), FitAxis("angle", 0.0, 180.0, "linear", unit="1"))),), fallback=True)
+
+    def kernel(self, region: Box | None = None) -> torch.Tensor:
         return motion_kernel(int(self.values["length"]), float(self.values["angle"]))
 
 
@@ -136,6 +159,7 @@ class BoxBlur(_KernelBlur):
         Parameter("fraction", float, 0.0, "kernel = this fraction of the region's width and height (deface: 0.5)", 0.0, 1.0),
         Parameter("context", int, 1, "1: read the pixels around the region; 0: blur the region alone, mirrored at its edge", 0, 1),
     )
+    fit_space = FitSpace((*(FitVariant({"context": c}, (FitAxis("size", 2, 401, "int", fraction="fraction", unit="px", reach=0.7),)) for c in (0, 1)),))
 
     def _size(self, region: Box | None = None) -> tuple[int, int]:
         fraction = float(self.values["fraction"])

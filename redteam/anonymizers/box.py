@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 from skimage.draw import polygon
 
-from redteam.anonymizers.base import Anonymizer, Box, Parameter
+from redteam.anonymizers.base import Anonymizer, Box, FaceEvidence, FitSpace, FitVariant, Parameter
+from redteam.core.errors import ConfigError
 from redteam.core.geometry import FaceGeometry
 
 COLOURS = {"black": (0, 0, 0), "white": (255, 255, 255), "gray": (128, 128, 128)}
@@ -20,6 +22,9 @@ class _Masking(Anonymizer):
     operator_note = "y = M x + (1 - M) c: an Inpainting mask plus a known constant fill"
 
     def colour(self) -> np.ndarray:
+        rgb = str(self.values.get("rgb", ""))
+        if rgb:
+            return np.array([int(rgb[i : i + 2], 16) for i in (0, 2, 4)], dtype=np.float64) / 255.0
         return np.array(COLOURS[str(self.values["color"])], dtype=np.float64) / 255.0
 
     def transform(self, window, region: Box, face: FaceGeometry | None, image, generator) -> np.ndarray:
@@ -47,7 +52,25 @@ class SolidBox(_Masking):
     name = "box"
     reference = "Solid box (WITNESS guidance; deface --replacewith solid)"
     region_defaults = {"margin": 0.5}
-    parameters = (Parameter("color", str, "black", "fill colour", choices=tuple(COLOURS)),)
+    parameters = (
+        Parameter("color", str, "black", "fill colour", choices=tuple(COLOURS)),
+        Parameter("rgb", str, "", "any fill colour as six hex digits, e.g. 1f2a33 (overrides color)"),
+    )
+    fit_space = FitSpace((FitVariant(),), frozenset({"flat"}))
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        rgb = str(self.values["rgb"])
+        if rgb and (len(rgb) != 6 or any(c not in "0123456789abcdefABCDEF" for c in rgb)):
+            raise ConfigError(f"method 'box': parameter 'rgb' must be six hex digits, got '{rgb}'", fix="e.g. box:rgb=1f2a33 (red, green, blue)")
+
+    @classmethod
+    def fit_proposals(cls, variant: FitVariant, evidence: FaceEvidence) -> list[dict[str, Any]]:
+        """The region's colour: a named one when it is exactly that, else its hex value."""
+        named = [name for name, rgb in COLOURS.items() if tuple(rgb) == tuple(evidence.colour)]
+        if named:
+            return [{"color": named[0]}]
+        return [{"rgb": "".join(f"{int(c):02x}" for c in evidence.colour)}]
 
 
 class EyeBar(_Masking):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from redteam.anonymizers.base import Anonymizer, Box, Parameter
+from redteam.anonymizers.base import Anonymizer, Box, FitAxis, FitSpace, FitVariant, Parameter
 from redteam.core.geometry import FaceGeometry
 
 
@@ -25,6 +25,7 @@ class Jpeg(Anonymizer):
     reference = "JPEG (libjpeg via Pillow); differentiable approximation: kornia.enhance.jpeg_codec_differentiable"
     operator_note = "non-linear; differentiable approximation by kornia (Shin and Song 2017)"
     parameters = (Parameter("quality", int, 30, "JPEG quality", 1, 100),)
+    fit_space = FitSpace((FitVariant({}, (FitAxis("quality", 5, 100, "int"),)),))
 
     def transform(self, window, region: Box, face: FaceGeometry | None, image, generator) -> np.ndarray:
         x0, y0, x1, y1 = region

@@ -8,11 +8,14 @@ average what they cover.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import torch
 from PIL import Image
 
-from redteam.anonymizers.base import Anonymizer, Box, Parameter
+from redteam.anonymizers.base import Anonymizer, Box, FaceEvidence, FitAxis, FitSpace, FitVariant, Parameter
 from redteam.core.geometry import FaceGeometry
 
 
@@ -49,6 +52,16 @@ class Mosaic(Anonymizer):
     reference = "Pixelation/mosaic (McPherson, Shokri and Shmatikov 2016; deface --replacewith mosaic)"
     linear = True
     parameters = (Parameter("block", int, 16, "cell size in pixels", 2, 512),)
+    fit_space = FitSpace((FitVariant({}, (FitAxis("block", 2, 128, "int", unit="px"),)),), frozenset({"cells"}))
+
+    @classmethod
+    def fit_proposals(cls, variant: FitVariant, evidence: FaceEvidence) -> list[dict[str, Any]] | None:
+        """Blocks around the cell width the grid shows (the last cell of a row may be cut short)."""
+        if evidence.cells is None:
+            return None
+        width = evidence.pitch[0] if evidence.pitch is not None else evidence.width / max(1, evidence.cells[0])
+        blocks = [round(width), math.floor(width), math.ceil(width), round(width) - 1, round(width) + 1]
+        return [{"block": b} for b in dict.fromkeys(max(2, b) for b in blocks)]
 
     def transform(self, window, region: Box, face: FaceGeometry | None, image, generator) -> np.ndarray:
         block = int(self.values["block"])
@@ -128,6 +141,24 @@ class Pixelate(Anonymizer):
     reference = "Resize-based mosaic: area means over round(size/pitch) cells, nearest display (OpenCV INTER_AREA / INTER_NEAREST)"
     linear = True
     parameters = (Parameter("pitch", float, 16.0, "cell size in pixels; the region holds round(size / pitch) cells per axis", 2.0, 512.0),)
+    fit_space = FitSpace((FitVariant({}, (FitAxis("pitch", 3.0, 80.0, "log", unit="px"),)),), frozenset({"cells"}))
+
+    @classmethod
+    def fit_proposals(cls, variant: FitVariant, evidence: FaceEvidence) -> list[dict[str, Any]] | None:
+        """Pitches that put round(size / pitch) = the counts the grid shows (or one more or less)."""
+        if evidence.cells is None:
+            return None
+        proposals = []
+        for d in (0, -1, 1):
+            columns, rows = evidence.cells[0] + d, evidence.cells[1] + d
+            lows = [evidence.width / (columns + 0.5), evidence.height / (rows + 0.5)]
+            highs = [evidence.width / max(0.5, columns - 0.5), evidence.height / max(0.5, rows - 0.5)]
+            low, high = max(lows), min(highs)
+            if columns >= 1 and rows >= 1 and low < high and low >= 2.0:
+                proposals.append({"pitch": round((low + high) / 2, 2)})
+            elif columns >= 1 and evidence.width / columns >= 2.0:
+                proposals.append({"pitch": round(evidence.width / columns, 2)})
+        return proposals
 
     def transform(self, window, region: Box, face: FaceGeometry | None, image, generator) -> np.ndarray:
         x0, y0, x1, y1 = region

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from redteam.anonymizers.base import Anonymizer, FaceSet
+from redteam.anonymizers.base import Anonymizer, ExplicitRegion, FaceSet
 from redteam.core.geometry import FaceGeometry
 
 
@@ -58,6 +58,15 @@ class Pipeline(Anonymizer):
         out = pixels
         for stage in self._stages:
             out = stage.apply(out, faces, generator)
+        return out
+
+    def apply_regions(self, pixels: np.ndarray, regions: Sequence[ExplicitRegion], generator: torch.Generator | None = None) -> np.ndarray:
+        """Each stage inside the given regions, except a whole-image stage (a tool's own JPEG), which
+        covers the image as it does in `apply`."""
+        faces = [face for _, _, face in regions if face is not None]
+        out = pixels
+        for stage in self._stages:
+            out = stage.apply(out, faces, generator) if stage.values.get("region") == "image" else stage.apply_regions(out, regions, generator)
         return out
 
     def transform(self, *args: Any, **kwargs: Any) -> np.ndarray:

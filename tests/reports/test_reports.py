@@ -47,7 +47,13 @@ def test_all_formats_agree_with_the_results_table(result, tmp_path):
     markdown = written["markdown"].read_text()
     assert "| blur | reference | gaussian_blur:sigma=2.0 | **FAIL** |" in markdown
     stages = summary["method_specs"]["blur"]["stages"]
-    assert stages == [{"method": "gaussian_blur", "parameters": {"sigma": 2.0, "margin": 0.2, "shape": "rect", "feather": 0.0, "region": "face"}}]
+    # every parameter of the stage, defaults included (fraction and context: a tool that scales its blur with the face)
+    assert stages == [
+        {
+            "method": "gaussian_blur",
+            "parameters": {"sigma": 2.0, "fraction": 0.0, "context": 1, "margin": 0.2, "shape": "rect", "feather": 0.0, "region": "face"},
+        }
+    ]
     assert "chance" in markdown and "95%" in markdown
 
 
