@@ -284,11 +284,14 @@ def test_a_blank_face_is_never_identified(identities: Path, tmp_path: Path, cach
 
 # 12 -----------------------------------------------------------------------------------------------
 def test_the_default_audit_attacks(identities: Path, tmp_path: Path, cache_dir: Path) -> None:
-    quick = audit(identities, tmp_path / "quick", cache_dir, "--method", "px=mosaic:block=16", "--attack", "none")
+    # Trained inversions live in the model store ($REDTEAM_CACHE/inversion, not --cache-dir): an empty one
+    # here, so that an inversion trained earlier on this machine cannot make `learned` run.
+    models = {**os.environ, "REDTEAM_CACHE": str(tmp_path / "no-trained-models")}
+    quick = audit(identities, tmp_path / "quick", cache_dir, "--method", "px=mosaic:block=16", "--attack", "none", env=models)
     assert quick.returncode == 1
     method = only_method(tmp_path / "quick")
     assert method["verdict"] != "PASS" and any("required tier 'reconstruction' did not run" in r for r in method["reasons"])
-    done = audit(identities, tmp_path / "out", cache_dir, "--method", "px=mosaic:block=16")
+    done = audit(identities, tmp_path / "out", cache_dir, "--method", "px=mosaic:block=16", env=models)
     assert done.returncode == 1, done.stderr
     report = summary(tmp_path / "out")
     ran = {v["attack"] for v in report["verdicts"]}
