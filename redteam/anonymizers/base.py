@@ -332,6 +332,13 @@ class Anonymizer(Configurable, ABC):
         return None
 
 
+def strength_variants(name: str, low: float, high: float, scale: Literal["log", "linear", "int", "odd"] = "log", reach: float = 0.25) -> tuple[FitVariant, ...]:
+    """The fit of a filter whose strength `name` is a length in pixels or a fraction of the region's width
+    (parameter `fraction`), tried with the region's surroundings read (context=1) and cut out (context=0)."""
+    axis = FitAxis(name, low, high, scale, fraction="fraction", unit="px", reach=reach)
+    return (FitVariant({"context": 0}, (axis,)), FitVariant({"context": 1}, (axis,)))
+
+
 def _axis_value(axis: FitAxis, value: float) -> float | int:
     """`value` as the axis' parameter: an int (odd for "odd"), or a float to 4 significant digits."""
     if axis.scale == "int":

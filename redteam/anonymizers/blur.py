@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from redteam.anonymizers.base import Anonymizer, Box, FitAxis, FitSpace, FitVariant, Parameter
+from redteam.anonymizers.base import Anonymizer, Box, FitAxis, FitSpace, FitVariant, Parameter, strength_variants
 from redteam.core.geometry import FaceGeometry
 
 
@@ -110,7 +110,7 @@ class GaussianBlur(_KernelBlur):
         Parameter("fraction", float, 0.0, "sigma = this fraction of the region's width (0: use sigma)", 0.0, 1.0),
         Parameter("context", int, 1, "1: read the pixels around the region; 0: blur the region alone, its edge replicated", 0, 1),
     )
-    fit_space = FitSpace(tuple(FitVariant({"context": c}, (FitAxis("sigma", 0.3, 80.0, "log", fraction="fraction", unit="px"),)) for c in (0, 1)))
+    fit_space = FitSpace(strength_variants("sigma", 0.3, 80.0))
 
     def sigma(self, region: Box | None = None) -> float:
         fraction = float(self.values["fraction"])
@@ -159,7 +159,7 @@ class BoxBlur(_KernelBlur):
         Parameter("fraction", float, 0.0, "kernel = this fraction of the region's width and height (deface: 0.5)", 0.0, 1.0),
         Parameter("context", int, 1, "1: read the pixels around the region; 0: blur the region alone, mirrored at its edge", 0, 1),
     )
-    fit_space = FitSpace((*(FitVariant({"context": c}, (FitAxis("size", 2, 401, "int", fraction="fraction", unit="px", reach=0.7),)) for c in (0, 1)),))
+    fit_space = FitSpace(strength_variants("size", 2, 401, "int", reach=0.7))
 
     def _size(self, region: Box | None = None) -> tuple[int, int]:
         fraction = float(self.values["fraction"])

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
-from redteam.anonymizers.base import Anonymizer, Box, FaceEvidence, FitAxis, FitSpace, FitVariant, Parameter
+from redteam.anonymizers.base import Anonymizer, Box, FaceEvidence, FitAxis, FitSpace, FitVariant, Parameter, strength_variants
 from redteam.core.errors import ConfigError
 from redteam.core.geometry import FaceGeometry
 
@@ -75,11 +75,6 @@ def _blur_physics(kernel_1d: np.ndarray, padding: str) -> Any:
 
     one = torch.from_numpy(np.asarray(kernel_1d, dtype=np.float64))
     return Blur(filter=torch.outer(one, one)[None, None].float(), padding=padding)
-
-
-def _strength_axes(name: str, low: float, high: float, scale: Any = "log", reach: float = 0.25) -> tuple[FitVariant, ...]:
-    axis = FitAxis(name, low, high, scale, fraction="fraction", unit="px", reach=reach)
-    return (FitVariant({"context": 0}, (axis,)), FitVariant({"context": 1}, (axis,)))
 
 
 # -- Pillow ------------------------------------------------------------------------------------------
@@ -162,7 +157,7 @@ class PilGaussianBlur(_PillowBlur):
         Parameter("fraction", float, 0.0, "radius = this fraction of the region's width (0: use radius)", 0.0, 1.0),
         CONTEXT,
     )
-    fit_space = FitSpace(_strength_axes("radius", 0.3, 80.0))
+    fit_space = FitSpace(strength_variants("radius", 0.3, 80.0))
 
     def box_radius(self, region: Box | None = None) -> float:
         return pillow_box_radius(self.radius(region), 3)
@@ -189,7 +184,7 @@ class PilBoxBlur(_PillowBlur):
         Parameter("fraction", float, 0.0, "radius = this fraction of the region's width (0: use radius)", 0.0, 1.0),
         CONTEXT,
     )
-    fit_space = FitSpace(_strength_axes("radius", 0.5, 200.0, reach=0.35))
+    fit_space = FitSpace(strength_variants("radius", 0.5, 200.0, reach=0.35))
 
     def box_radius(self, region: Box | None = None) -> float:
         return self.radius(region)
@@ -236,7 +231,7 @@ class Cv2GaussianBlur(_EightBit):
     )
     fit_space = FitSpace(
         (
-            *_strength_axes("sigma", 0.3, 80.0),
+            *strength_variants("sigma", 0.3, 80.0),
             FitVariant({"context": 0, "sigma": 0.0}, (FitAxis("ksize", 3, 301, "odd", unit="px"),)),
             FitVariant({"context": 1, "sigma": 0.0}, (FitAxis("ksize", 3, 301, "odd", unit="px"),)),
         )
