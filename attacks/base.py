@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from redteam.anonymizers.base import Anonymizer
-from redteam.core.geometry import FaceGeometry
+from redteam.core.geometry import Box, FaceGeometry
 from redteam.core.params import Configurable, Parameter
 from redteam.core.tiers import TIER_ORDER, ThreatTier
 
@@ -62,6 +62,9 @@ class MethodInfo:
             the coordinates of the pixels the attack is given: when the engine shrinks a large face's
             window for an attack that `works_at_any_scale`, they are scaled with it.
         audited_hashes: SHA-256 of the audited originals (a learned attack must not have trained on them).
+        region: where the reference's first stage acted on this face, in image coordinates, when it was
+            measured from the difference (an identified tool's own region: `redteam.engine.face_operator`);
+            None to derive it from the face box and the spec's margin.
     """
 
     name: str
@@ -70,6 +73,7 @@ class MethodInfo:
     origin: tuple[int, int] = (0, 0)
     image_shape: tuple[int, ...] | None = None
     audited_hashes: frozenset[str] = frozenset()
+    region: Box | None = None
 
     @property
     def is_known(self) -> bool:
@@ -79,6 +83,9 @@ class MethodInfo:
         """Where `stage` anonymized this face, in the window's coordinates (None if unknown)."""
         if self.face is None or self.image_shape is None:
             return None
+        if self.region is not None and self.reference is not None and stage is self.reference.stages[0]:
+            x0, y0, x1, y1 = self.region
+            return (x0 - self.origin[0], y0 - self.origin[1], x1 - self.origin[0], y1 - self.origin[1])
         regions = stage.regions(self.image_shape, [self.face])
         if not regions:
             return None

@@ -9,7 +9,8 @@ finds the faces, each box is grown by a random amount (seeded, one per folder), 
 it. `--folders` folders per tool, each of `--photos` CelebA photos (disjoint sets; research use only:
 read in place, copies stay in $REDTEAM_CACHE), are identified with `identify_detailed`; a folder counts
 as identified when the family is right and every fitted face's strength is within 10% of what the tool
-applied to it (`check`). Prints the rate per tool with its 95% Wilson interval and the wall and CPU
+applied to it (`check`), and as attacked right when the operator the audit's adaptive attacks use on every
+face (`check_operators`: the family fitted again on each face) is. Prints the rate per tool with its 95% Wilson interval and the wall and CPU
 seconds per folder; also per folder on ~1 MP copies of the photos (upscaled 2.5x) for a few tools.
 
 Part 2, attacks. For `--rank-tools`, the first photo of each of the first `--probes` people where dlib
@@ -44,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests" / "redteam"))
 from common import write_results  # noqa: E402
-from test_identify_tools import JPEG_AFTER, TOOLS, anonymize_folder, check, dlib_regions, folder_grow  # noqa: E402
+from test_identify_tools import JPEG_AFTER, TOOLS, anonymize_folder, check, check_operators, dlib_regions, folder_grow  # noqa: E402
 
 CELEBA = ROOT.parent / "shared" / "faces" / "research" / "celeba"
 #: The attacks of part 2: every classical and adaptive attack that needs no downloaded model and runs in
@@ -113,11 +114,19 @@ class Row:
     problems: list[str] = field(default_factory=list)
     family_right: int = 0  # identified (residual within the limit) as the right family
     per_face: int = 0  # family right, every face's own fitted parameters within 10%
+    operators: int = 0  # family right, the operator the audit attacks every face with within 10%
+    operator_problems: list[str] = field(default_factory=list)
+    operator_seconds: list[float] = field(default_factory=list)
 
-    def add(self, name: str, published: list, fit: object, wall: float, cpu: float, tag: str) -> None:
+    def add(self, name: str, published: list, pairs: list, fit: object, wall: float, cpu: float, tag: str) -> None:
         """Score one folder's `fit` (`redteam.engine.identify.Fit`) against the truth of `published`."""
         problems = check(name, published, fit)
         own = check(name, published, fit, per_face=True)
+        started = time.perf_counter()
+        attacked = check_operators(name, published, pairs, fit)
+        self.operator_seconds.append((time.perf_counter() - started) / max(1, len(published)))
+        self.operators += not attacked
+        self.operator_problems += [f"{tag}{p}" for p in attacked[:1]]
         self.wall.append(wall)
         self.cpu.append(cpu)
         self.folders += 1
@@ -158,10 +167,12 @@ def identification_part(args: argparse.Namespace, all_photos: list[Path]) -> tup
             if len(published) < 2:
                 continue
             wall, cpu = time.perf_counter(), time.process_time()
-            fit = identify_detailed(pairs_of(published))
-            row.add(name, published, fit, time.perf_counter() - wall, time.process_time() - cpu, f"folder {folder}: ")
+            pairs = pairs_of(published)
+            fit = identify_detailed(pairs)
+            row.add(name, published, pairs, fit, time.perf_counter() - wall, time.process_time() - cpu, f"folder {folder}: ")
         rows.append(row)
-        print(f"  {entry}: {row.family_right}/{row.identified}/{row.per_face} of {row.folders}, {np.mean(row.wall):.1f} s per folder", flush=True)
+        counts = f"{row.family_right}/{row.identified}/{row.per_face}/{row.operators}"
+        print(f"  {entry}: {counts} of {row.folders}, {np.mean(row.wall):.1f} s per folder", flush=True)
     for entry in LARGE_TOOLS[: args.large]:
         name, quality = split(entry)
         row = Row(entry, TOOLS[name].family[0])
@@ -169,8 +180,9 @@ def identification_part(args: argparse.Namespace, all_photos: list[Path]) -> tup
         published = anonymize_folder(name, photos(chosen, scale=2.5), seed=77, quality=quality)
         if len(published) >= 2:
             wall, cpu = time.perf_counter(), time.process_time()
-            fit = identify_detailed(pairs_of(published))
-            row.add(name, published, fit, time.perf_counter() - wall, time.process_time() - cpu, "")
+            pairs = pairs_of(published)
+            fit = identify_detailed(pairs)
+            row.add(name, published, pairs, fit, time.perf_counter() - wall, time.process_time() - cpu, "")
             megapixels = np.mean([p.original.shape[0] * p.original.shape[1] / 1e6 for p in published])
             row.family += f" ({megapixels:.2f} MP)"
         large_rows.append(row)
@@ -349,20 +361,25 @@ def main() -> None:
         "",
         "## Identification rate",
         "",
-        f"Per folder (one tool, one setting, up to {args.photos} photos), three criteria, each with its 95% Wilson interval:",
+        f"Per folder (one tool, one setting, up to {args.photos} photos), four criteria, each with its 95% Wilson interval:",
         "",
         "- *family*: identified (median residual within the limit) as the tool's family;",
         "- *spec*: and every fitted face's strength (radius, sigma, kernel, cell width; a fill's colour exactly), read off the "
         "folder's one spec for that face's region, within 10% of what the tool applied;",
         "- *per face*: and every face's own fitted strength (`Fit.face_parameters`) within 10% (a tool that scales with the "
-        "face gives a face the image clips another strength than one spec can say).",
+        "face gives a face the image clips another strength than one spec can say);",
+        "- *attacked with*: and the operator the audit's adaptive attacks use on **every** face of the folder within 10%: the "
+        "identified family fitted again on each face, its region taken from that face's difference "
+        "(`redteam.engine.face_operator`; `check_operators`). This is the criterion that matters for the verdict.",
         "",
         f"All folders: family {overall(sum(r.family_right for r in rows))}; spec {overall(sum(r.identified for r in rows))}; "
-        f"per face {overall(sum(r.per_face for r in rows))}. Identification takes {np.median(walls):.1f} s per folder "
-        f"(median, max {max(walls):.1f} s).",
+        f"per face {overall(sum(r.per_face for r in rows))}; **attacked with {overall(sum(r.operators for r in rows))}**. "
+        f"Identification takes {np.median(walls):.1f} s per folder (median, max {max(walls):.1f} s); the per-face operators "
+        f"{np.median([s for r in rows for s in r.operator_seconds] or [math.nan]):.2f} s per photo (median).",
         "",
-        "| tool | family | folders | family right | spec within 10% | per face within 10% | s per folder (wall / CPU) | a spec found | a problem (spec) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| tool | family | folders | family right | spec within 10% | per face within 10% | attacked with (within 10%) "
+        "| s per folder (wall / CPU) | a spec found | a problem (attacked with) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def rate(k: int, n: int) -> str:
@@ -372,8 +389,8 @@ def main() -> None:
     for r in rows:
         lines.append(
             f"| {r.entry} | {r.family} | {r.folders} | {rate(r.family_right, r.folders)} | {rate(r.identified, r.folders)} | "
-            f"{rate(r.per_face, r.folders)} | {np.mean(r.wall or [math.nan]):.1f} / {np.mean(r.cpu or [math.nan]):.1f} | "
-            f"`{r.specs[0] if r.specs else '-'}` | {'; '.join(r.problems[:1]).replace('|', '/') or '-'} |"
+            f"{rate(r.per_face, r.folders)} | {rate(r.operators, r.folders)} | {np.mean(r.wall or [math.nan]):.1f} / {np.mean(r.cpu or [math.nan]):.1f} | "
+            f"`{r.specs[0] if r.specs else '-'}` | {'; '.join(r.operator_problems[:1]).replace('|', '/') or '-'} |"
         )
     lines += [
         "",
@@ -381,12 +398,12 @@ def main() -> None:
         "",
         "The same photos upscaled 2.5x (Lanczos), so faces are 120 to 600 px wide, one folder per tool:",
         "",
-        "| tool | family (photo size) | family right | spec within 10% | per face within 10% | s per folder (wall / CPU) | spec |",
-        "|---|---|---|---|---|---|---|",
+        "| tool | family (photo size) | family right | spec within 10% | per face within 10% | attacked with | s per folder (wall / CPU) | spec |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in large_rows:
         lines.append(
-            f"| {r.entry} | {r.family} | {r.family_right}/{r.folders} | {r.identified}/{r.folders} | {r.per_face}/{r.folders} | "
+            f"| {r.entry} | {r.family} | {r.family_right}/{r.folders} | {r.identified}/{r.folders} | {r.per_face}/{r.folders} | {r.operators}/{r.folders} | "
             f"{(r.wall or [math.nan])[0]:.1f} / {(r.cpu or [math.nan])[0]:.1f} | `{r.specs[0] if r.specs else '-'}` |"
         )
     if attack_lines:

@@ -95,6 +95,8 @@ def summary_dict(result: AuditResult) -> dict[str, Any]:
                     "folder": str(m.folder) if m.folder else None,
                     "stages": result.method_stages.get(m.name) or None,
                     "identification": result.identifications[m.name].to_json() if m.name in result.identifications else None,
+                    # face id -> the operator the adaptive attacks used on that face (fitted on it: an identified folder)
+                    "face_operators": result.face_operators.get(m.name) or None,
                 }
                 for m in result.methods
             },

@@ -112,16 +112,20 @@ class _Regions(Protocol):
     def regions(self, shape: tuple[int, ...], faces: Sequence[FaceGeometry]) -> list[Box]: ...
 
 
-def attack_window(shape: tuple[int, ...], face: FaceGeometry, reference: Any | None) -> Box:
+def attack_window(shape: tuple[int, ...], face: FaceGeometry, reference: Any | None, region: Box | None = None) -> Box:
     """The part of the image an attack works on for one face, clipped to the image: the known method's
     regions grown by a quarter, or the face box grown by half for an unknown method.
 
     Args:
         reference: the known method (anything with `stages`, each with `regions(shape, faces)`), or None.
+        region: the first stage's region measured on this face (image coordinates), which replaces the
+            one its spec derives from the face box.
     """
     height, width = shape[:2]
     stages: Sequence[_Regions] = reference.stages if reference is not None else ()
-    boxes = [region for stage in stages for region in stage.regions(shape, [face])]
+    first = 1 if region is not None else 0
+    boxes = [box for stage in stages[first:] for box in stage.regions(shape, [face])]
+    boxes += [region] if region is not None else []
     if boxes:
         x0, y0 = float(min(b[0] for b in boxes)), float(min(b[1] for b in boxes))
         x1, y1 = float(max(b[2] for b in boxes)), float(max(b[3] for b in boxes))

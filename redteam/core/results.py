@@ -380,6 +380,7 @@ class AuditResult:
     impostor_distances: dict[str, tuple[float, ...]] = field(default_factory=dict)  # recognizer -> distances between unrelated people (clean)
     regression: dict[str, Any] | None = None  # `audit --baseline`: the baseline run, the gate's reasons, the comparison rows
     leaks: tuple[Leak, ...] = ()  # published faces the redaction did not protect: each FAILs its method
+    face_operators: dict[str, dict[str, dict[str, object]]] = field(default_factory=dict)  # identified method -> face id -> its own operator
 
     @property
     def model_unavailable(self) -> bool:

@@ -331,13 +331,12 @@ def _outside(pair: Pair, grow: float = 1.0) -> np.ndarray:
     return mask
 
 
-def _codec_quality(pairs: Sequence[Pair]) -> tuple[int | None, float, float]:
-    """(JPEG quality, its residual, the outside's typical change) of a whole-image re-encoding, fitted on
-    16-pixel-aligned patches far from the faces (there the tool's output is the original re-encoded);
-    quality None when the outside is untouched or JPEG does not explain it."""
+def _outside_patches(pairs: Sequence[Pair], grow: float) -> tuple[list[tuple[np.ndarray, np.ndarray, tuple[bool, float]]], list[float]]:
+    """16-pixel-aligned 64 x 64 (original, anonymized, (changed, busyness)) patches outside every face box
+    grown by `grow`, and per pair the share of such outside pixels the tool changed."""
     patches, changes = [], []
     for pair in pairs:
-        outside = _outside(pair, 1.0)
+        outside = _outside(pair, grow)
         step = max(1, int(math.sqrt(outside.size / 250_000)))
         if outside.any():
             sample = _difference(pair.original[::step, ::step], pair.anonymized[::step, ::step])[outside[::step, ::step]]
@@ -347,22 +346,34 @@ def _codec_quality(pairs: Sequence[Pair]) -> tuple[int | None, float, float]:
             for x in range(0, width - 63, 48):
                 y0, x0 = y // 16 * 16, x // 16 * 16
                 if y0 + 64 <= height and x0 + 64 <= width and outside[y0 : y0 + 64, x0 : x0 + 64].all():
-                    patches.append(
-                        (
-                            pair.original[y0 : y0 + 64, x0 : x0 + 64],
-                            pair.anonymized[y0 : y0 + 64, x0 : x0 + 64],
-                            float(pair.original[y0 : y0 + 64, x0 : x0 + 64].std()),
-                        )
-                    )
+                    before, after = pair.original[y0 : y0 + 64, x0 : x0 + 64], pair.anonymized[y0 : y0 + 64, x0 : x0 + 64]
+                    changed = bool(np.any(before[8:-8, 8:-8] != after[8:-8, 8:-8]))
+                    patches.append((before, after, (changed, float(before.std()))))
+    return patches, changes
+
+
+def _codec_quality(pairs: Sequence[Pair]) -> tuple[int | None, float, float]:
+    """(JPEG quality, its residual, the outside's typical change) of a whole-image re-encoding, fitted on
+    16-pixel-aligned patches far from the faces (there the tool's output is the original re-encoded);
+    quality None when the outside is untouched or JPEG does not explain it."""
+    patches: list[tuple[np.ndarray, np.ndarray, tuple[bool, float]]] = []
+    changes: list[float] = []
+    for grow in (1.0, 0.6):  # far from the faces; nearer where large faces leave no patch that far
+        patches, changes = _outside_patches(pairs, grow)
+        if patches:
+            break
     share = float(np.median(changes)) if changes else 0.0
     if share < 0.05 or not patches:
         return None, math.nan, share
-    patches = sorted(patches, key=lambda p: -p[2])[:8]
+    # The busiest patches the tool changed: a photo that was a JPEG of about the same quality re-encodes
+    # to itself in most blocks, and those say nothing about the quality.
+    patches = sorted(patches, key=lambda p: (not p[2][0], -p[2][1]))[:8]
 
     def residual(quality: int) -> float:
         return float(np.mean([np.abs(_jpeg(o, quality).astype(np.int16) - a.astype(np.int16))[8:-8, 8:-8].mean() for o, a, _ in patches]))
 
-    quality, value = _coarse_to_fine(residual, 5, 100, (8, 3))
+    # Every quality is tried: the residual is not smooth in it (0 at the tool's quality, higher one step away).
+    quality, value = min(((q, residual(q)) for q in range(5, 101)), key=lambda item: (item[1], -item[0]))
     unexplained = float(np.mean([np.abs(o.astype(np.int16) - a.astype(np.int16))[8:-8, 8:-8].mean() for o, a, _ in patches]))
     if value <= 0.6 and value < 0.5 * unexplained:
         return int(quality), value, share

@@ -221,6 +221,7 @@ class AuditRun:
             input_hashes=dict(sorted(ctx.input_hashes.items())),
             timings={k: round(v, 4) for k, v in ctx.clock.seconds.items()},
             attack_seconds={w.method.name: {a: round(t, 4) for a, t in w.attack_seconds.items()} for w in works},
+            face_operators={w.method.name: {f: op.to_json() for f, op in sorted(w.face_operators.items())} for w in works if w.face_operators},
             attack_models={},
             cache_stats=cache_stats,
             identifications={},

@@ -29,13 +29,15 @@ from attacks.hidden import HiddenContentAttack
 from metrics.columns import METRIC_CROP, QUALITY_COLUMNS, LPIPSColumn, QualityColumn
 from redteam.cache import Cache, content_key
 from redteam.core.errors import InputError
-from redteam.core.geometry import attack_window, box_crop, match_detections
+from redteam.core.geometry import Box, attack_window, box_crop, match_detections
 from redteam.core.results import ExampleFace, FaceRecord
 from redteam.core.seeds import derived_seed, image_seed
 from redteam.core.tensors import to_tensor, to_uint8
 from redteam.datasets import LINK_OUTSIDE
+from redteam.engine import face_operator
 from redteam.engine.context import RunContext
 from redteam.engine.embedding import Embedder
+from redteam.engine.face_operator import FaceOperator
 from redteam.engine.handles import ImageHandle, LazyCrops
 from redteam.engine.inputs import Inputs
 from redteam.engine.methods import UNREADABLE_FOLDER_FIX, Method, anonymized_path
@@ -106,6 +108,7 @@ class MethodWork:
     reused: int = 0
     computed: int = 0
     hidden: frozenset[str] = frozenset()  # images whose anonymized file carries a hidden image (audited by `hidden_content`)
+    face_operators: dict[str, FaceOperator] = field(default_factory=dict)  # face id -> its own operator (an identified folder)
 
     @property
     def needs_parrot(self) -> bool:
@@ -245,6 +248,7 @@ class Pass:
             self._parrot(work, faces, anonymized.pixels)
         if not audited:
             return
+        self._fit_face_operators(work, label, faces, anonymized, original)
         anonymized_crops = LazyCrops(boxes, lambda face_id: box_crop(anonymized.pixels, boxes[face_id], METRIC_CROP))
         reconstructions: dict[str, Mapping[str, Crop]] = {}  # attack -> face id -> attacked crop
         fresh: dict[str, dict[str, Probe]] = {}  # face id -> attack -> this image's probe
@@ -263,6 +267,28 @@ class Pass:
         examples_original = LazyCrops(boxes, lambda face_id: self._example_crop(original, boxes[face_id], lambda: original_crops[face_id]))
         examples_anonymized = LazyCrops(boxes, lambda face_id: self._example_crop(anonymized, boxes[face_id], lambda: anonymized_crops[face_id]))
         self._keep_examples(work, audited, fresh, examples_original, examples_anonymized, reconstructions)
+
+    def _fit_face_operators(self, work: MethodWork, label: str, faces: list[FaceRecord], anonymized: ImageHandle, original: ImageHandle) -> None:
+        """For a folder whose operator was identified, each face's own operator (its region from the
+        difference, its strength fitted on it: `redteam.engine.face_operator`), cached per image pair, for
+        the adaptive attacks; nothing for other methods or when no attack needs the operator."""
+        reference = work.method.reference
+        if work.method.source.spec_origin != "identified" or reference is None or not any(a.needs_known_method for a in work.attacks):
+            return
+        key = content_key(
+            face_operator.code_fingerprint(), reference.spec, original.digest, anonymized.digest, json.dumps([f.geometry.to_json() for f in faces])
+        )
+        found = face_operator.read_operators(self.ctx.cache.get_json("face_operators", key), len(faces))
+        if found is None:  # not fitted yet on this pair by this code (or a damaged entry): fitted and stored
+            with self.ctx.clock.measure("identify"):
+                found = face_operator.fit_face_operators(reference, original.pixels, anonymized.pixels, [f.geometry for f in faces])
+            self.ctx.cache.put_json("face_operators", key, [f.to_json() if f is not None else None for f in found])
+        for face, operator in zip(faces, found, strict=True):
+            if operator is not None:
+                work.face_operators[face.face_id] = operator
+        own = [f"{face.face_id}: {op.method.stages[0].spec}" for face, op in zip(faces, found, strict=True) if op is not None and op.source == "face"]
+        if own:
+            self.ctx.log(f"{work.method.name}: {label}: fitted on the face itself: " + "; ".join(own))
 
     def _hidden(self, work: MethodWork, label: str, shape: tuple[int, ...]) -> ImageHandle | None:
         """The first image the anonymized file carries besides its visible pixels (EXIF thumbnail, XMP
@@ -381,6 +407,7 @@ class Pass:
     def _key(self, work: MethodWork, attack: Attack, label: str, digest: str, faces: list[FaceRecord]) -> str:
         provenance = json.dumps(attack.provenance(work.info), sort_keys=True)
         geometry = json.dumps([face.geometry.to_json() for face in faces])
+        operators = [work.face_operators[f.face_id].to_json() for f in faces if f.face_id in work.face_operators and attack.needs_known_method]
         return content_key(
             PROBE_VERSION,
             work.method.name,
@@ -393,6 +420,7 @@ class Pass:
             geometry,
             self._models_key,
             str(SCALE_CAP),
+            json.dumps(operators),
         )
 
     def _attack(
@@ -454,7 +482,7 @@ class Pass:
         generator = torch.Generator().manual_seed(derived_seed(self.ctx.config.seed, work.method.name, attack.name, label))
         began = time.perf_counter()
         with self.ctx.clock.measure("attack"):
-            attacked, refused = self._reconstruct(attack, work.info, anonymized, faces, generator)
+            attacked, refused = self._reconstruct(attack, work, anonymized, faces, generator)
         seconds = time.perf_counter() - began
         probed = [face for face in audited if face.face_id not in refused]
         crops = {face.face_id: box_crop(attacked, face.geometry.box, METRIC_CROP) for face in probed}
@@ -476,18 +504,22 @@ class Pass:
         return records, refused, seconds, crops
 
     def _reconstruct(
-        self, attack: Attack, info: MethodInfo, anonymized: np.ndarray, faces: list[FaceRecord], generator: torch.Generator
+        self, attack: Attack, work: MethodWork, anonymized: np.ndarray, faces: list[FaceRecord], generator: torch.Generator
     ) -> tuple[np.ndarray, dict[str, str]]:
         """Attack each face's window and paste the reconstruction back into a copy of the image; face id
-        -> reason for the faces the attack cannot be applied to (nothing is pasted there)."""
+        -> reason for the faces the attack cannot be applied to (nothing is pasted there). An attack that
+        needs the operator gets the face's own (`MethodWork.face_operators`) where one was fitted."""
+        info = work.info
         if attack.name in ("none", "parrot", HiddenContentAttack.name):
             return anonymized, {}
         out = np.array(anonymized, copy=True)
         refused: dict[str, str] = {}
         for face in faces:
-            x0, y0, x1, y1 = attack_window(anonymized.shape, face.geometry, info.reference)
+            operator = work.face_operators.get(face.face_id) if attack.needs_known_method else None
+            reference, region = (operator.method, operator.region) if operator is not None else (info.reference, None)
+            x0, y0, x1, y1 = attack_window(anonymized.shape, face.geometry, reference, region)
             window = to_tensor(anonymized[y0:y1, x0:x1])
-            context = MethodInfo(info.name, info.reference, face.geometry, (x0, y0), anonymized.shape, info.audited_hashes)
+            context = MethodInfo(info.name, reference, face.geometry, (x0, y0), anonymized.shape, info.audited_hashes, region)
             scale = SCALE_CAP * self.largest_chip / max(face.geometry.width, 1.0)
             try:
                 if attack.works_at_any_scale and scale < 1.0:
@@ -613,7 +645,12 @@ def _resampled(info: MethodInfo, sx: float, sy: float) -> MethodInfo:
         face=info.face.scaled(sx, sy) if info.face is not None else None,
         origin=(round(info.origin[0] * sx), round(info.origin[1] * sy)),
         image_shape=(round(shape[0] * sy), round(shape[1] * sx), *shape[2:]) if shape is not None else None,
+        region=_scaled_box(info.region, sx, sy) if info.region is not None else None,
     )
+
+
+def _scaled_box(box: Box, sx: float, sy: float) -> Box:
+    return (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy))
 
 
 def _resized(pixels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
