@@ -13,6 +13,7 @@ from attacks.naive import NoAttack
 from attacks.parrot import ParrotAttack
 from attacks.posterior import DiffPIRAttack
 from attacks.super_resolution import SuperResolution
+from attacks.trained_parrot import TrainedParrot
 from redteam.core.plugins import load_entry_points
 from redteam.core.spec import build_stages
 from redteam.core.tiers import TIER_ORDER, ThreatTier
@@ -22,6 +23,7 @@ ATTACKS: dict[str, type[Attack]] = {
     for attack in (
         NoAttack,
         ParrotAttack,
+        TrainedParrot,
         BicubicUpscale,
         LanczosUpscale,
         BlindDeconvolution,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -65,6 +65,9 @@ class MethodInfo:
         region: where the reference's first stage acted on this face, in image coordinates, when it was
             measured from the difference (an identified tool's own region: `redteam.engine.face_operator`);
             None to derive it from the face box and the spec's margin.
+        audited_identities: the identity folders of the audited people (a learned attack must not have
+            trained on them).
+        attack_embeddings: the engine scores an attack in its own embedding space (`Attack.embedding_space`).
     """
 
     name: str
@@ -74,6 +77,8 @@ class MethodInfo:
     image_shape: tuple[int, ...] | None = None
     audited_hashes: frozenset[str] = frozenset()
     region: Box | None = None
+    audited_identities: frozenset[str] = frozenset()
+    attack_embeddings: bool = False
 
     @property
     def is_known(self) -> bool:
@@ -135,6 +140,8 @@ class Attack(Configurable, ABC):
         works_at_any_scale: True when it needs no pixel-exact geometry (a blind restorer): the engine then
             attacks faces larger than twice the recognizers' chip on a shrunk window, as what it recovers
             beyond that scale is never seen by a recognizer.
+        reconstructs: False when its probe is the anonymized image itself (naive, parrot): the engine then
+            skips the per-face reconstruction loop.
     """
 
     what: ClassVar[str] = "attack"
@@ -142,6 +149,7 @@ class Attack(Configurable, ABC):
     gallery_domain: ClassVar[Literal["clean", "anonymized"]] = "clean"
     needs_known_method: ClassVar[bool] = False
     works_at_any_scale: ClassVar[bool] = False
+    reconstructs: ClassVar[bool] = True
     version: ClassVar[str] = "1"
     parameters: ClassVar[tuple[Parameter, ...]] = ()
 
@@ -161,6 +169,12 @@ class Attack(Configurable, ABC):
         """The exact models behind this attack for `method` (file hashes, hub snapshots), recorded in
         summary.json so an audit can be reproduced and signed. Empty for model-free attacks."""
         return {}
+
+    def embedding_space(self, method: MethodInfo, recognizer: str, fingerprint: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """A map the engine applies to this attack's probe embeddings and to the gallery's before ranking
+        them with `recognizer` (whose weights have `fingerprint`), or None to rank the recognizer's own
+        embeddings (every attack but one that learned its own space: the trained parrot)."""
+        return None
 
     @abstractmethod
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:

@@ -23,6 +23,7 @@ class HiddenContentAttack(Attack):
     """
 
     name = "hidden_content"
+    reconstructs = False  # the engine hands it the hidden image: its probe is that image as it is
     tier = ThreatTier.NAIVE
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:

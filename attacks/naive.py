@@ -18,6 +18,7 @@ class NoAttack(Attack):
 
     name = "none"
     tier = ThreatTier.NAIVE
+    reconstructs = False
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
         return images.clone()

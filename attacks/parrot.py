@@ -23,6 +23,7 @@ class ParrotAttack(Attack):
     name = "parrot"
     tier = ThreatTier.PARROT
     gallery_domain = "anonymized"
+    reconstructs = False
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
         return images.clone()

@@ -136,6 +136,7 @@ class TrainedParrot(Attack):
     name = "trained_parrot"
     tier = ThreatTier.PARROT
     gallery_domain = "anonymized"
+    reconstructs = False
     needs_known_method = True
 
     def __init__(self, **values: object) -> None:

@@ -88,7 +88,13 @@ class AuditRun:
             if method.source.kind == "observed" and method.reference is None and ctx.config.identify:
                 method, identifications[method.name] = method_stage.identify_observed(ctx, method, inputs.originals, inputs.paths)
             method_stage.fit(ctx, method, inputs.gallery.faces, inputs.paths)
-            info = MethodInfo(method.name, method.reference, audited_hashes=frozenset(ctx.input_hashes.values()))
+            info = MethodInfo(
+                method.name,
+                method.reference,
+                audited_hashes=frozenset(ctx.input_hashes.values()),
+                audited_identities=frozenset(face.identity for face in inputs.audited if face.identity),
+                attack_embeddings=True,  # scoring.method_rows ranks in an attack's own space (Attack.embedding_space)
+            )
             runnable, missing[method.name] = self._applicable(method.name, info, models, skipped, attack_models)
             method_stage.unmatched_files(ctx, method.source, original_rels)
             hidden_reasons, carriers = method_stage.hidden_content_blockers(ctx, method.source, audited_images)

@@ -510,7 +510,7 @@ class Pass:
         -> reason for the faces the attack cannot be applied to (nothing is pasted there). An attack that
         needs the operator gets the face's own (`MethodWork.face_operators`) where one was fitted."""
         info = work.info
-        if attack.name in ("none", "parrot", HiddenContentAttack.name):
+        if not attack.reconstructs:
             return anonymized, {}
         out = np.array(anonymized, copy=True)
         refused: dict[str, str] = {}
@@ -519,7 +519,7 @@ class Pass:
             reference, region = (operator.method, operator.region) if operator is not None else (info.reference, None)
             x0, y0, x1, y1 = attack_window(anonymized.shape, face.geometry, reference, region)
             window = to_tensor(anonymized[y0:y1, x0:x1])
-            context = MethodInfo(info.name, reference, face.geometry, (x0, y0), anonymized.shape, info.audited_hashes, region)
+            context = replace(info, reference=reference, face=face.geometry, origin=(x0, y0), image_shape=anonymized.shape, region=region)
             scale = SCALE_CAP * self.largest_chip / max(face.geometry.width, 1.0)
             try:
                 if attack.works_at_any_scale and scale < 1.0:

@@ -215,12 +215,16 @@ def method_rows(work: MethodWork, recognizers: dict[str, Recognizer], gallery: G
         own = [index[probe.face.face_id] for probe in probes]
         for name, recognizer in recognizers.items():
             matched = gallery.embeddings[name] if same_photo_applies else torch.from_numpy(np.stack([work.parrot[name][face.face_id] for face in ranked.faces]))
+            probed, clean = torch.from_numpy(np.stack([probe.embeddings[name] for probe in probes])), ranked.embeddings[name]
+            space = attack.embedding_space(work.info, name, recognizer.fingerprint)
+            if space is not None:  # an attack that learned its own space (the trained parrot): everything ranked in it
+                probed, matched, clean = space(probed), space(matched), space(clean)
             scores = score_probes(
                 recognizer,
-                torch.from_numpy(np.stack([probe.embeddings[name] for probe in probes])),
+                probed,
                 [probe.spread[name] for probe in probes],
                 matched,
-                ranked.embeddings[name],
+                clean,
                 own,
                 ranked.entries,
                 ranked.same_photo[name],

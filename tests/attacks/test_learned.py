@@ -278,7 +278,12 @@ def test_the_parrot_trains_a_head_saves_it_and_refuses_the_audited_people(cache,
     attack = TrainedParrot()
     method = MethodInfo("m", build_method("gaussian_blur:sigma=4"))
     ok, reason = attack.applicable(method)
-    assert not ok and "own embedding space" in reason  # this engine has no hook to score it yet
+    assert not ok and "own embedding space" in reason  # an engine without the hook would score the plain parrot
+    assert attack.applicable(MethodInfo("m", build_method("gaussian_blur:sigma=4"), attack_embeddings=True)).ok
+    refused = attack.applicable(
+        MethodInfo("m", build_method("gaussian_blur:sigma=4"), audited_identities=frozenset({"barack_obama-obama"}), attack_embeddings=True)
+    )
+    assert not refused.ok and "trained on 1 of the audited people" in refused.reason
     assert attack.embedding_space(method, "dlib", "tiny-dlib") is not None
     assert attack.embedding_space(method, "dlib", "other-weights") is None  # trained on other weights: plain parrot
     ok, reason = attack.applicable(MethodInfo("m", build_method("gaussian_blur:sigma=5")))
@@ -311,3 +316,43 @@ def test_steps_after_the_last_evaluation_are_evaluated_when_the_cap_stops_traini
     record = json.loads(path.with_suffix(".json").read_text())
     assert [point["step"] for point in record["curve"]] == [0, 2, 3] and record["stopped"] == "max steps"
     assert training_curve(record).startswith("val_l1 by step: 0=") and " 3=" in training_curve(record)
+
+
+@pytest.mark.slow
+def test_an_audit_ranks_the_trained_parrot_in_its_own_space(cache, sample_dir, shared_faces, tmp_path):
+    """End to end: a parrot trained (real dlib) on other people runs in the default audit's parrot tier, its
+    probes and gallery ranked through its head (its similarities differ from the plain parrot's on the
+    same anonymized faces), with its checkpoint's hash in the provenance."""
+    from PIL import Image, ImageOps
+
+    from redteam.core.config import AuditConfig, MethodSource
+    from redteam.engine import AuditRun
+    from redteam.parrot_training import train_parrot
+
+    corpus = tmp_path / "corpus"  # people not in the sample: each photo and its mirror are one person's two photos
+    for photo in sorted((shared_faces / "dev" / "identities").rglob("*.*")):
+        if photo.parent.name in ("barack_obama", "joe_biden") or photo.suffix.lower() not in (".jpg", ".png"):
+            continue
+        person = corpus / f"{photo.parent.name}-{photo.stem}"
+        person.mkdir(parents=True)
+        image = Image.open(photo).convert("RGB")
+        image.save(person / "a.png")
+        ImageOps.mirror(image).save(person / "b.png")
+    spec = build_method("gaussian_blur:sigma=4").spec
+    train_parrot(corpus, spec, max_minutes=5, max_steps=6, eval_every=3, augmentations=1)
+    config = AuditConfig(
+        originals=sample_dir,
+        out=tmp_path / "report",
+        methods=(MethodSource("blur", "reference", spec=spec),),
+        cache_dir=tmp_path / "run-cache",
+        recognizers=("dlib",),
+        attacks=("none", "parrot", "trained_parrot"),
+        builtin_policy="demo_policy.toml",
+    )
+    result = AuditRun(config).run()
+    assert not [s for s in result.skipped_attacks if s.attack == "trained_parrot"]
+    rows = {(row.attack, row.face_id): row for row in result.rows if row.recognizer == "dlib"}
+    trained = [key for key in rows if key[0] == "trained_parrot"]
+    assert trained and {rows[key].tier for key in trained} == {"parrot"}
+    assert any(rows[key].similarity != pytest.approx(rows[("parrot", key[1])].similarity, abs=1e-6) for key in trained)
+    assert result.attack_models["blur"]["trained_parrot"]["sha256"]
