@@ -19,7 +19,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from redteam.core.errors import ImageTooLargeError, InputError
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 #: Suffixes read as images (a GIF, like an animated WebP or a multi-page TIFF, is audited on its first frame).
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif"})
@@ -184,21 +184,6 @@ def load_image(path: Path, *, orient: bool = True) -> LoadedImage:
         sha256=hashlib.sha256(data).hexdigest(),
         conversions=tuple(conversions),
     )
-
-
-def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """H x W x 3 uint8 -> 1 x 3 x H x W float32 in [0, 1] (the project's tensor convention)."""
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-
-
-def to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """1 x 3 x H x W float in [0, 1] -> H x W x 3 uint8, rounding to nearest (8-bit quantization)."""
-    import torch
-
-    array = tensor.detach().clamp(0.0, 1.0).mul(255.0).round().to(dtype=torch.uint8)
-    return array[0].permute(1, 2, 0).cpu().numpy()
 
 
 #: RGB spread (grey levels) under non-opaque pixels above this is content, not a flat fill.

@@ -230,11 +230,3 @@ def diffusion_parameters(model: str, *, steps: int, guidance: float, prompt: str
         Parameter("prompt", str, prompt, "text prompt (no commas)"),
         Parameter("device", str, "auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda")),
     )
-
-
-def pick_device(choice: str) -> torch.device:
-    import torch
-
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)

@@ -122,11 +122,6 @@ def impostor_distances(name: str, recognizer: Recognizer, gallery: Gallery, limi
     return tuple(round(float(v), 5) for v in values)
 
 
-def chip_spread(chips: Sequence[np.ndarray]) -> list[float]:
-    """Standard deviation of each chip's pixels (0-255): near 0 for a blank (solid) face."""
-    return [float(np.asarray(chip, dtype=np.float64).std()) for chip in chips]
-
-
 def score_probes(
     recognizer: Recognizer,
     probes: torch.Tensor,
