@@ -14,19 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from PIL import Image
 
-from attacks import AttackNotApplicable, MethodInfo, build_attack
+from attacks import MethodInfo, build_attack
 from redteam.anonymize import read_declared_spec
 from redteam.anonymizers import build_method
+from redteam.attack_runner import AttackRunner, attack_generator
 from redteam.core.atomic import write_bytes_atomically, write_text_atomically
 from redteam.core.errors import InputError
-from redteam.core.geometry import attack_window
 from redteam.core.provenance import environment
-from redteam.core.seeds import derived_seed
-from redteam.core.tensors import to_tensor, to_uint8
 from redteam.datasets import LINK_OUTSIDE, Counterparts, check_out_dir, discover_images, output_targets
 from redteam.faces import FaceDetector
 from redteam.images import load_image
@@ -66,6 +63,7 @@ def attack_folder(
     dataset = discover_images(anonymized, role="anonymized")
     targets = output_targets([entry.rel for entry in dataset.entries], out)
     detector = FaceDetector(device=device)
+    runner = AttackRunner()  # the audit's reconstruction loop: the same output byte for byte
     files, skipped = [], dataset.skipped(own_prefix="redteam-")
     faces_total = 0
     counterparts = Counterparts(originals) if originals is not None else None
@@ -91,18 +89,11 @@ def attack_folder(
         if not faces:
             skipped.append((entry.rel, "no face found"))
             continue
-        generator = torch.Generator().manual_seed(derived_seed(seed, attack.name, entry.rel))
-        restored = np.array(image.pixels, copy=True)
-        refused = []
-        for index, face in enumerate(faces):
-            x0, y0, x1, y1 = attack_window(image.pixels.shape, face, reference)
-            context = MethodInfo(info.name, reference, face, (x0, y0), image.pixels.shape)
-            window = to_tensor(image.pixels[y0:y1, x0:x1]).to(device)
-            try:
-                restored[y0:y1, x0:x1] = to_uint8(attack.reconstruct(window, method=context, generator=generator).cpu())
-            except AttackNotApplicable as reason:
-                refused.append({"face": index, "reason": str(reason)})
-                log(f"{entry.rel}: face {index} left as it is: {reason}")
+        generator = attack_generator(seed, info.name, attack.name, entry.rel)  # as the audit seeds method `info.name`
+        restored, refused_at = runner.reconstruct(attack, info, image.pixels, faces, generator)
+        refused = [{"face": index, "reason": reason} for index, reason in sorted(refused_at.items())]
+        for index, reason in sorted(refused_at.items()):
+            log(f"{entry.rel}: face {index} left as it is: {reason}")
         buffer = io.BytesIO()
         Image.fromarray(restored).save(buffer, format="PNG")
         target = targets[entry.rel]

@@ -51,3 +51,90 @@ def test_the_command_line_starts_without_torch() -> None:
     assert shown.returncode == 0 and "audit" in shown.stdout
     version = subprocess.run([sys.executable, "-m", "redteam", "--version"], capture_output=True, text=True, cwd=ROOT)
     assert version.returncode == 0 and version.stdout.startswith("redteam (face-anon-redteam) ")
+
+
+#: Every unit of the code (a package, or a loose module of redteam/) and its layer: a unit imports only
+#: units of lower layers (README, Development). A new module must be placed here.
+LAYERS = {
+    "redteam": 0,  # the package's __init__: the version only
+    "redteam.core": 0,
+    "redteam.data": 0,
+    "redteam.anonymizers": 1,
+    "redteam.cache": 1,
+    "redteam.faces": 1,
+    "redteam.images": 1,
+    "redteam.lpips_weights": 1,
+    "redteam.ncnn": 1,
+    "redteam.plausibility": 1,
+    "redteam.runlog": 1,
+    "redteam.store": 1,
+    "redteam.tfgraph": 1,
+    "metrics": 1,
+    "reports": 1,
+    "attacks": 2,
+    "redteam.datasets": 2,
+    "redteam.facenet_graph": 2,
+    "redteam.regression": 2,
+    "redteam.terminal": 2,
+    "redteam.tfgraph_interpreter": 2,
+    "redteam.anonymize": 3,
+    "redteam.attack_runner": 3,
+    "redteam.calibration": 3,
+    "redteam.training": 3,
+    "redteam.engine": 4,
+    "redteam.parrot_training": 4,
+    "redteam.standalone": 4,
+    "redteam.cli": 5,
+    "redteam.__main__": 6,
+}
+def unit_of(module: str) -> str:
+    """The unit a dotted module name belongs to: its package, or the loose module of redteam/."""
+    parts = module.split(".")
+    if parts[0] != "redteam":
+        return parts[0]
+    return "redteam" if len(parts) == 1 else ".".join(parts[:2])
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def sources() -> list[Path]:
+    return sorted(p for package in OURS for p in (ROOT / package).rglob("*.py"))
+
+
+def test_every_unit_has_a_layer() -> None:
+    assert sorted({unit_of(module_name(p)) for p in sources()} - set(LAYERS)) == []
+
+
+def test_units_import_only_lower_layers() -> None:
+    violations = []
+    for path in sources():
+        unit = unit_of(module_name(path))
+        for name in imports_of(path):
+            target = unit_of(name)
+            if target != unit and LAYERS.get(target, 99) >= LAYERS[unit]:
+                violations.append(f"{path.relative_to(ROOT)} (layer {LAYERS[unit]}) imports {name} (layer {LAYERS.get(target)})")
+    assert violations == []
+
+
+def test_the_engine_modules_form_no_cycle() -> None:
+    """Within redteam/engine, imports (type-only ones included) go one way: no module needs, even for a
+    type, one that needs it back."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "redteam" / "engine").rglob("*.py")):
+        here = module_name(path)
+        graph[here] = {n for n in imports_of(path) if n.startswith("redteam.engine.") and n != here}
+    cycles = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        if node in trail:
+            cycles.append(" -> ".join(trail[trail.index(node) :] + [node]))
+            return
+        for other in sorted(graph.get(node, ())):
+            visit(other, trail + [node])
+
+    for start in sorted(graph):
+        visit(start, [])
+    assert cycles == []

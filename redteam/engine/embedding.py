@@ -16,7 +16,7 @@ from metrics.recognizers import Recognizer
 from redteam.cache import Cache, content_key
 from redteam.core.results import FaceRecord
 from redteam.engine.context import Clock
-from redteam.engine.scoring import GalleryEntry
+from redteam.engine.gallery_entries import GalleryEntry
 
 
 class Embedder:

@@ -31,7 +31,9 @@ from redteam.engine.context import RunContext
 from redteam.engine.inputs import Inputs
 from redteam.engine.methods import Method
 from redteam.engine.models import Models
-from redteam.engine.probes import MethodWork, Pass, PendingExample, resolve_example
+from redteam.engine.probe_cache import resolve_example
+from redteam.engine.probes import Pass
+from redteam.engine.work import MethodWork, PendingExample
 from redteam.runlog import RunLog
 
 EXECUTORS = ("local", "processes", "ray")

@@ -26,7 +26,10 @@ import numpy as np
 from redteam.anonymizers import build_method
 from redteam.anonymizers.base import Anonymizer, FitVariant
 from redteam.core.geometry import Box, FaceGeometry
-from redteam.engine import identify
+from redteam.engine.identification.evidence import Pair
+from redteam.engine.identification.record import code_fingerprint as identification_fingerprint
+from redteam.engine.identification.regions import _evidence
+from redteam.engine.identification.search import _build, _refine_face, _residual, _search_face
 
 #: Bump when the fit or its record changes: cached per-face operators of older code are not reused.
 VERSION = "face-operator/1"
@@ -120,10 +123,10 @@ def fit_face_operators(method: Anonymizer, original: np.ndarray, anonymized: np.
     quality, keepable = _codec_quality(method)
     if variant is None or not keepable or stage.values.get("region") == "image" or original.shape != anonymized.shape:
         return [None] * len(faces)
-    works, _ = identify._evidence([identify.Pair("", original, anonymized, tuple(faces))], quality, whole_image=False)
+    works, _ = _evidence([Pair("", original, anonymized, tuple(faces))], quality, whole_image=False)
     by_index = {work.index: work for work in works}
     cls = type(stage)
-    folder = identify._build(cls, stage.values)
+    folder = _build(cls, stage.values)
     found: list[FaceOperator | None] = []
     for index in range(len(faces)):
         work = by_index.get(index)
@@ -131,13 +134,13 @@ def fit_face_operators(method: Anonymizer, original: np.ndarray, anonymized: np.
             found.append(None)
             continue
         region = (work.box[0] + work.origin[0], work.box[1] + work.origin[1], work.box[2] + work.origin[0], work.box[3] + work.origin[1])
-        folder_residual = identify._residual(folder, work, quality, work.band())
-        params, _ = identify._search_face(cls, variant, work, quality)
+        folder_residual = _residual(folder, work, quality, work.band())
+        params, _ = _search_face(cls, variant, work, quality)
         if work.small is not None and cls.fit_proposals(variant, work.evidence) is None:
-            params = identify._refine_face(cls, variant, work, quality, params)[0]
+            params = _refine_face(cls, variant, work, quality, params)[0]
         absolute: dict[str, Any] = {"fraction": 0.0} if "fraction" in stage.values else {}
-        own = identify._build(cls, {**stage.values, **absolute, **params})
-        own_residual = identify._residual(own, work, quality, work.band()) if own is not None else math.inf
+        own = _build(cls, {**stage.values, **absolute, **params})
+        own_residual = _residual(own, work, quality, work.band()) if own is not None else math.inf
         if own is not None and own_residual < folder_residual:
             found.append(FaceOperator(_with_stage(method, own.spec), region, own_residual, "face"))
         else:
@@ -150,4 +153,4 @@ def code_fingerprint() -> str:
     import hashlib
     from pathlib import Path
 
-    return json.dumps([VERSION, identify.code_fingerprint(), hashlib.sha256(Path(__file__).read_bytes()).hexdigest()])
+    return json.dumps([VERSION, identification_fingerprint(), hashlib.sha256(Path(__file__).read_bytes()).hexdigest()])

@@ -24,8 +24,8 @@ from redteam.core.results import MIN_COMPETITOR_FACE, UNREAD_ISSUES, FaceRecord
 from redteam.datasets import LINK_OUTSIDE, Dataset, discover_images
 from redteam.engine.context import RunContext
 from redteam.engine.embedding import Embedder, Gallery, Known
+from redteam.engine.gallery_entries import GalleryEntry, same_photo_columns
 from redteam.engine.handles import ImageHandle
-from redteam.engine.scoring import GalleryEntry, same_photo_columns
 
 
 @dataclass(frozen=True)
@@ -144,18 +144,23 @@ def _plausible_faces(ctx: RunContext, image: ImageHandle, label: str, geometries
     return kept
 
 
-def _faces_of(
-    ctx: RunContext,
-    dataset: Dataset,
-    role: str,
-    overrides: dict[str, str],
-    embedders: dict[str, Embedder],
-    seen: dict[str, str],
-    chips: dict[str, list[np.ndarray | Known]],
-    alignments: dict[str, dict[str, object]],
-    paths: dict[str, Path],
-    duplicates: dict[str, str],
-) -> list[FaceRecord]:
+@dataclass
+class _Collected:
+    """What reading the originals and distractors accumulates: per recognizer its embedder, the faces'
+    chips and alignments; the images' paths, the first label of each content hash, and the duplicates."""
+
+    embedders: dict[str, Embedder]
+    chips: dict[str, list[np.ndarray | Known]]
+    alignments: dict[str, dict[str, object]]
+    seen: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+    duplicates: dict[str, str] = field(default_factory=dict)
+
+
+def _faces_of(ctx: RunContext, dataset: Dataset, role: str, overrides: dict[str, str], collected: _Collected) -> list[FaceRecord]:
+    """The faces of one dataset (originals or distractors), embedded into `collected`."""
+    embedders, seen, chips, alignments = collected.embedders, collected.seen, collected.chips, collected.alignments
+    paths, duplicates = collected.paths, collected.duplicates
     faces: list[FaceRecord] = []
     for ignored in dataset.ignored:
         ctx.issue("unsupported_file", f"{role}:{ignored}" if role != "originals" else ignored, None, "not a supported image type", "skipped")
@@ -203,27 +208,13 @@ def _faces_of(
 def collect(ctx: RunContext, recognizers: dict[str, Recognizer]) -> Inputs:
     """Read originals (and `--gallery` distractors), embed their faces, and build the gallery."""
     config = ctx.config
-    seen: dict[str, str] = {}
     embedders = {name: Embedder(recognizer, ctx.cache, ctx.clock, config.batch_size) for name, recognizer in recognizers.items()}
-    chips: dict[str, list[np.ndarray | Known]] = {name: [] for name in recognizers}
-    alignments: dict[str, dict[str, object]] = {name: {} for name in recognizers}
-    paths: dict[str, Path] = {}
-    duplicates: dict[str, str] = {}
-    originals = _faces_of(
-        ctx,
-        discover_images(config.originals, role="originals"),
-        "originals",
-        dict(config.identity_overrides),
-        embedders,
-        seen,
-        chips,
-        alignments,
-        paths,
-        duplicates,
-    )
+    collected = _Collected(embedders, {name: [] for name in recognizers}, {name: {} for name in recognizers})
+    chips, alignments, paths, duplicates = collected.chips, collected.alignments, collected.paths, collected.duplicates
+    originals = _faces_of(ctx, discover_images(config.originals, role="originals"), "originals", dict(config.identity_overrides), collected)
     distractors: list[FaceRecord] = []
     if config.gallery is not None:
-        distractors = _faces_of(ctx, discover_images(config.gallery, role="gallery"), "gallery", {}, embedders, seen, chips, alignments, paths, duplicates)
+        distractors = _faces_of(ctx, discover_images(config.gallery, role="gallery"), "gallery", {}, collected)
     if not originals:
         raise InputError(
             f"no face was detected in any original under {config.originals}",

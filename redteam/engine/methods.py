@@ -8,6 +8,7 @@ the tool); otherwise it is a black box. Set-level methods (k-Same) are fitted on
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from redteam.core.seeds import image_seed
 from redteam.datasets import Counterparts, discover_images
 from redteam.engine.context import RunContext
 from redteam.engine.handles import ImageHandle, open_image
-from redteam.engine.identify import MAX_PAIRS, Pair, from_record, identify, to_record
+from redteam.engine.identify import MAX_PAIRS, MAX_RESIDUAL, Pair, from_record, identify, to_record
 from redteam.engine.identify import code_fingerprint as identify_code_fingerprint
 from redteam.images import hidden_content, load_image
 
@@ -185,7 +186,12 @@ def identify_observed(ctx: RunContext, method: Method, faces: Sequence[FaceRecor
             ctx.log(f"{method.name}: not identified: {error.message}")
             pairs = []
         with ctx.clock.measure("identify"):
-            result = identify(pairs)
+            try:
+                result = identify(pairs)
+            except Exception as error:  # noqa: BLE001 - a fit that breaks leaves the folder unknown (fail closed), never the run
+                reason = f"the operator fit failed ({type(error).__name__}: {error}): treated as unknown"
+                result = Identification(None, math.nan, False, (), (), reason, MAX_RESIDUAL)
+                pairs = []  # not cached: the next run fits again
         if len(pairs) == len(chosen):
             ctx.cache.put_json("identifications", key, to_record(result))
     ctx.log(f"{method.name}: {result.reason}")

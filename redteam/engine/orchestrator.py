@@ -31,9 +31,11 @@ from redteam.engine.executors import run_pass
 from redteam.engine.inputs import Inputs, collect
 from redteam.engine.leaks import ExtraFileAudit, extra_files, row_leaks
 from redteam.engine.models import Models, load_models
-from redteam.engine.probes import MethodWork, Pass, resolve_example
+from redteam.engine.probe_cache import resolve_example
+from redteam.engine.probes import Pass
 from redteam.engine.scoring import impostor_distances, method_rows, outcomes
 from redteam.engine.verdict import method_verdicts, metric_verdicts
+from redteam.engine.work import MethodWork
 from redteam.faces import FaceDetector
 
 
@@ -53,6 +55,7 @@ class AuditRun:
         from metrics.recognizers import RECOGNIZERS
 
         device = resolve_device(config.device)
+        self._started = time.perf_counter()
         self.ctx = RunContext(
             config=config,
             policy=load_policy(config.policy, tuple(RECOGNIZERS), builtin=config.builtin_policy, known_attacks=tuple(ATTACKS)),
@@ -71,11 +74,12 @@ class AuditRun:
             return self._run()
 
     def _run(self) -> AuditResult:
-        ctx, started = self.ctx, time.perf_counter()
+        ctx = self.ctx
+        self._started = time.perf_counter()
         models = load_models(ctx, self._injected_recognizers, self._injected_lpips)
         methods = method_stage.resolve(ctx)
         if not models.recognizers:
-            return self._result(models, [m.source for m in methods], (), {}, [], [], started)
+            return self._result(models, [m.source for m in methods], (), {}, [], [])
         inputs = collect(ctx, models.recognizers)
         identifications = {}
         works: list[MethodWork] = []
@@ -126,7 +130,7 @@ class AuditRun:
             ctx.log(f"{work.method.name}: {work.computed} attacked image results computed, {work.reused} reused from the cache")
         for leak in leaks:
             ctx.log(f"LEAK {leak.describe()}")
-        result = self._result(models, [w.method.source for w in works], tuple(rows), evidence, skipped, works, started, inputs=inputs, leaks=tuple(leaks))
+        result = self._result(models, [w.method.source for w in works], tuple(rows), evidence, skipped, works, inputs=inputs, leaks=tuple(leaks))
         baseline = {name: impostor_distances(name, recognizer, inputs.gallery) for name, recognizer in models.recognizers.items()}
         return replace(result, identifications=identifications, attack_models=attack_models, impostor_distances=baseline)
 
@@ -196,14 +200,13 @@ class AuditRun:
         evidence: dict[str, MethodEvidence],
         skipped: list[SkippedAttack],
         works: list[MethodWork],
-        started: float,
         inputs: Inputs | None = None,
         leaks: tuple[Leak, ...] = (),
     ) -> AuditResult:
         ctx = self.ctx
         verdicts = metric_verdicts(list(outcomes(rows)), ctx.policy)
         by_method = method_verdicts([s.name for s in sources], verdicts, ctx.policy, evidence, models.blockers, leaks)
-        ctx.clock.seconds["total"] = time.perf_counter() - started
+        ctx.clock.seconds["total"] = time.perf_counter() - self._started
         cache_stats = dict(inputs.embedding_stats) if inputs is not None else {}
         for work in works:
             cache_stats[f"{work.method.name}_attack_results_reused"] = work.reused

@@ -145,7 +145,7 @@ def test_an_attack_on_a_shrunk_window_is_told_where_the_face_is_in_it(originals:
 
     from attacks import ATTACKS, Attack, MethodInfo, ThreatTier
     from metrics.columns import METRIC_CROP
-    from redteam.engine.probes import SCALE_CAP
+    from redteam.attack_runner import SCALE_CAP
 
     seen: list[tuple[tuple[int, ...], MethodInfo]] = []
 

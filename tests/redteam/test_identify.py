@@ -187,3 +187,31 @@ def test_the_fit_cache_key_changes_with_the_code_a_fit_replays(module: str, monk
         monkeypatch.undo()
         code_fingerprint.cache_clear()
     assert code_fingerprint() == before
+
+
+def test_a_fit_that_breaks_leaves_the_folder_unknown_and_the_audit_running(sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception inside the operator fit (a bug, an odd image) costs the folder its identification, not
+    the run: the folder stays unknown (no adaptive tier on a guess), the reason names the error, and the
+    broken fit is not cached."""
+    import redteam.engine.methods
+
+    def broken(pairs: list[Pair]) -> None:
+        raise ValueError("Size of label 'x' for operand 1 (359) does not match previous terms (360).")
+
+    blur = build_method("gaussian_blur:sigma=3,margin=0.3")
+    folder = write_folder(sample_dir, tmp_path / "tool", lambda pixels, found: blur.apply(pixels, found))
+    monkeypatch.setattr(redteam.engine.methods, "identify", broken)
+    config = AuditConfig(
+        originals=sample_dir,
+        out=tmp_path / "report",
+        methods=(MethodSource("tool", "observed", folder=folder),),
+        cache_dir=tmp_path / "cache",
+        recognizers=("dlib",),
+        attacks=("none", "wiener"),
+        builtin_policy="demo_policy.toml",
+    )
+    result = AuditRun(config).run()
+    found = result.identifications["tool"]
+    assert not found.identified and "the operator fit failed (ValueError" in found.reason
+    assert result.methods[0].spec is None and not (tmp_path / "cache" / "identifications").exists()
+    assert {row.attack for row in result.rows} == {"none"}  # wiener needs the operator: not run on a guess

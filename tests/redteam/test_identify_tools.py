@@ -528,7 +528,7 @@ def test_every_tool_saved_as_jpeg_is_identified(celeba_photos, name: str) -> Non
 def test_a_family_that_replays_every_face_with_its_own_strength_is_identified_per_face() -> None:
     """A tool that sets its cell count per face (cells = region // int(face / 16)) has no single spec; the
     family is identified when its per-face fits replay every face, and the report says how they differ."""
-    from redteam.engine.identify import MAX_RESIDUAL, _fits_every_face, _parameter_spread
+    from redteam.engine.identify import MAX_RESIDUAL, _fits_every_face, _parameter_spread  # the per-face rule
 
     faces = [("a", 0, {"down": "nearest", "cells": 27}), ("b", 0, {"down": "nearest", "cells": 24}), ("c", 0, {"down": "nearest", "cells": 0, "pitch": 5.2})]
     assert _fits_every_face([0.0, 0.1, 0.0], faces)
