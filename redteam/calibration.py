@@ -158,3 +158,51 @@ def load_threshold(path: Path, recognizer: str, far: float, fingerprint: str | N
         calibrated=True,
         far=far,
     )
+
+
+def chosen_recognizers(names: Sequence[str], device: torch.device) -> dict[str, Recognizer]:
+    """The recognizers to calibrate: those named (each must be available), or every available one.
+
+    Raises:
+        UsageError: an unknown name. ModelUnavailableError: a named one, or every one, is unavailable.
+    """
+    from metrics.recognizers import RECOGNIZERS
+    from redteam.core.errors import ModelUnavailableError, UsageError
+
+    chosen: dict[str, Recognizer] = {}
+    for name in names or list(RECOGNIZERS):
+        if name not in RECOGNIZERS:
+            raise UsageError(f"unknown recognizer '{name}'", fix="choose from: " + ", ".join(RECOGNIZERS))
+        availability = RECOGNIZERS[name].availability()
+        if availability.available:
+            chosen[name] = RECOGNIZERS[name](device=device)
+        elif names:
+            raise ModelUnavailableError(f"recognizer {name} unavailable: {availability.reason}")
+    if not chosen:
+        raise ModelUnavailableError("no recognizer is available to calibrate", fix="see `redteam models`")
+    return chosen
+
+
+def largest_face_embedder(device: torch.device, log: Callable[[str], object]) -> Callable[[Recognizer, Path], torch.Tensor | None]:
+    """`calibrate`'s `embed_image`: the embedding of the largest face MTCNN finds in an image, or None (no
+    face, or a file that does not decode: logged)."""
+    from redteam.faces import FaceDetector
+    from redteam.images import load_image
+
+    detector = FaceDetector(device=device)
+
+    def embed_image(model: Recognizer, path: Path) -> torch.Tensor | None:
+        try:
+            image = load_image(path)
+        except InputError as error:
+            log(f"skipped {path}: {error}")
+            return None
+        found = detector.detect(image.pixels)
+        if not found:
+            return None
+        face = max(found, key=lambda f: f.width * f.height)
+        chip = model.crop(image.pixels, model.locate(image.pixels, face))
+        tensor = torch.from_numpy(np.ascontiguousarray(chip)).permute(2, 0, 1)[None].float() / 255.0
+        return model.embed(tensor)[0]
+
+    return embed_image

@@ -84,9 +84,16 @@ LAYERS = {
     "redteam.engine": 4,
     "redteam.parrot_training": 4,
     "redteam.standalone": 4,
-    "redteam.cli": 5,
-    "redteam.__main__": 6,
+    "redteam.command_guard": 3,
+    "redteam.audit_inputs": 3,
+    "redteam.audit_run": 5,
+    "redteam.cli_models": 5,
+    "redteam.cli_runs": 5,
+    "redteam.cli": 6,
+    "redteam.__main__": 7,
 }
+
+
 def unit_of(module: str) -> str:
     """The unit a dotted module name belongs to: its package, or the loose module of redteam/."""
     parts = module.split(".")

@@ -65,6 +65,12 @@ class Recognizer(ABC):
     crop_size: ClassVar[int]
     embedding_dim: ClassVar[int]
 
+    def __init__(self, *, device: str | torch.device = "cpu", threshold: Threshold | None = None) -> None:
+        """Every registered recognizer is built with keywords only: the device to run on and, optionally, a
+        threshold replacing its published one (a calibrated one). Subclasses may add keywords of their own."""
+        self.device = torch.device(device)
+        self._threshold = threshold
+
     @classmethod
     @abstractmethod
     def availability(cls) -> Availability:

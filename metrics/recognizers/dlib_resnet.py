@@ -49,8 +49,7 @@ class DlibRecognizer(Recognizer):
 
     def __init__(self, *, device: str | torch.device = "cpu", threshold: Threshold | None = None) -> None:
         # Landmarks and chips run in dlib-bin on the CPU; the descriptor network runs on `device`.
-        self.device = torch.device(device)
-        self._threshold = threshold or DLIB_THRESHOLD
+        super().__init__(device=device, threshold=threshold or DLIB_THRESHOLD)
         self._predictor = None
         self._model: torch.nn.Module | None = None
         self._fingerprint: str | None = None
@@ -91,7 +90,7 @@ class DlibRecognizer(Recognizer):
 
     @property
     def threshold(self) -> Threshold:
-        return self._threshold
+        return self._threshold or DLIB_THRESHOLD
 
     def locate(self, original: np.ndarray, face: FaceGeometry) -> Hashable:
         import dlib

@@ -130,11 +130,10 @@ class FaceNetRecognizer(Recognizer):
         threshold: Threshold | None = None,
         weights: str = "auto",
     ) -> None:
-        self.device = torch.device(device)
+        super().__init__(device=device, threshold=threshold)
         self.weights = resolve_weights(weights)
         self._embedder = embedder
         self._weights_sha256: str | None = "injected" if embedder is not None else None
-        self._threshold = threshold
 
     @classmethod
     def availability(cls) -> Availability:

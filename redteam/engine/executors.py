@@ -114,7 +114,7 @@ def _build(spec: PassSpec) -> Pass:
             log=lambda message: None,
             progress=lambda stage, done, total: None,
         )
-        recognizers = {name: RECOGNIZERS[name](device=device, threshold=threshold) for name, threshold in spec.thresholds.items()}  # type: ignore[call-arg]
+        recognizers = {name: RECOGNIZERS[name](device=device, threshold=threshold) for name, threshold in spec.thresholds.items()}
         models = Models(recognizers, LPIPSMetric(device=device) if spec.lpips else None, [], set())
         works = [MethodWork(method, info, [_attack(a).use_device(device) for a in attacks], hidden=hidden) for method, info, attacks, hidden in spec.methods]
         _built.clear()

@@ -94,11 +94,11 @@ def load_models(ctx: RunContext, injected_recognizers: dict[str, Recognizer] | N
                 unavailable[name] = availability.reason
                 ctx.log(f"recognizer {name} unavailable: {availability.reason}")
                 continue
-            recognizer = RECOGNIZERS[name](device=ctx.device)  # type: ignore[call-arg]
+            recognizer = RECOGNIZERS[name](device=ctx.device)
             if config.calibration is not None:
                 threshold = load_threshold(config.calibration, name, config.calibration_far, recognizer.fingerprint)
                 if threshold is not None:
-                    recognizer = RECOGNIZERS[name](device=ctx.device, threshold=threshold)  # type: ignore[call-arg]
+                    recognizer = RECOGNIZERS[name](device=ctx.device, threshold=threshold)
                 else:
                     ctx.log(f"{name}: not in calibration file {config.calibration}; default threshold kept")
             recognizers[name] = recognizer
