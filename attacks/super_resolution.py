@@ -88,6 +88,10 @@ class SuperResolution(Attack):
 
     name = "sr"
     tier = ThreatTier.RECONSTRUCTION
+    # A blind restorer: a face larger than twice the recognizers' largest chip is restored on a window
+    # shrunk to that (the engine's scale cap), so its output is at most about 2x the chip and the cost per
+    # face does not grow with the photo (what it would restore beyond that is never seen by a recognizer).
+    works_at_any_scale = True
     parameters = (
         Parameter("checkpoint", str, "realesrgan_x4plus", "catalog name (`redteam models`) or path to a .pth/.safetensors"),
         Parameter("tile", int, 256, "largest input tile side; larger inputs are processed in overlapping tiles", 32, 4096),

@@ -28,6 +28,11 @@ from redteam.core.tensors import to_tensor, to_uint8
 SCALE_CAP = 2.0
 #: Prefix of the refusal reason of a face whose attack raised an unexpected error (never cached).
 FAILED = "the attack failed: "
+#: Prefix of the refusal reason of a face whose anonymized pixels hold nothing of the face to restore (a
+#: constant fill): the attack is not run there, and the face counts as covered (the naive tier scores it).
+NO_INFORMATION = "no information to restore: "
+#: A face box (its inner 80%) whose grey levels spread less than this is a constant fill.
+FILL_SPREAD = 2.0
 
 
 def attack_generator(seed: int, method: str, attack: str, image: str) -> torch.Generator:
@@ -64,6 +69,10 @@ class AttackRunner:
         out = np.array(pixels, copy=True)
         refused: dict[int, str] = {}
         for index, face in enumerate(faces):
+            spread = inner_spread(pixels, face)
+            if spread < FILL_SPREAD:
+                refused[index] = f"{NO_INFORMATION}the face region is a constant fill (spread {spread:.1f} grey levels): no pixel of the face is left"
+                continue
             operator = (operators or {}).get(index) if attack.needs_known_method else None
             reference, region = operator if operator is not None else (info.reference, None)
             x0, y0, x1, y1 = attack_window(pixels.shape, face, reference, region)
@@ -111,3 +120,16 @@ def resampled(info: MethodInfo, sx: float, sy: float) -> MethodInfo:
 
 def _scaled_box(box: Box, sx: float, sy: float) -> Box:
     return (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy))
+
+
+def inner_spread(pixels: np.ndarray, face: FaceGeometry) -> float:
+    """The standard deviation of the grey levels inside the inner 80% of the face box (the edge, where a
+    fill meets the image or a codec rings, left out)."""
+    x0, y0, x1, y1 = face.box
+    dx, dy = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
+    height, width = pixels.shape[:2]
+    cx0, cy0 = max(0, int(x0 + dx)), max(0, int(y0 + dy))
+    cx1, cy1 = min(width, int(np.ceil(x1 - dx))), min(height, int(np.ceil(y1 - dy)))
+    if cx1 <= cx0 or cy1 <= cy0:
+        return float("inf")
+    return float(pixels[cy0:cy1, cx0:cx1].astype(np.float64).std())

@@ -133,7 +133,7 @@ def process_chunk(spec: PassSpec, tasks: list[Task]) -> ChunkResult:
     """Process one chunk of images in a worker and return what it added."""
     run_pass = _build(spec)
     for work in run_pass.works:  # a fresh accumulation per chunk
-        work.probes, work.parrot, work.gaps, work.attack_seconds, work.examples, work.face_operators = {}, {}, {}, {}, [], {}
+        work.probes, work.parrot, work.gaps, work.attack_seconds, work.examples, work.face_operators, work.exempt = {}, {}, {}, {}, [], {}, {}
         work.reused = work.computed = 0
     ctx = run_pass.ctx
     ctx.issues, ctx.conversions, ctx.input_hashes, ctx.clock.seconds = [], Counter(), {}, {}
@@ -150,6 +150,7 @@ def process_chunk(spec: PassSpec, tasks: list[Task]) -> ChunkResult:
                 "gaps": w.gaps,
                 "attack_seconds": w.attack_seconds,
                 "face_operators": w.face_operators,
+                "exempt": w.exempt,
                 "examples": w.examples,
                 "reused": w.reused,
                 "computed": w.computed,
@@ -185,6 +186,8 @@ def merge(run_pass: Pass, result: ChunkResult) -> None:
         for attack, seconds in part["attack_seconds"].items():
             work.attack_seconds[attack] = work.attack_seconds.get(attack, 0.0) + seconds
         work.face_operators.update(part["face_operators"])
+        for attack, faces in part["exempt"].items():
+            work.exempt.setdefault(attack, set()).update(faces)
         for item in part["examples"]:
             if len(work.examples) < keep:
                 heapq.heappush(work.examples, item)

@@ -177,6 +177,10 @@ class AuditRun:
         covered: dict[tuple[str, str], set[str]] = {}
         for row in rows:
             covered.setdefault((row.attack, row.recognizer), set()).add(row.face_id)
+        tiers = {attack.name: attack.tier.value for attack in work.attacks}
+        for attack_name, faces in work.exempt.items():  # nothing left to restore there: the naive tier covers them
+            for name in models.recognizers:
+                covered.setdefault((attack_name, name), set()).update(faces)
         attacks_run = {attack for attack, _ in covered}
         coverage = {(attack, name): len(covered.get((attack, name), ())) for attack in attacks_run for name in models.recognizers}
         gaps = tuple(
@@ -186,7 +190,7 @@ class AuditRun:
         return MethodEvidence(
             faces=len(inputs.audited),
             declared=work.info.is_known,
-            tiers_run=frozenset(row.tier for row in rows),
+            tiers_run=frozenset({row.tier for row in rows} | {tiers[a] for a in work.exempt if a in tiers}),
             coverage=coverage,
             gaps=gaps,
             missing=tuple(missing),

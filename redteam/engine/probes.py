@@ -22,7 +22,7 @@ import redteam.engine.face_operator as face_operator
 from attacks import Attack
 from attacks.hidden import HiddenContentAttack
 from metrics.columns import METRIC_CROP, QUALITY_COLUMNS, LPIPSColumn, QualityColumn
-from redteam.attack_runner import FAILED, AttackRunner, attack_generator
+from redteam.attack_runner import FAILED, NO_INFORMATION, AttackRunner, attack_generator
 from redteam.cache import content_key
 from redteam.core.errors import InputError
 from redteam.core.geometry import box_crop
@@ -238,6 +238,8 @@ class Pass:
         for face in audited:
             if face.face_id in refused:
                 work.gaps.setdefault(f"attack '{attack.name}' not applicable: {refused[face.face_id]}", []).append(face.face_id)
+                if refused[face.face_id].startswith(NO_INFORMATION):
+                    work.exempt.setdefault(attack.name, set()).add(face.face_id)
                 continue
             record = records[face.face_id]
             work.probes.setdefault(attack.name, []).append(

@@ -68,6 +68,7 @@ class MethodWork:
     computed: int = 0
     hidden: frozenset[str] = frozenset()  # images whose anonymized file carries a hidden image (audited by `hidden_content`)
     face_operators: dict[str, FaceOperator] = field(default_factory=dict)  # face id -> its own operator (an identified folder)
+    exempt: dict[str, set[str]] = field(default_factory=dict)  # attack -> faces with nothing left to restore (the naive tier covers them)
 
     @property
     def needs_parrot(self) -> bool:

@@ -45,3 +45,43 @@ def test_redteam_attack_reproduces_the_audits_reconstruction_byte_for_byte(sampl
         assert np.array_equal(box_crop(written, boxes[example.face_id], METRIC_CROP), audit_crop), example.face_id
         compared += 1
     assert compared == len(result.faces) == 5
+
+
+def test_a_constant_fill_is_not_attacked_and_does_not_block_the_verdict(sample_dir: Path, tmp_path: Path) -> None:
+    """A solid box leaves no pixel of the face: the reconstruction attacks are not run on it ("no
+    information to restore", listed with the reason), the face counts as covered (the naive tier scores
+    it), so neither a missing tier nor a coverage gap stands between the box and its verdict."""
+    config = AuditConfig(
+        originals=sample_dir,
+        out=tmp_path / "report",
+        methods=(MethodSource("box", "reference", spec="box:color=black,margin=0.3"), MethodSource("blur", "reference", spec="gaussian_blur:sigma=3")),
+        cache_dir=tmp_path / "cache",
+        recognizers=("dlib",),
+        attacks=("none", "bicubic", "blind_deconv"),
+        builtin_policy="demo_policy.toml",
+    )
+    result = AuditRun(config).run()
+    box = next(v for v in result.method_verdicts if v.method == "box")
+    assert not [r for r in box.reasons if "'reconstruction' did not run" in r or "has results for" in r], box.reasons
+    assert {(row.attack, row.method) for row in result.rows if row.method == "box"} == {("none", "box")}
+    blur_attacks = {row.attack for row in result.rows if row.method == "blur"}
+    assert {"bicubic", "blind_deconv"} & blur_attacks  # a textured face is attacked as before
+
+
+def test_the_runner_refuses_a_filled_face_and_attacks_a_textured_one(sample_dir: Path) -> None:
+    import torch
+
+    from attacks import MethodInfo, build_attack
+    from redteam.attack_runner import NO_INFORMATION, AttackRunner
+    from redteam.faces import FaceDetector
+
+    pixels = load_image(next(iter(sorted(sample_dir.rglob("*.jpg"))))).pixels.copy()
+    face = FaceDetector().detect(pixels)[0]
+    filled = pixels.copy()
+    x0, y0, x1, y1 = (int(v) for v in face.box)
+    filled[y0:y1, x0:x1] = (40, 40, 40)
+    runner, attack = AttackRunner(), build_attack("lanczos")
+    _, refused = runner.reconstruct(attack, MethodInfo("m", None), filled, [face], torch.Generator().manual_seed(0))
+    assert refused[0].startswith(NO_INFORMATION) and "constant fill" in refused[0]
+    out, refused = runner.reconstruct(attack, MethodInfo("m", None), pixels, [face], torch.Generator().manual_seed(0))
+    assert refused == {} and out.shape == pixels.shape
