@@ -80,7 +80,7 @@ def test_the_runner_refuses_a_filled_face_and_attacks_a_textured_one(sample_dir:
     filled = pixels.copy()
     x0, y0, x1, y1 = (int(v) for v in face.box)
     filled[y0:y1, x0:x1] = (40, 40, 40)
-    runner, attack = AttackRunner(), build_attack("lanczos")
+    runner, attack = AttackRunner(), build_attack("denoise")
     _, refused = runner.reconstruct(attack, MethodInfo("m", None), filled, [face], torch.Generator().manual_seed(0))
     assert refused[0].startswith(NO_INFORMATION) and "constant fill" in refused[0]
     out, refused = runner.reconstruct(attack, MethodInfo("m", None), pixels, [face], torch.Generator().manual_seed(0))
