@@ -21,11 +21,13 @@ METRIC_CROP = 160
 
 
 class QualityColumn(ABC):
-    """One per-row column. `model` is the name of the model it needs ("" for none)."""
+    """One per-row column. `model` is the name of the model it needs ("" for none); `heading` is how the
+    reports title it (its name when not set)."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
     model: ClassVar[str] = ""
+    heading: ClassVar[str] = ""
 
     @abstractmethod
     def __call__(self, attacked: np.ndarray, original: np.ndarray) -> np.ndarray:
@@ -36,6 +38,7 @@ class SSIMColumn(QualityColumn):
     """Structural similarity (scikit-image; Wang et al., IEEE TIP 2004)."""
 
     name = "ssim"
+    heading = "SSIM"
     summary = "SSIM of the attacked face crop against the original's"
 
     def __call__(self, attacked: np.ndarray, original: np.ndarray) -> np.ndarray:
@@ -46,6 +49,7 @@ class PSNRColumn(QualityColumn):
     """Peak signal-to-noise ratio in dB (scikit-image)."""
 
     name = "psnr"
+    heading = "PSNR (dB)"
     summary = "PSNR (dB) of the attacked face crop against the original's"
 
     def __call__(self, attacked: np.ndarray, original: np.ndarray) -> np.ndarray:
@@ -56,6 +60,7 @@ class LPIPSColumn(QualityColumn):
     """Learned perceptual distance (Zhang et al., CVPR 2018), AlexNet trunk by default (VGG16 selectable)."""
 
     name = "lpips"
+    heading = "LPIPS"
     summary = "LPIPS v0.1 (AlexNet, or VGG16 with --lpips-net vgg) of the attacked face crop against the original's"
     model = "lpips"
 

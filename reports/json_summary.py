@@ -105,6 +105,8 @@ def summary_dict(result: AuditResult) -> dict[str, Any]:
             "input_hashes": result.input_hashes,
             "timings_seconds": result.timings,
             "attack_seconds": result.attack_seconds,
+            # the image-quality columns of the results table (metrics.columns), with their report headings
+            "quality_columns": {name: result.quality_headings.get(name, name) for name in result.quality_columns},
             "attack_models": result.attack_models,
             "cache": result.cache_stats,
         }

@@ -73,9 +73,8 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
                     "attack": attack,
                     "n": len(group),
                     "detected": f"{group['anonymized_face_detected'].mean():.0%} ({int(group['anonymized_face_detected'].sum())}/{len(group)})",
-                    "ssim": _mean(group["ssim"]),
-                    "psnr": _mean(group["psnr"]),
-                    "lpips": _mean(group["lpips"]) if group["lpips"].notna().any() else "not computed",
+                    # every image-quality column of the run, in its order (metrics.columns: a new column is one class)
+                    "values": [_mean(group[c]) if c in group and group[c].notna().any() else "not computed" for c in result.quality_columns],
                     "seconds": f"{result.attack_seconds.get(method, {}).get(attack, float('nan')):.2f}",
                 }
             )
@@ -87,6 +86,7 @@ def build_view(result: AuditResult, *, figures: bool) -> dict[str, Any]:
         "methods": methods,
         "rates": rates,
         "quality": quality,
+        "quality_headings": [result.quality_headings.get(c, c) for c in result.quality_columns],
         "sample": {
             "faces": len(result.faces),
             "images": len({f.image for f in result.faces}),

@@ -376,6 +376,7 @@ class AuditResult:
     identifications: dict[str, Identification]  # observed method -> the operator fitted from its pairs
     environment: dict[str, str]
     quality_columns: tuple[str, ...] = ("ssim", "psnr", "lpips")  # the image-quality columns of the results table
+    quality_headings: dict[str, str] = field(default_factory=dict)  # column -> its title in the reports (default: its name)
     method_stages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # method -> every stage with every parameter
     impostor_distances: dict[str, tuple[float, ...]] = field(default_factory=dict)  # recognizer -> distances between unrelated people (clean)
     regression: dict[str, Any] | None = None  # `audit --baseline`: the baseline run, the gate's reasons, the comparison rows

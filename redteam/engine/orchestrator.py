@@ -240,6 +240,7 @@ class AuditRun:
             identifications={},
             environment=environment(),
             quality_columns=tuple(QUALITY_COLUMNS),
+            quality_headings={name: column.heading or name for name, column in QUALITY_COLUMNS.items()},
             method_stages={s.name: (build_method(s.spec).parameters_json if s.spec else []) for s in sources},
             leaks=leaks,
         )
