@@ -150,6 +150,9 @@ class Attack(Configurable, ABC):
     needs_known_method: ClassVar[bool] = False
     works_at_any_scale: ClassVar[bool] = False
     reconstructs: ClassVar[bool] = True
+    #: For an attack that `works_at_any_scale`: the largest face it is given, in multiples of the largest
+    #: chip a recognizer or quality column takes (None: the engine's default, `redteam.attack_runner.SCALE_CAP`).
+    scale_cap: ClassVar[float | None] = None
     version: ClassVar[str] = "1"
     parameters: ClassVar[tuple[Parameter, ...]] = ()
 

@@ -88,10 +88,15 @@ class SuperResolution(Attack):
 
     name = "sr"
     tier = ThreatTier.RECONSTRUCTION
-    # A blind restorer: a face larger than twice the recognizers' largest chip is restored on a window
-    # shrunk to that (the engine's scale cap), so its output is at most about 2x the chip and the cost per
-    # face does not grow with the photo (what it would restore beyond that is never seen by a recognizer).
+    # A blind restorer: a face larger than the recognizers' largest chip is restored on a window shrunk so
+    # the face is that size (its output is then at most 1x the chip: every recognizer resamples the face to
+    # its chip anyway), and only the face's neighbourhood is restored, so the cost per face does not grow
+    # with the photo (benchmarks/results/sr-*.md: the verdicts agree with the full-resolution window's).
     works_at_any_scale = True
+    scale_cap = 1.0
+    #: The part of the window restored: the face box grown by this fraction per side (the recognizers'
+    #: chips and the quality crop lie inside it); the rest of the window is left as it is.
+    FACE_MARGIN = 0.3
     parameters = (
         Parameter("checkpoint", str, "realesrgan_x4plus", "catalog name (`redteam models`) or path to a .pth/.safetensors"),
         Parameter("tile", int, 256, "largest input tile side; larger inputs are processed in overlapping tiles", 32, 4096),
@@ -148,7 +153,26 @@ class SuperResolution(Attack):
                 weight[..., top0 * scale : bottom * scale, left0 * scale : right * scale] += 1.0
         return out / weight.clamp(min=1.0)
 
+    def _face_part(self, image: torch.Tensor, method: MethodInfo) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) of the window restored: the face box grown by FACE_MARGIN, or all of it."""
+        height, width = image.shape[-2:]
+        if method.face is None:
+            return 0, height, 0, width
+        x0, y0, x1, y1 = method.face.box
+        gx, gy = self.FACE_MARGIN * (x1 - x0), self.FACE_MARGIN * (y1 - y0)
+        ox, oy = method.origin
+        left, top = max(0, int(x0 - gx - ox)), max(0, int(y0 - gy - oy))
+        right, bottom = min(width, int(x1 + gx - ox + 1)), min(height, int(y1 + gy - oy + 1))
+        return (top, bottom, left, right) if right - left >= 8 and bottom - top >= 8 else (0, height, 0, width)
+
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+        top, bottom, left, right = self._face_part(images[0], method)
+        restored = self._restore(images[:, :, top:bottom, left:right])
+        out = images.clone()
+        out[:, :, top:bottom, left:right] = restored
+        return out
+
+    def _restore(self, images: torch.Tensor) -> torch.Tensor:
         device = self._device()
         model = load_descriptor(resolve_checkpoint(str(self.values["checkpoint"])), device)
         scale = int(model.scale)

@@ -91,7 +91,8 @@ class AttackRunner:
     def _window(self, attack: Attack, context: MethodInfo, window: torch.Tensor, face: FaceGeometry, generator: torch.Generator) -> torch.Tensor:
         """One face's window attacked: shrunk first for an attack that works at any scale when the face is
         larger than SCALE_CAP times the largest chip (what it recovers beyond that is never seen)."""
-        scale = SCALE_CAP * self.largest_chip / max(face.width, 1.0)
+        cap = attack.scale_cap if attack.scale_cap is not None else SCALE_CAP
+        scale = cap * self.largest_chip / max(face.width, 1.0)
         if attack.works_at_any_scale and scale < 1.0:
             small = torch.nn.functional.interpolate(window, scale_factor=scale, mode="area", recompute_scale_factor=False)
             shrunk = resampled(context, small.shape[-1] / window.shape[-1], small.shape[-2] / window.shape[-2])
