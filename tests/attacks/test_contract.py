@@ -61,7 +61,10 @@ def test_attack_contract(name, monkeypatch, tmp_path, sample_dir, tiny_inpaintin
     attack = build_attack(spec)
     assert isinstance(attack.tier, ThreatTier)
     assert attack.summary() and attack.__doc__ and "References" in attack.__doc__
-    spec = next(s for s in CANDIDATES if attack.applicable(MethodInfo("m", build_method(s)))[0])
+    spec = next((s for s in CANDIDATES if attack.applicable(MethodInfo("m", build_method(s)))[0]), None)
+    if spec is None:  # needs a model trained for the method (trained_parrot): its probe is the anonymized face itself
+        assert not attack.reconstructs, f"{name} applies to none of the candidate methods"
+        spec = CANDIDATES[0]
     info, images, _ = window_for(spec)
     first = attack.reconstruct(images, method=info, generator=torch.Generator().manual_seed(1))
     second = attack.reconstruct(images, method=info, generator=torch.Generator().manual_seed(1))
