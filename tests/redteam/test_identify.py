@@ -215,3 +215,35 @@ def test_a_fit_that_breaks_leaves_the_folder_unknown_and_the_audit_running(sampl
     assert not found.identified and "the operator fit failed (ValueError" in found.reason
     assert result.methods[0].spec is None and not (tmp_path / "cache" / "identifications").exists()
     assert {row.attack for row in result.rows} == {"none"}  # wiener needs the operator: not run on a guess
+
+
+def test_a_plugin_method_that_declares_its_fit_space_is_identified(faces, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Identification asks the registry: a method it has never heard of (a plugin's posterization, with no
+    line of identification code for it) is identified from its output, parameters included, because it
+    declares its fit space; it is not once it declares none."""
+    from redteam.anonymizers import METHODS
+    from redteam.anonymizers.base import Anonymizer, FitAxis, FitSpace, FitVariant
+    from redteam.core.params import Parameter
+
+    class Posterize(Anonymizer):
+        """A plugin's posterization: each channel of the region quantized to `levels` values.
+
+        References:
+            A newsroom plugin (test only).
+        """
+
+        name = "posterize_plugin"
+        reference = "test plugin"
+        parameters = (Parameter("levels", int, 4, "grey levels per channel", 2, 64),)
+        fit_space = FitSpace((FitVariant({}, (FitAxis("levels", 2, 32, "int"),)),), evidence=frozenset({"any"}))
+
+        def transform(self, window, region, face, image, generator):
+            levels = int(self.values["levels"])
+            return np.round(window * (levels - 1)) / (levels - 1)
+
+    monkeypatch.setitem(METHODS, Posterize.name, Posterize)
+    found = identify(pairs_for("posterize_plugin:levels=5,margin=0.25", faces))
+    assert found.identified and found.spec is not None and found.spec.startswith("posterize_plugin:"), found.reason
+    assert "levels=5" in found.spec
+    monkeypatch.setattr(Posterize, "fit_space", None)
+    assert not (identify(pairs_for("posterize_plugin:levels=5,margin=0.25", faces)).spec or "").startswith("posterize_plugin")
