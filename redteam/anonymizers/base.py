@@ -163,7 +163,7 @@ class Anonymizer(Configurable, ABC):
         relative: dict[str, Any] = dict(variant.fixed)
         for axis in variant.axes:
             values = [float(params[axis.name]) for params, _ in fits]
-            absolute[axis.name] = _axis_value(axis, float(np.median(values)))
+            absolute[axis.name] = axis_value(axis, float(np.median(values)))
             if axis.fraction is not None:
                 relative[axis.fraction] = round(float(np.median([v / max(1, e.width) for v, (_, e) in zip(values, fits, strict=True)])), 4)
             else:
@@ -339,7 +339,7 @@ def strength_variants(name: str, low: float, high: float, scale: Literal["log", 
     return (FitVariant({"context": 0}, (axis,)), FitVariant({"context": 1}, (axis,)))
 
 
-def _axis_value(axis: FitAxis, value: float) -> float | int:
+def axis_value(axis: FitAxis, value: float) -> float | int:
     """`value` as the axis' parameter: an int (odd for "odd"), or a float to 4 significant digits."""
     if axis.scale == "int":
         return int(round(value))

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from redteam.anonymizers.base import Anonymizer, FitAxis, FitVariant
+from redteam.anonymizers.base import Anonymizer, FitAxis, FitVariant, axis_value
 from redteam.core.geometry import FaceGeometry
 from redteam.engine.identification.codec import _jpeg
 from redteam.engine.identification.evidence import _Measure, _Work
@@ -149,7 +149,7 @@ def _search_face(cls: type[Anonymizer], variant: FitVariant, work: _Work, qualit
     params: dict[str, Any] = dict(variant.fixed)
     for axis in variant.axes:  # start every axis in the middle of its range
         low, high = _axis_range(axis, target)
-        params[axis.name] = _typed(axis, math.sqrt(low * high) if axis.scale == "log" else (low + high) / 2)
+        params[axis.name] = axis_value(axis, math.sqrt(low * high) if axis.scale == "log" else (low + high) / 2)
     value = math.inf
     rounds = 1 if len(variant.axes) <= 1 else 2
     for _ in range(rounds):
@@ -157,25 +157,25 @@ def _search_face(cls: type[Anonymizer], variant: FitVariant, work: _Work, qualit
             low, high = _axis_range(axis, target)
 
             def score(v: float, axis: FitAxis = axis) -> float:
-                return _score(cls, {**params, axis.name: _typed(axis, v)}, target, target_quality)
+                return _score(cls, {**params, axis.name: axis_value(axis, v)}, target, target_quality)
 
             if axis.scale in ("int", "odd"):
                 odd = axis.scale == "odd"
                 span = int(high) - int(low)
                 steps = (max(1, span // 8), max(1, span // 40)) if span > 40 else (max(1, span // 8),)
                 where, value = _coarse_to_fine(lambda v: score(float(v)), int(low), int(high), steps[:1] if coarse else steps, odd, finish=not coarse)
-                params[axis.name] = _typed(axis, where)
+                params[axis.name] = axis_value(axis, where)
             else:
                 where_f, value = _golden(score, low, high, axis.scale == "log", steps=0 if coarse else 9)
-                params[axis.name] = _typed(axis, where_f)
+                params[axis.name] = axis_value(axis, where_f)
     if target is not work:
-        params = {**params, **{a.name: _typed(a, float(params[a.name]) / target.scale) for a in variant.axes if a.unit == "px"}}
+        params = {**params, **{a.name: axis_value(a, float(params[a.name]) / target.scale) for a in variant.axes if a.unit == "px"}}
     return params, value
 
 
 def _shrunk_params(variant: FitVariant, params: Mapping[str, Any], scale: float) -> dict[str, Any]:
     """`params` for a copy shrunk by `scale`: the lengths scaled with it."""
-    return {**params, **{a.name: _typed(a, float(params[a.name]) * scale) for a in variant.axes if a.unit == "px" and a.name in params}}
+    return {**params, **{a.name: axis_value(a, float(params[a.name]) * scale) for a in variant.axes if a.unit == "px" and a.name in params}}
 
 
 def _refine_face(cls: type[Anonymizer], variant: FitVariant, work: _Work, quality: int | None, params: dict[str, Any]) -> tuple[dict[str, Any], float]:
@@ -190,7 +190,7 @@ def _refine_face(cls: type[Anonymizer], variant: FitVariant, work: _Work, qualit
         integral = axis.scale in ("int", "odd")
 
         def at(position: float, axis: FitAxis = axis) -> float | int:
-            return _typed(axis, position)
+            return axis_value(axis, position)
 
         def score(v: float | int, axis: FitAxis = axis) -> float:
             return _score(cls, {**params, axis.name: v}, work, quality)
@@ -223,11 +223,3 @@ def _refine_face(cls: type[Anonymizer], variant: FitVariant, work: _Work, qualit
                         best = min(points, key=points.__getitem__)
         params[axis.name], value = best, points[best]
     return params, value
-
-
-def _typed(axis: FitAxis, value: float) -> float | int:
-    if axis.scale == "int":
-        return int(round(value))
-    if axis.scale == "odd":
-        return int(round((value - 1) / 2)) * 2 + 1
-    return float(f"{value:.4g}")
