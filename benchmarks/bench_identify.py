@@ -20,8 +20,8 @@ of the same person) and runs the classical and adaptive attacks three ways:
 
 - before: the folders observed, identification off (`--no-identify`): the operator is unknown;
 - after: identification on (the default of `redteam audit --anonymized`);
-- known: each folder declared with the tool's true settings as a spec (the region as identification
-  measured it: a spec carries one margin and shape, not each face's own region).
+- known: each folder declared with the tool's true settings, and every face attacked with the tool's true
+  operator: its rule (a strength relative to its region) on the region the tool drew around that face.
 
 For each it reports the worst rank-1 over attacks (the verdict's view) with its interval and attack;
 "after" must reach "known" within 0.05. Writes identify-<date>.md into --out.
@@ -35,6 +35,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -205,6 +207,60 @@ def probe_photos(people: list[Path], count: int) -> list[Path]:
     return chosen
 
 
+def true_regions(name: str, probes: list[Path], seed: int) -> dict[str, list[tuple[int, int, int, int]]]:
+    """Per probe photo (by its pixels' digest), the regions the tool anonymized (dlib's boxes grown as the
+    folder was made: the same seed, so the same draw)."""
+    import hashlib
+
+    found = {}
+    for published in anonymize_folder(name, photos(probes), seed=seed):
+        digest = hashlib.sha256(np.ascontiguousarray(published.original).tobytes()).hexdigest()
+        found[digest] = [tuple(int(v) for v in region[:4]) for region in published.regions]
+    return found
+
+
+@contextmanager
+def true_operators(truths: dict[str, dict[str, list[tuple[int, int, int, int]]]], methods: dict[str, object]) -> Iterator[None]:
+    """While active, the engine's per-face operators (`redteam.engine.face_operator.fit_face_operators`) are
+    the tool's true ones: the tool's own rule (its spec, a strength relative to its region) on the region the
+    tool drew around each face, instead of anything fitted: the "known" baseline of part 2."""
+    import hashlib
+
+    import redteam.engine.face_operator as face_operator
+    from redteam.anonymizers import build_method
+
+    def iou(a: tuple, b: tuple) -> float:
+        ix, iy = max(0.0, min(a[2], b[2]) - max(a[0], b[0])), max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+        return ix * iy / union if union > 0 else 0.0
+
+    by_spec = {method.spec: entry for entry, method in methods.items()}  # type: ignore[attr-defined]
+    fitted = face_operator.fit_face_operators
+
+    def known(method: object, original: np.ndarray, anonymized: np.ndarray, faces: list) -> list:
+        entry = by_spec.get(method.spec)  # type: ignore[attr-defined]
+        regions = truths.get(entry, {}).get(hashlib.sha256(np.ascontiguousarray(original).tobytes()).hexdigest(), []) if entry else []
+        operators = []
+        for face in faces:
+            overlaps = [iou(face.box, region) for region in regions]
+            if not overlaps or max(overlaps) < 0.2:
+                operators.append(None)
+                continue
+            stages = method.spec.split(" | ")  # type: ignore[attr-defined]
+            first = ",".join(part for part in stages[0].split(",") if not part.startswith("margin="))
+            exact = build_method(" | ".join([first + ",margin=0", *stages[1:]]))
+            operators.append(face_operator.FaceOperator(exact, regions[int(np.argmax(overlaps))], 0.0, "tool"))
+        return operators
+
+    fingerprint = face_operator.code_fingerprint
+    face_operator.fit_face_operators = known
+    face_operator.code_fingerprint = lambda: "the tool's true operators (bench_identify)"  # cached apart from real fits
+    try:
+        yield
+    finally:
+        face_operator.fit_face_operators, face_operator.code_fingerprint = fitted, fingerprint
+
+
 def attack_part(args: argparse.Namespace, work: Path) -> tuple[list[str], dict[str, float]]:
     from PIL import Image
 
@@ -265,8 +321,11 @@ def attack_part(args: argparse.Namespace, work: Path) -> tuple[list[str], dict[s
         if name.startswith("deface"):
             region = region.replace("shape=rect", "shape=ellipse")
         spec = f"{TOOLS[name].spec(grows[entry])},{region}" + (f" | jpeg:quality={quality},region=image" if quality else "")
-        known_methods.append(MethodSource(entry, "observed", spec=build_method(spec).spec, folder=folders[entry]))
-    known, known_seconds = audit("known", tuple(known_methods), identify=False)
+        # spec_origin "identified" lets the engine take each face's operator from `true_operators` below
+        known_methods.append(MethodSource(entry, "observed", spec=build_method(spec).spec, folder=folders[entry], spec_origin="identified"))
+    truths = {entry: true_regions(split(entry)[0], probes, 5000 + position) for position, entry in enumerate(entries)}
+    with true_operators(truths, dict(zip(entries, known_methods, strict=True))):
+        known, known_seconds = audit("known", tuple(known_methods), identify=False)
 
     def worst(result: object, entry: str) -> tuple[str, int, int, float, float, float]:
         rows = [v for v in result.metric_verdicts if v.method == entry and v.metric == "rank1_other" and v.estimate.trials > 0]  # type: ignore[attr-defined]

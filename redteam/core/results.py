@@ -114,6 +114,8 @@ class MethodEvidence:
         faces: audited faces of the method (every face of the run's originals).
         declared: the method's operator is known (reference, declared spec, identified operator).
         tiers_run: the tiers with at least one results row.
+        tiers_covered: tiers none of whose attacks could run because no face held anything to restore (a
+            solid box): a required one is met by them (the naive tier scores those faces), without rates.
         coverage: (attack, recognizer) -> faces with a results row, for every attack that ran.
         gaps: why faces have no row (e.g. "3 faces: missing_counterpart"), shown when coverage is short.
         missing: requested or required things that did not run for this method, each with its reason.
@@ -122,6 +124,7 @@ class MethodEvidence:
     faces: int
     declared: bool = False
     tiers_run: frozenset[str] = frozenset()
+    tiers_covered: frozenset[str] = frozenset()  # tiers whose attacks had nothing to restore on any face (a constant fill)
     coverage: dict[tuple[str, str], int] = field(default_factory=dict)
     gaps: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()

@@ -119,7 +119,7 @@ def _gate(method: str, evidence: MethodEvidence, verdicts: Sequence[MetricVerdic
     """Everything that stops `method` from PASSing besides its rates (empty: the gate holds)."""
     reasons = []
     for tier in policy.tiers_required(evidence.declared):
-        if tier not in evidence.tiers_run:
+        if tier not in evidence.tiers_run | evidence.tiers_covered:
             reasons.append(f"required tier '{tier}' did not run")
     for tier in sorted(evidence.tiers_run, key=[t.value for t in TIER_ORDER].index):
         if policy.limits_for(tier) is None:

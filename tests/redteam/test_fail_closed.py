@@ -247,7 +247,7 @@ def test_an_audit_never_contacts_the_model_hub(identities: Path, tmp_path: Path,
 # 9 ------------------------------------------------------------------------------------------------
 def test_a_tier_that_ran_without_limits_is_judged_not_dropped(identities: Path, tmp_path: Path, cache_dir: Path) -> None:
     naive_only = policy(tmp_path, "min_samples = 1\nrequired_tiers = ['naive']\n[limits.naive]\nverify = 0.5\n[limits.parrot]\nrank1_other = 0.5\n")
-    args = ("--method", "box=box:margin=0.5", "--attack", "none", "--attack", "blind_deconv")
+    args = ("--method", "box=mosaic:block=48,margin=0.5", "--attack", "none", "--attack", "blind_deconv")  # coarse cells: attacked
     done = audit(identities, tmp_path / "out", cache_dir, *args, "--policy", naive_only)
     assert done.returncode == 1, done.stderr
     method = only_method(tmp_path / "out")

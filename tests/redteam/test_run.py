@@ -246,7 +246,7 @@ def test_faces_an_attack_cannot_handle_have_no_result_and_block_pass(originals, 
     monkeypatch.setitem(ATTACKS, "picky", _Picky)
     policy = tmp_path / "policy.toml"
     policy.write_text("min_samples = 1\nrequired_tiers = []\n[limits.default]\nverify = 0.9\n")
-    methods = (MethodSource("box", "reference", spec="box:margin=0.5"),)
+    methods = (MethodSource("box", "reference", spec="mosaic:block=48,margin=0.5"),)  # coarse cells: something to attack
     result = AuditRun(config(originals, tmp_path, cache_dir, methods=methods, attacks=("none", "picky"), policy=policy)).run()
     picky = [row for row in result.rows if row.attack == "picky"]
     assert len(picky) == 4 and "eileen_collins/astronaut.jpg" not in {row.image for row in picky}
@@ -278,7 +278,7 @@ def test_an_attack_that_crashes_on_a_face_costs_that_face_not_the_audit(original
     monkeypatch.setitem(ATTACKS, "broken", _Broken)
     policy = tmp_path / "policy.toml"
     policy.write_text("min_samples = 1\nrequired_tiers = []\n[limits.default]\nverify = 0.9\n")
-    methods = (MethodSource("box", "reference", spec="box:margin=0.5"),)
+    methods = (MethodSource("box", "reference", spec="mosaic:block=48,margin=0.5"),)  # coarse cells: something to attack
     result = AuditRun(config(originals, tmp_path, cache_dir, methods=methods, attacks=("none", "broken"), policy=policy)).run()
     (verdict,) = result.method_verdicts
     assert verdict.verdict.value == "INCONCLUSIVE" and len([row for row in result.rows if row.attack == "broken"]) == 4
