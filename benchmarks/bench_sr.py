@@ -104,7 +104,7 @@ def main() -> None:
         f"# sr (Real-ESRGAN x4plus) at the resolution that matters ({date.today().isoformat()})",
         "",
         f"`python benchmarks/bench_sr.py --photos {args.photos} --widths {args.widths} --uncapped-up-to {args.uncapped_up_to}` on this "
-        f"machine's 2 CPU cores (torch 2 threads, shared with other jobs); total {total / 60:.1f} min. One face per CelebA photo, "
+        f"machine's 2 CPU cores (torch 2 threads); total {total / 60:.1f} min. One face per CelebA photo, "
         f"rescaled to the face width, mosaic of face width / 12, `sr` through `AttackRunner` capped (face at most {attack.scale_cap:g} x "
         "the largest chip, 160 px, its neighbourhood only) and uncapped (the neighbourhood at full resolution). The model is loaded "
         "before timing. dlib verifies each reconstruction against the original (distance < 0.6).",
