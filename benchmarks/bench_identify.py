@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests" / "redteam"))
 from common import write_results  # noqa: E402
-from test_identify_tools import JPEG_AFTER, TOOLS, anonymize_folder, check, check_operators, dlib_regions, folder_grow  # noqa: E402
+from test_identify_tools import JPEG_AFTER, TOOLS, _iou, anonymize_folder, check, check_operators, dlib_regions, folder_grow  # noqa: E402
 
 CELEBA = ROOT.parent / "shared" / "faces" / "research" / "celeba"
 #: The attacks of part 2: every classical and adaptive attack that needs no downloaded model and runs in
@@ -229,11 +229,6 @@ def true_operators(truths: dict[str, dict[str, list[tuple[int, int, int, int]]]]
     import redteam.engine.face_operator as face_operator
     from redteam.anonymizers import build_method
 
-    def iou(a: tuple, b: tuple) -> float:
-        ix, iy = max(0.0, min(a[2], b[2]) - max(a[0], b[0])), max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-        return ix * iy / union if union > 0 else 0.0
-
     by_spec = {method.spec: entry for entry, method in methods.items()}  # type: ignore[attr-defined]
     fitted = face_operator.fit_face_operators
 
@@ -242,7 +237,7 @@ def true_operators(truths: dict[str, dict[str, list[tuple[int, int, int, int]]]]
         regions = truths.get(entry, {}).get(hashlib.sha256(np.ascontiguousarray(original).tobytes()).hexdigest(), []) if entry else []
         operators = []
         for face in faces:
-            overlaps = [iou(face.box, region) for region in regions]
+            overlaps = [_iou(face.box, region) for region in regions]
             if not overlaps or max(overlaps) < 0.2:
                 operators.append(None)
                 continue
