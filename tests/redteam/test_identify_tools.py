@@ -389,13 +389,18 @@ def check(name: str, published: Sequence[Published], fit: Any, per_face: bool = 
         if per_face and (finding.image, finding.face_index) in own:
             absolute = {"fraction": 0.0} if "fraction" in stage.values else {}  # the face's own value, in pixels
             measured = type(stage)(**{**stage.values, **absolute, **own[(finding.image, finding.face_index)]})
-        fitted = tool.measure(measured, finding.box)
-        if isinstance(truth, tuple):
-            if tuple(fitted) != truth:  # type: ignore[arg-type]
-                problems.append(f"{finding.image}: colour {fitted}, expected {truth}")
-        elif not isinstance(fitted, tuple) and not math.isclose(float(fitted), float(truth), rel_tol=0.10):
-            problems.append(f"{finding.image}: strength {float(fitted):.2f}, expected {float(truth):.2f} ({result.spec})")
+        problems += _mismatch(finding.image, tool.measure(measured, finding.box), truth, result.spec)
     return problems
+
+
+def _mismatch(image: str, fitted: Any, truth: Truth, spec: str) -> list[str]:
+    """[] when `fitted` matches the tool's `truth` (a fill's colour exactly, a strength within 10%), else
+    the one problem."""
+    if isinstance(truth, tuple):
+        return [] if tuple(fitted) == truth else [f"{image}: colour {fitted}, expected {truth}"]
+    if isinstance(fitted, tuple) or not math.isclose(float(fitted), float(truth), rel_tol=0.10):
+        return [f"{image}: strength {fitted}, expected {float(truth):.2f} ({spec})"]
+    return []
 
 
 def check_operators(name: str, published: Sequence[Published], pairs: Sequence[Any], fit: Any) -> list[str]:
@@ -422,11 +427,7 @@ def check_operators(name: str, published: Sequence[Published], pairs: Sequence[A
                 continue
             truth = photo.truths[int(np.argmax(overlaps))]
             fitted = tool.measure(operator.method.stages[0], operator.region)
-            if isinstance(truth, tuple):
-                if tuple(fitted) != truth:  # type: ignore[arg-type]
-                    problems.append(f"{photo.label}: colour {fitted}, expected {truth}")
-            elif isinstance(fitted, tuple) or not math.isclose(float(fitted), float(truth), rel_tol=0.10):
-                problems.append(f"{photo.label}: strength {fitted}, expected {float(truth):.2f} ({operator.method.spec}, {operator.source})")
+            problems += _mismatch(photo.label, fitted, truth, f"{operator.method.spec}, {operator.source}")
     return problems
 
 
