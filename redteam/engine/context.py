@@ -47,6 +47,11 @@ class Clock:
         finally:
             self.seconds[category] = self.seconds.get(category, 0.0) + time.perf_counter() - start
 
+    def add(self, seconds: dict[str, float]) -> None:
+        """Seconds measured elsewhere (a worker's), added per category."""
+        for category, value in seconds.items():
+            self.seconds[category] = self.seconds.get(category, 0.0) + value
+
 
 @dataclass
 class RunContext:
@@ -76,7 +81,7 @@ class RunContext:
 
         try:
             with self.clock.measure("io"):
-                handle = open_image(path, self.cache, self.known_sha256(path))
+                handle = open_image(path, self.cache, self.sha256(path))
         except InputError as error:
             self.issue(error.issue_kind, label, method, error.message, "skipped", error.fix)
             self.log(f"skipped {label}: {error.message}")

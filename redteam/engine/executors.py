@@ -14,6 +14,7 @@ import math
 import os
 import uuid
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,9 +22,7 @@ from attacks import Attack, MethodInfo, build_attack
 from attacks.hidden import HiddenContentAttack
 from metrics.recognizers import RECOGNIZERS
 from metrics.recognizers.base import Threshold
-from redteam.cache import Cache
 from redteam.core.config import AuditConfig
-from redteam.core.devices import resolve_device
 from redteam.core.errors import UsageError
 from redteam.core.policy import Policy
 from redteam.core.results import FaceRecord, InputIssue
@@ -34,6 +33,7 @@ from redteam.engine.models import Models
 from redteam.engine.probe_cache import resolve_example
 from redteam.engine.probes import Pass
 from redteam.engine.work import MethodWork, PendingExample
+from redteam.engine.worker_pool import WorkerPool, worker_context, worker_recognizer
 from redteam.runlog import RunLog
 
 EXECUTORS = ("local", "processes", "ray")
@@ -94,27 +94,15 @@ def _attack(spec: str) -> Attack:
 
 
 def _build(spec: PassSpec) -> Pass:
-    """The pass, rebuilt in a worker: models loaded once per worker and reused for every chunk."""
-    import torch
-
+    """The pass, rebuilt in a worker: models loaded once per worker (`worker_pool`: shared with the stages
+    that ran there before) and reused for every chunk."""
     from metrics.perceptual import LPIPSMetric
-    from redteam.core.paths import default_cache_dir
-    from redteam.faces import FaceDetector
 
     key = spec.token
     if key not in _built:
-        torch.set_num_threads(spec.threads)
-        device = resolve_device(spec.config.device)
-        ctx = RunContext(
-            config=spec.config,
-            policy=spec.policy,
-            device=device,
-            cache=Cache(spec.config.cache_dir if spec.config.cache_dir is not None else default_cache_dir(), log=_warn),
-            detector=FaceDetector(spec.config.detector, device=device),
-            log=lambda message: None,
-            progress=lambda stage, done, total: None,
-        )
-        recognizers = {name: RECOGNIZERS[name](device=device, threshold=threshold) for name, threshold in spec.thresholds.items()}
+        ctx = worker_context(spec.config, spec.policy, spec.threads, log=_warn)
+        device = ctx.device
+        recognizers = {name: worker_recognizer(name, device, threshold) for name, threshold in spec.thresholds.items()}
         models = Models(recognizers, LPIPSMetric(device=device) if spec.lpips else None, [], set())
         works = [MethodWork(method, info, [_attack(a).use_device(device) for a in attacks], hidden=hidden) for method, info, attacks, hidden in spec.methods]
         _built.clear()
@@ -199,8 +187,7 @@ def merge(run_pass: Pass, result: ChunkResult) -> None:
     ctx.issues.extend(result.issues)
     ctx.conversions.update(result.conversions)
     ctx.input_hashes.update(result.input_hashes)
-    for category, seconds in result.seconds.items():
-        ctx.clock.seconds[category] = ctx.clock.seconds.get(category, 0.0) + seconds
+    ctx.clock.add(result.seconds)
     for text, count in result.warnings.items():  # to the caller's run log (redteam.runlog captures this logger's records)
         for _ in range(count):
             WORKER_LOG.warning(text)
@@ -212,8 +199,9 @@ def chunked(tasks: list[Task], workers: int) -> list[list[Task]]:
     return [tasks[i : i + size] for i in range(0, len(tasks), size)]
 
 
-def run_pass(run: Pass, executor: str, workers: int, address: str | None = None) -> None:
-    """Run the pass with the chosen executor; results identical to `local` in every case."""
+def run_pass(run: Pass, executor: str, workers: int, address: str | None = None, pool: WorkerPool | None = None) -> None:
+    """Run the pass with the chosen executor (`processes`: on `pool`, the run's workers, or on a pool of
+    its own); results identical to `local` in every case."""
     if executor not in EXECUTORS:
         raise UsageError(f"unknown executor '{executor}'", fix="choose one of: " + ", ".join(EXECUTORS))
     tasks = run.labels()
@@ -221,39 +209,42 @@ def run_pass(run: Pass, executor: str, workers: int, address: str | None = None)
         run.run(tasks)
         return
     # Images whose results are all in the cache (a warm re-run, the done part of a resumed one) are read
-    # here: starting workers, each loading its models, would cost more than reading them.
-    tasks = tasks[run.run(tasks, until_computed=True) :]
+    # here: starting workers, each loading its models, would cost more than reading them. Workers the run
+    # started already (a cold run) get every image.
+    if pool is None or not pool.started:
+        tasks = tasks[run.run(tasks, until_computed=True) :]
     if not tasks:
         run.ctx.log("every image's results were in the cache: no worker started")
         return
     spec = spec_of(run, workers)
     chunks = chunked(tasks, workers)
     done = 0
-    for result, size in _map(executor, workers, spec, chunks, address):
+    for result, size in _map(executor, workers, spec, chunks, address, pool):
         merge(run, result)
         done += size
         run.ctx.progress(f"attacking {len(run.works)} method(s) on {workers} {executor} worker(s)", done, len(tasks))
 
 
-def _map(executor: str, workers: int, spec: PassSpec, chunks: list[list[Task]], address: str | None) -> Any:
+def _map(executor: str, workers: int, spec: PassSpec, chunks: list[list[Task]], address: str | None, pool: WorkerPool | None) -> Any:
     """(result, chunk size) for every chunk, in chunk order."""
     if executor == "ray":
-        try:
-            import ray
-        except ImportError:
-            raise UsageError("--executor ray needs Ray", fix='pip install "face-anon-redteam[ray]"') from None
-        if not ray.is_initialized():
-            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(num_cpus=1)(process_chunk)
-        shared = ray.put(spec)
-        pending = [remote.remote(shared, chunk) for chunk in chunks]
-        for reference, chunk in zip(pending, chunks, strict=True):
-            yield ray.get(reference), len(chunk)
+        yield from _ray_map(workers, spec, chunks, address)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(process_chunk, spec, chunk) for chunk in chunks]
+    with WorkerPool(workers, spec.config.device) if pool is None else nullcontext(pool) as processes:
+        futures = [processes.submit(process_chunk, spec, chunk) for chunk in chunks]
         for future, chunk in zip(futures, chunks, strict=True):
             yield future.result(), len(chunk)
+
+
+def _ray_map(workers: int, spec: PassSpec, chunks: list[list[Task]], address: str | None) -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs Ray", fix='pip install "face-anon-redteam[ray]"') from None
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(process_chunk)
+    shared = ray.put(spec)
+    pending = [remote.remote(shared, chunk) for chunk in chunks]
+    for reference, chunk in zip(pending, chunks, strict=True):
+        yield ray.get(reference), len(chunk)

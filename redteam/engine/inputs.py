@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Hashable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +203,31 @@ def _faces_of(ctx: RunContext, dataset: Dataset, role: str, overrides: dict[str,
                 alignments[name][face.face_id], chip = _face_chip(ctx, image, geometry, embedder)
                 chips[name].append(chip)
     return faces
+
+
+def warm_faces(ctx: RunContext, recognizers: dict[str, Recognizer], dataset: Dataset, role: str, overrides: dict[str, str]) -> None:
+    """The stage `collect` runs on `dataset` (read, detect, check, align, embed), for its cache entries
+    only: a worker does this on a chunk of the originals, and `collect` then finds every result cached
+    (`redteam.engine.worker_pool`)."""
+    embedders = {name: Embedder(recognizer, ctx.cache, ctx.clock, ctx.config.batch_size) for name, recognizer in recognizers.items()}
+    collected = _Collected(embedders, {name: [] for name in recognizers}, {name: {} for name in recognizers})
+    _faces_of(ctx, dataset, role, overrides, collected)
+    for name, embedder in embedders.items():
+        embedder(collected.chips[name])
+
+
+def leading_faces(ctx: RunContext, originals: Dataset, enough: Callable[[list[FaceRecord], dict[str, Path]], bool]) -> tuple[list[FaceRecord], dict[str, Path]]:
+    """The faces of the first originals (not embedded) and their paths, image by image in order until
+    `enough(faces, paths)`: what `collect` finds for those images (the same detection, checks and
+    duplicates), for a worker that needs only them (an operator fit)."""
+    collected = _Collected({}, {}, {})
+    faces: list[FaceRecord] = []
+    for entry in originals.entries:
+        one = replace(originals, entries=(entry,), ignored=(), outside=())
+        faces += _faces_of(ctx, one, "originals", dict(ctx.config.identity_overrides), collected)
+        if faces and enough(faces, collected.paths):
+            break
+    return faces, collected.paths
 
 
 def collect(ctx: RunContext, recognizers: dict[str, Recognizer]) -> Inputs:

@@ -21,6 +21,7 @@ from redteam.anonymizers import Anonymizer, FaceSet, build_method
 from redteam.cache import content_key
 from redteam.core.config import MethodSource
 from redteam.core.errors import ConfigError, InputError, UsageError
+from redteam.core.geometry import FaceGeometry
 from redteam.core.results import FaceRecord, Identification
 from redteam.core.seeds import image_seed
 from redteam.datasets import Counterparts, discover_images
@@ -149,9 +150,11 @@ def unmatched_files(ctx: RunContext, source: MethodSource, originals: Sequence[s
         ctx.log(f"{source.name}: folder {where} cannot be read ({reason}): its files are not audited")
 
 
-def identify_observed(ctx: RunContext, method: Method, faces: Sequence[FaceRecord], paths: dict[str, Path]) -> tuple[Method, Identification]:
-    """Fit the operator of an observed folder from its first pairs; a fit within the residual limit makes
-    the method count as declared (spec_origin "identified"): the adaptive tier then runs against it."""
+def fit_pairs(
+    ctx: RunContext, method: Method, faces: Sequence[FaceRecord], paths: dict[str, Path]
+) -> tuple[str, list[tuple[str, ImageHandle, ImageHandle]], dict[str, tuple[FaceGeometry, ...]]]:
+    """The pairs an observed folder's operator is fitted on (its first MAX_PAIRS with a same-size
+    counterpart), their faces, and the cache key of the fit on them."""
     by_image: dict[str, list[FaceRecord]] = {}
     for face in faces:
         by_image.setdefault(face.image, []).append(face)
@@ -175,6 +178,19 @@ def identify_observed(ctx: RunContext, method: Method, faces: Sequence[FaceRecor
         identify_code_fingerprint(),
         json.dumps([[rel, o.digest, a.digest, [g.to_json() for g in geometry[rel]]] for rel, o, a in chosen]),
     )
+    return key, chosen, geometry
+
+
+def identification_cached(ctx: RunContext, method: Method, faces: Sequence[FaceRecord], paths: dict[str, Path]) -> bool:
+    """Whether the cache holds the fit `identify_observed` would make for this folder (then it fits nothing)."""
+    key, _, _ = fit_pairs(ctx, method, faces, paths)
+    return from_record(ctx.cache.get_json("identifications", key)) is not None
+
+
+def identify_observed(ctx: RunContext, method: Method, faces: Sequence[FaceRecord], paths: dict[str, Path]) -> tuple[Method, Identification]:
+    """Fit the operator of an observed folder from its first pairs; a fit within the residual limit makes
+    the method count as declared (spec_origin "identified"): the adaptive tier then runs against it."""
+    key, chosen, geometry = fit_pairs(ctx, method, faces, paths)
     entry = ctx.cache.get_json("identifications", key)
     result = from_record(entry) if entry is not None else None
     if entry is not None and result is None:

@@ -35,7 +35,9 @@ from redteam.engine.probe_cache import resolve_example
 from redteam.engine.probes import Pass
 from redteam.engine.scoring import impostor_distances, method_rows, outcomes
 from redteam.engine.verdict import method_verdicts, metric_verdicts
+from redteam.engine.warmup import run_pool, warm_fits, warm_inputs
 from redteam.engine.work import MethodWork
+from redteam.engine.worker_pool import WorkerPool
 from redteam.faces import FaceDetector
 
 
@@ -74,13 +76,20 @@ class AuditRun:
             return self._run()
 
     def _run(self) -> AuditResult:
-        ctx = self.ctx
         self._started = time.perf_counter()
+        with run_pool(self.ctx, injected=self._injected_recognizers is not None) as pool:
+            return self._stages(pool)
+
+    def _stages(self, pool: WorkerPool) -> AuditResult:
+        ctx = self.ctx
         models = load_models(ctx, self._injected_recognizers, self._injected_lpips)
         methods = method_stage.resolve(ctx)
         if not models.recognizers:
             return self._result(models, [m.source for m in methods], (), {}, [], [])
+        unknown = [m for m in methods if m.source.kind == "observed" and m.reference is None] if ctx.config.identify else []
+        warm_inputs(ctx, pool, models.recognizers, unknown)
         inputs = collect(ctx, models.recognizers)
+        warm_fits(ctx, pool, models.recognizers, unknown, inputs)
         identifications = {}
         works: list[MethodWork] = []
         skipped: list[SkippedAttack] = []
@@ -111,7 +120,7 @@ class AuditRun:
                 )
             works.append(MethodWork(method, info, runnable, hidden=frozenset(carriers)))
         executor = "processes" if ctx.config.executor == "local" and ctx.config.workers > 1 else ctx.config.executor
-        run_pass(Pass(ctx, inputs, models, works), executor, ctx.config.workers, ctx.config.ray_address)
+        run_pass(Pass(ctx, inputs, models, works), executor, ctx.config.workers, ctx.config.ray_address, pool if pool.workers else None)
         quality = tuple(QUALITY_COLUMNS)
         rows: list[ResultRow] = []
         evidence: dict[str, MethodEvidence] = {}
