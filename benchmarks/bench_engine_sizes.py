@@ -110,9 +110,7 @@ def prepare(work: Path, photos: list[Path], megapixels: float) -> tuple[Path, li
         # The script detects on a copy at most 1,600 px wide, as a newsroom script would to stay fast.
         shrink = min(1.0, 1600 / image.width)
         small = np.asarray(image.resize((round(image.width * shrink), round(image.height * shrink))))
-        boxes = [
-            (round(b.left() / shrink), round(b.top() / shrink), round(b.right() / shrink), round(b.bottom() / shrink)) for b in detector(small, 1)
-        ]
+        boxes = [(round(b.left() / shrink), round(b.top() / shrink), round(b.right() / shrink), round(b.bottom() / shrink)) for b in detector(small, 1)]
         for name, redacted in pil_redact(image, boxes).items():
             (root / name / rel).parent.mkdir(parents=True, exist_ok=True)
             redacted.save(root / name / rel)
@@ -136,7 +134,8 @@ def main() -> None:
     log = work / "log.txt"
     photos = chosen_photos(args.photos)
     command = " ".join(["python benchmarks/bench_engine_sizes.py", *sys.argv[1:]])
-    rows = []
+    record_path = args.out / f"engine-sizes-{date.today().isoformat()}.json"
+    recorded = json.loads(record_path.read_text()) if record_path.is_file() else {}
     for megapixels in (float(s) for s in args.sizes.split(",")):
         originals, folders = prepare(work, photos, megapixels)
         anonymized = [a for folder in folders for a in ("--anonymized", f"{folder.name}={folder}")]
@@ -144,31 +143,47 @@ def main() -> None:
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory(dir=work) as scratch:
                 out = Path(scratch) / "out"
-                audit = redteam("audit", originals, *anonymized, "--attack", "none", "--workers", args.workers, "--cache-dir", Path(scratch) / "c", "--out", out)
+                audit = redteam(
+                    "audit", originals, *anonymized, "--attack", "none", "--workers", args.workers, "--cache-dir", Path(scratch) / "c", "--out", out
+                )
                 seconds, _ = measured(audit, log)
                 summary = json.loads((out / "summary.json").read_text())
             script, _ = measured([sys.executable, str(ROOT / "benchmarks" / "naive_pairs.py"), str(originals), *map(str, folders)], log)
             audits.append(seconds)
             scripts.append(script)
             identify.append(summary["timings_seconds"].get("identify", 0.0) / len(folders))
-            verdicts = {m["method"]: (m["verdict"], summary["method_specs"][m["method"]]["spec"]) for m in summary["methods"]}
-        audit_s, script_s = statistics.median(audits), statistics.median(scripts)
-        rows.append((megapixels, audit_s, script_s, statistics.median(identify), verdicts))
-        print(f"{megapixels:g} MP: audit {audit_s:.1f} s, naive script {script_s:.1f} s, identification {rows[-1][3]:.1f} s per folder", flush=True)
+            verdicts = {m["method"]: [m["verdict"], summary["method_specs"][m["method"]]["spec"]] for m in summary["methods"]}
+        recorded[f"{megapixels:g}"] = {
+            "command": command,
+            "photos": len(photos),
+            "pairs": len(photos) * len(folders),
+            "audit": statistics.median(audits),
+            "script": statistics.median(scripts),
+            "identify_per_folder": statistics.median(identify),
+            "verdicts": verdicts,
+        }
+        row = recorded[f"{megapixels:g}"]
+        print(
+            f"{megapixels:g} MP: audit {row['audit']:.1f} s, naive script {row['script']:.1f} s, identification {row['identify_per_folder']:.1f} s per folder",
+            flush=True,
+        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(recorded, indent=2) + "\n")
     lines = [
         f"# Engine benchmark, default configuration ({date.today().isoformat()}, 2 CPU cores)",
         "",
-        f"`{command}`: {len(photos)} CelebA photos at each size, 3 observed folders written by an ordinary PIL script "
-        f"(blur, mosaic, box), `redteam audit --attack none --workers {args.workers}`, cold cache, identification on; "
-        f"medians of {args.runs} run(s).",
+        "CelebA photos at each size, 3 observed folders written by an ordinary PIL script (blur, mosaic, box), "
+        f"`redteam audit --attack none --workers {args.workers}`, cold cache, identification on. Wall seconds of one run "
+        "each (the median when a size was run more than once); the naive script is `benchmarks/naive_pairs.py` on the same pairs.",
         "",
-        "| size | audit | naive script | speed-up | target | identification per folder | target | verdicts (identified operator) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| size | photos (pairs) | audit | naive script | speed-up | target | identification per folder | target | verdicts (identified operator) | command |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for megapixels, audit_s, script_s, per_folder, verdicts in rows:
-        found = "; ".join(f"{name}: {verdict} ({spec})" for name, (verdict, spec) in verdicts.items())
+    for size, row in sorted(recorded.items(), key=lambda item: float(item[0])):
+        found = "; ".join(f"{name}: {verdict} ({spec})" for name, (verdict, spec) in row["verdicts"].items())
         lines.append(
-            f"| {megapixels:g} MP | {audit_s:.1f} s | {script_s:.1f} s | {script_s / audit_s:.2f}x | >= 5x | {per_folder:.1f} s | <= 10 s | {found} |"
+            f"| {size} MP | {row['photos']} ({row['pairs']}) | {row['audit']:.1f} s | {row['script']:.1f} s | {row['script'] / row['audit']:.2f}x | >= 5x "
+            f"| {row['identify_per_folder']:.1f} s | <= 10 s | {found} | `{row['command']}` |"
         )
     write_results(args.out / f"engine-sizes-{date.today().isoformat()}.md", lines)
 

@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from redteam.audit_inputs import audit_inputs
 from redteam.audit_run import EXIT_CODES_HELP, run_and_report
+from redteam.cli_benchmark import benchmark
 from redteam.cli_models import models_app
 from redteam.cli_runs import compare_runs, history, list_app
 from redteam.command_guard import guarded, internal_error
@@ -320,6 +321,7 @@ def calibrate(
 
 app.command()(history)
 app.command("compare")(compare_runs)
+app.command()(benchmark)
 
 
 def main() -> None:

@@ -87,10 +87,12 @@ LAYERS = {
     "redteam.command_guard": 3,
     "redteam.audit_inputs": 3,
     "redteam.audit_run": 5,
+    "redteam.benchmark": 5,
+    "redteam.cli_benchmark": 6,
     "redteam.cli_models": 5,
     "redteam.cli_runs": 5,
-    "redteam.cli": 6,
-    "redteam.__main__": 7,
+    "redteam.cli": 7,
+    "redteam.__main__": 8,
 }
 
 

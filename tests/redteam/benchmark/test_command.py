@@ -1,0 +1,71 @@
+"""`redteam benchmark` end to end on the bundled sample: sweeps, a reference method, the example plugin's
+method and attack (through entry points), and an external tool, with every output written; a re-run with
+one more setting makes only that setting's folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+PLUGIN = ROOT / "examples" / "redteam-example-plugin" / "src"
+
+
+def plugin_path(tmp_path: Path) -> str:
+    """The example plugin importable and registered (its entry points), as `pip install` would leave it."""
+    info = tmp_path / "site" / "redteam_example_plugin-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: redteam-example-plugin\nVersion: 0.1.0\n")
+    entry_points = (ROOT / "examples" / "redteam-example-plugin" / "pyproject.toml").read_text().split('[project.entry-points."redteam.methods"]')[1]
+    methods, attacks = entry_points.split('[project.entry-points."redteam.attacks"]')
+    listed = f"[redteam.methods]\n{methods.strip()}\n\n[redteam.attacks]\n{attacks.split('[')[0].strip()}\n"
+    (info / "entry_points.txt").write_text(listed.replace('"', ""))  # TOML strings, INI values
+    return os.pathsep.join(filter(None, [str(tmp_path / "site"), str(PLUGIN), os.environ.get("PYTHONPATH")]))
+
+
+def benchmark(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "redteam", "benchmark", *map(str, args)], capture_output=True, text=True, env=env, timeout=1200, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_a_benchmark_ranks_every_technique_and_a_new_setting_costs_only_itself(sample_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": plugin_path(tmp_path), "REDTEAM_CACHE": str(tmp_path / "cache")}
+    common = ["--method", "box", "--method", "example_posterize", "--tool", f"{sys.executable} examples/my_tool.py {{input}} {{output}}"]
+    common += ["--attack", "none", "--attack", "parrot", "--attack", "example_unsharp", "--recognizer", "dlib"]
+    done = benchmark(env, sample_dir, "--sweep", "mosaic:block=8,16", *common, "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    for name in (
+        "leaderboard.csv",
+        "leaderboard.parquet",
+        "report.md",
+        "report.html",
+        "frontier.png",
+        "curves.png",
+        "strata.csv",
+        "minimal_safe.json",
+        "reproducibility.json",
+    ):
+        assert (out / name).is_file(), name
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert set(board["technique"]) == {"mosaic:block=8", "mosaic:block=16", "box", "example_posterize", "tool1_my_tool"}
+    assert (board["rank1_other_n"] > 0).all() and board["rank1_other_high"].is_monotonic_increasing  # ranked by the upper bound
+    box = board.set_index("technique").loc["box"]
+    assert box["ssim_face"] < box["ssim_outside"] and 0 < box["changed_fraction"] < 1  # the face is gone, the photo is not
+    summary = json.loads((out / "audit" / "summary.json").read_text())
+    assert "example_unsharp" in {v["attack"] for v in summary["verdicts"]}  # the plugin's attack ran
+    assert summary["method_specs"]["tool1_my_tool"]["spec_origin"] == "identified"  # the tool's operator was fitted
+    record = json.loads((out / "reproducibility.json").read_text())
+    assert len(record["dataset"]["checksum"]) == 64 and record["command"].startswith("redteam benchmark")
+    assert json.loads((out / "minimal_safe.json").read_text())[0]["family"] == "mosaic"
+
+    again = benchmark(env, sample_dir, "--sweep", "mosaic:block=8,12,16", *common, "--out", tmp_path / "out2")
+    assert again.returncode == 0, again.stderr
+    made = [line for line in again.stderr.splitlines() if "folder made" in line]
+    assert len(made) == 1 and "mosaic_block_12" in made[0]  # the other folders and the audit's results come from the cache
