@@ -152,7 +152,7 @@ def main() -> None:
             audits.append(seconds)
             scripts.append(script)
             identify.append(summary["timings_seconds"].get("identify", 0.0) / len(folders))
-            verdicts = {m["method"]: [m["verdict"], summary["method_specs"][m["method"]]["spec"]] for m in summary["methods"]}
+            verdicts = {m["method"]: [m["verdict"], summary["method_specs"][m["method"]]["spec"], (m["reasons"] or [""])[0]] for m in summary["methods"]}
         recorded[f"{megapixels:g}"] = {
             "command": command,
             "photos": len(photos),
@@ -180,7 +180,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size, row in sorted(recorded.items(), key=lambda item: float(item[0])):
-        found = "; ".join(f"{name}: {verdict} ({spec})" for name, (verdict, spec) in row["verdicts"].items())
+        found = "; ".join(f"{name}: {values[0]} ({values[1]})" for name, values in row["verdicts"].items())
         lines.append(
             f"| {size} MP | {row['photos']} ({row['pairs']}) | {row['audit']:.1f} s | {row['script']:.1f} s | {row['script'] / row['audit']:.2f}x | >= 5x "
             f"| {row['identify_per_folder']:.1f} s | <= 10 s | {found} | `{row['command']}` |"
