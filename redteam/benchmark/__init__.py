@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,20 +35,26 @@ def run_benchmark(
 ) -> BenchmarkOutcome:
     """Prepare the dataset and every technique's folder, audit them in one run, and write the findings to
     `config.out` (leaderboard.csv/.parquet, report.md/.html, frontier.png, curves.png, strata.csv,
-    minimal_safe.json, reproducibility.json, and the audit's own summary.json under audit/)."""
+    minimal_safe.json, reproducibility.json, redteam.log, and the audit's own summary.json under audit/)."""
     from metrics.perceptual import LPIPSMetric
     from redteam.core.paths import default_cache_dir
+    from redteam.runlog import RunLog
     from reports.json_summary import write_summary
 
     started = time.perf_counter()
     work = (config.cache_dir or default_cache_dir()) / "benchmark"
-    prepared = prepare(config, work, log)
-    result = audit(config, prepared, log, progress)
-    lpips = LPIPSMetric(device=config.device) if LPIPSMetric.availability().available else None
-    if lpips is None:
-        log("LPIPS weights are not installed: the LPIPS utility columns are left empty (`redteam models`)")
-    with warnings.catch_warnings():  # torchvision's deprecation notes as lpips builds its trunk: not the user's concern
-        warnings.simplefilter("ignore", UserWarning)
+    runlog = RunLog()
+
+    def logged(line: str) -> None:
+        runlog.log(line)
+        log(line)
+
+    with runlog.capturing():  # library warnings (the models' loaders) go to OUT/redteam.log, not the terminal
+        prepared = prepare(config, work, logged)
+        result = audit(config, prepared, logged, progress)
+        lpips = LPIPSMetric(device=config.device) if LPIPSMetric.availability().available else None
+        if lpips is None:
+            logged("LPIPS weights are not installed: the LPIPS utility columns are left empty (`redteam models`)")
         utilities, faces = outputs.measure(result, prepared, lpips)
     board = outputs.leaderboard(result, prepared, utilities)
     points = [(str(r["technique"]), float(r["rank1_other_rate"]), float(r["ssim_image"])) for _, r in board.iterrows()]
@@ -77,6 +82,9 @@ def run_benchmark(
     parquet.with_suffix(".parquet.tmp").replace(parquet)
     written.append(parquet)
     written.append(write_summary(result, config.out / "audit"))
+    written.append(runlog.write(config.out))
+    if runlog.warnings:
+        log(f"{sum(runlog.warnings.values())} library warning(s) during the run: see {config.out / 'redteam.log'}")
     return BenchmarkOutcome(board, front, minimal, layers, tuple(written), seconds)
 
 

@@ -14,7 +14,8 @@ entry; a probe's re-identification counts another photo of the same person ranke
 its own original removed), so each person needs two photos or more; people with one photo stay in the
 gallery as distractors. `--limit N` keeps the first N people in name order (their photos in name order):
 a prefix, so a larger run contains a smaller one. The learned attacks' corpus is never drawn from the
-benchmark set: it is `--attacker-corpus` (held out by the researcher), or the learned attacks are off.
+benchmark set: they use checkpoints trained beforehand with `redteam attack train` on a corpus the
+researcher holds out (UTKFace here), and without one they are skipped with the reason.
 """
 
 from __future__ import annotations

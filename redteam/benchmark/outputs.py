@@ -27,9 +27,18 @@ def counterpart(folder: Path, rel: str) -> Path | None:
     return next((p for s in (".png", *SUPPORTED_SUFFIXES) if (p := stem.with_suffix(s)).is_file()), None)
 
 
+#: Bump when what a technique's stored utility holds, or how it is computed, changes.
+UTILITY_VERSION = "utility/1"
+
+
 def measure(result: Any, prepared: Prepared, lpips: object | None) -> tuple[dict[str, utility.Utility], pd.DataFrame]:
     """Each technique's utility (from its folder against the originals) and each audited face's strata
-    (size, yaw, sharpness of its original)."""
+    (size, yaw, sharpness of its original). A technique's per-pair utility is stored in its folder (made
+    once, never changed) under the faces it was measured on and the LPIPS weights: a re-run with one more
+    technique measures only that one."""
+    import hashlib
+    import json
+
     from scipy import ndimage
     from skimage.color import rgb2gray
 
@@ -37,7 +46,12 @@ def measure(result: Any, prepared: Prepared, lpips: object | None) -> tuple[dict
     for face in result.faces:
         if face.in_run:
             by_image.setdefault(face.image, []).append(face)
-    per_pair: dict[str, list[dict[str, float]]] = {name: [] for name in prepared.folders}
+    geometry = json.dumps([[rel, [f.geometry.to_json() for f in records]] for rel, records in sorted(by_image.items())], sort_keys=True)
+    weights = getattr(lpips, "fingerprint", None) if lpips is not None else "no-lpips"
+    key = hashlib.sha256(f"{UTILITY_VERSION}\0{geometry}\0{weights}".encode()).hexdigest()
+    stored = {name: folder / f".utility-{key[:16]}.json" for name, folder in prepared.folders.items()}
+    per_pair: dict[str, list[dict[str, float]]] = {name: json.loads(path.read_text()) for name, path in stored.items() if path.is_file()}
+    todo = [name for name in prepared.folders if name not in per_pair]
     faces = []
     for rel, records in sorted(by_image.items()):
         original = load_image(prepared.originals / rel).pixels
@@ -53,17 +67,17 @@ def measure(result: Any, prepared: Prepared, lpips: object | None) -> tuple[dict
                     "sharpness_value": float(ndimage.laplace(crop * 255.0).var()) if crop.size else 0.0,
                 }
             )
-        for name, folder in prepared.folders.items():
-            path = counterpart(folder, rel)
-            if path is None:
-                continue
-            anonymized = load_image(path).pixels
-            if anonymized.shape == original.shape:
-                per_pair[name].append(utility.pair_utility(original, anonymized, [f.geometry for f in records], lpips))
+        for name in todo:
+            path = counterpart(prepared.folders[name], rel)
+            anonymized = load_image(path).pixels if path is not None else None
+            if anonymized is not None and anonymized.shape == original.shape:
+                per_pair.setdefault(name, []).append(utility.pair_utility(original, anonymized, [f.geometry for f in records], lpips))
+    for name in todo:
+        write_text_atomically(stored[name], json.dumps(per_pair.setdefault(name, [])))  # NaN and inf as JSON's extensions, read back alike
     frame = pd.DataFrame(faces)
     if not frame.empty:
         frame["sharpness"] = analysis.sharpness_strata(list(frame["sharpness_value"]))
-    return {name: utility.summarise(name, pairs) for name, pairs in per_pair.items()}, frame
+    return {name: utility.summarise(name, per_pair.get(name, [])) for name in prepared.folders}, frame
 
 
 def leaderboard(result: Any, prepared: Prepared, utilities: dict[str, utility.Utility]) -> pd.DataFrame:

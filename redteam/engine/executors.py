@@ -9,7 +9,6 @@ shared (atomic writes), so concurrent workers never corrupt an entry.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import uuid
@@ -33,12 +32,10 @@ from redteam.engine.models import Models
 from redteam.engine.probe_cache import resolve_example
 from redteam.engine.probes import Pass
 from redteam.engine.work import MethodWork, PendingExample
-from redteam.engine.worker_pool import WorkerPool, worker_context, worker_recognizer
+from redteam.engine.worker_pool import WORKER_LOG, WorkerPool, worker_context, worker_recognizer
 from redteam.runlog import RunLog
 
 EXECUTORS = ("local", "processes", "ray")
-#: Where the library warnings a worker raised are re-issued in the calling process.
-WORKER_LOG = logging.getLogger("redteam.workers")
 Task = tuple[str, list[FaceRecord], list[FaceRecord]]
 
 

@@ -4,9 +4,11 @@ the pass), each worker keeping its detector and recognizers loaded between jobs.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -20,6 +22,9 @@ from redteam.core.config import AuditConfig
 from redteam.core.devices import resolve_device
 from redteam.core.policy import Policy
 from redteam.engine.context import RunContext
+
+#: Where the library warnings a worker raised are re-issued in the calling process.
+WORKER_LOG = logging.getLogger("redteam.workers")
 
 
 @dataclass(frozen=True)
@@ -163,14 +168,14 @@ def run_jobs(pool: WorkerPool, run: WorkerRun, jobs: Sequence[Job], log: Callabl
     if not jobs:
         return total
     try:
-        futures = [pool.submit(job.function, run, *job.args) for job in jobs]
+        futures = [pool.submit(_captured, job.function, run, *job.args) for job in jobs]
     except BrokenProcessPool as error:  # the workers died before this stage: it runs in the caller
         pool.close()
         log(f"the worker processes stopped ({error}): this stage runs in one process")
         return total
     for future in futures:
         try:
-            seconds = future.result()
+            seconds, warned = future.result()
         except Exception as error:  # noqa: BLE001 - the caller's own stage computes whatever is missing
             if isinstance(error, BrokenProcessPool):  # a worker died: the next stage starts fresh ones
                 pool.close()
@@ -178,4 +183,18 @@ def run_jobs(pool: WorkerPool, run: WorkerRun, jobs: Sequence[Job], log: Callabl
             continue
         for category, value in seconds.items():
             total[category] = total.get(category, 0.0) + value
+        for text, count in warned.items():  # to the caller's run log (redteam.runlog captures this logger's records)
+            for _ in range(count):
+                WORKER_LOG.warning(text)
     return total
+
+
+def _captured(function: Callable[..., dict[str, float]], run: WorkerRun, *args: Any) -> tuple[dict[str, float], Counter[str]]:
+    """A job in a worker, its library warnings collected and returned with its seconds (not printed by
+    the worker: the caller's run log gets them)."""
+    from redteam.runlog import RunLog
+
+    runlog = RunLog()
+    with runlog.capturing():
+        seconds = function(run, *args)
+    return seconds, runlog.warnings
