@@ -38,11 +38,15 @@ def run_benchmark(
     minimal_safe.json, reproducibility.json, redteam.log, and the audit's own summary.json under audit/)."""
     from metrics.perceptual import LPIPSMetric
     from redteam.core.paths import default_cache_dir
+    from redteam.datasets import check_out_dir, check_outside_inputs
     from redteam.runlog import RunLog
     from reports.json_summary import write_summary
 
+    dataset_folder = config.dataset if config.dataset.is_dir() else config.dataset.parent  # a manifest's photos lie beside it
+    check_out_dir(config.out, [dataset_folder], create=False)  # the dataset is never written into
     started = time.perf_counter()
     work = (config.cache_dir or default_cache_dir()) / "benchmark"
+    check_outside_inputs(work, [dataset_folder], "cache folder")
     runlog = RunLog()
 
     def logged(line: str) -> None:

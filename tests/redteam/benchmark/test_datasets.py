@@ -82,3 +82,17 @@ def test_no_photo_is_an_input_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="holds no photo"):
         read_dataset(tmp_path / "empty")
+
+
+def test_the_benchmark_refuses_to_write_into_its_dataset(sample_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from redteam.benchmark import BenchmarkConfig, run_benchmark
+    from redteam.benchmark.techniques import method
+    from redteam.core.errors import UsageError
+
+    dataset = tmp_path / "set"
+    shutil.copytree(sample_dir, dataset)
+    with pytest.raises(UsageError, match="output folder"):
+        run_benchmark(BenchmarkConfig(dataset=dataset, techniques=(method("box"),), out=dataset / "results", cache_dir=tmp_path / "c"))
+    assert not (dataset / "results").exists()
