@@ -10,7 +10,6 @@ shared (atomic writes), so concurrent workers never corrupt an entry.
 from __future__ import annotations
 
 import math
-import os
 import uuid
 from collections import Counter
 from contextlib import nullcontext
@@ -32,7 +31,7 @@ from redteam.engine.models import Models
 from redteam.engine.probe_cache import resolve_example
 from redteam.engine.probes import Pass
 from redteam.engine.work import MethodWork, PendingExample
-from redteam.engine.worker_pool import WORKER_LOG, WorkerPool, worker_context, worker_recognizer
+from redteam.engine.worker_pool import WorkerPool, reissue_warnings, threads_per_worker, worker_context, worker_recognizer
 from redteam.runlog import RunLog
 
 EXECUTORS = ("local", "processes", "ray")
@@ -77,7 +76,7 @@ def spec_of(run_pass: Pass, workers: int) -> PassSpec:
         methods=tuple((w.method, w.info, tuple(a.spec for a in w.attacks), w.hidden) for w in run_pass.works),
         thresholds={name: r.threshold for name, r in models.recognizers.items()},
         lpips=models.lpips is not None,
-        threads=max(1, (os.cpu_count() or 1) // max(1, workers)),
+        threads=threads_per_worker(workers),
         token=uuid.uuid4().hex,
     )
 
@@ -185,9 +184,7 @@ def merge(run_pass: Pass, result: ChunkResult) -> None:
     ctx.conversions.update(result.conversions)
     ctx.input_hashes.update(result.input_hashes)
     ctx.clock.add(result.seconds)
-    for text, count in result.warnings.items():  # to the caller's run log (redteam.runlog captures this logger's records)
-        for _ in range(count):
-            WORKER_LOG.warning(text)
+    reissue_warnings(result.warnings)
 
 
 def chunked(tasks: list[Task], workers: int) -> list[list[Task]]:

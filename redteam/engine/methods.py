@@ -150,6 +150,11 @@ def unmatched_files(ctx: RunContext, source: MethodSource, originals: Sequence[s
         ctx.log(f"{source.name}: folder {where} cannot be read ({reason}): its files are not audited")
 
 
+def needs_identification(ctx: RunContext, method: Method) -> bool:
+    """Whether the run fits this method's operator: an observed folder that declares none, with `--identify`."""
+    return ctx.config.identify and method.source.kind == "observed" and method.reference is None
+
+
 def fit_pairs(
     ctx: RunContext, method: Method, faces: Sequence[FaceRecord], paths: dict[str, Path]
 ) -> tuple[str, list[tuple[str, ImageHandle, ImageHandle]], dict[str, tuple[FaceGeometry, ...]]]:

@@ -86,7 +86,7 @@ class AuditRun:
         methods = method_stage.resolve(ctx)
         if not models.recognizers:
             return self._result(models, [m.source for m in methods], (), {}, [], [])
-        unknown = [m for m in methods if m.source.kind == "observed" and m.reference is None] if ctx.config.identify else []
+        unknown = [m for m in methods if method_stage.needs_identification(ctx, m)]
         warm_inputs(ctx, pool, models.recognizers, unknown)
         inputs = collect(ctx, models.recognizers)
         warm_fits(ctx, pool, models.recognizers, unknown, inputs)
@@ -98,7 +98,7 @@ class AuditRun:
         original_rels = [entry.rel for entry in discover_images(ctx.config.originals, role="originals").entries]
         audited_images = sorted({face.image for face in inputs.audited})
         for method in methods:
-            if method.source.kind == "observed" and method.reference is None and ctx.config.identify:
+            if method_stage.needs_identification(ctx, method):
                 method, identifications[method.name] = method_stage.identify_observed(ctx, method, inputs.originals, inputs.paths)
             method_stage.fit(ctx, method, inputs.gallery.faces, inputs.paths)
             info = MethodInfo(

@@ -21,7 +21,7 @@ from redteam.cache import Cache
 from redteam.core.config import AuditConfig
 from redteam.core.devices import resolve_device
 from redteam.core.policy import Policy
-from redteam.engine.context import RunContext
+from redteam.engine.context import Clock, RunContext
 
 #: Where the library warnings a worker raised are re-issued in the calling process.
 WORKER_LOG = logging.getLogger("redteam.workers")
@@ -61,7 +61,7 @@ class WorkerPool:
         child that ran torch with several threads could wait forever on the OpenMP pool it inherited
         (torch's own DataLoader workers run with one thread for this reason), and CUDA cannot be used in
         a forked child."""
-        single_thread = max(1, (os.cpu_count() or 1) // max(1, self.workers)) == 1
+        single_thread = threads_per_worker(self.workers) == 1
         return "fork" if sys.platform == "linux" and self.device.type == "cpu" and single_thread else "spawn"
 
     def start(self) -> None:
@@ -149,7 +149,20 @@ def worker_context(config: AuditConfig, policy: Policy, threads: int, log: Calla
 
 
 def worker_run(config: AuditConfig, policy: Policy, recognizers: dict[str, Recognizer], workers: int) -> WorkerRun:
-    return WorkerRun(config, policy, {name: r.threshold for name, r in recognizers.items()}, max(1, (os.cpu_count() or 1) // max(1, workers)))
+    return WorkerRun(config, policy, {name: r.threshold for name, r in recognizers.items()}, threads_per_worker(workers))
+
+
+def threads_per_worker(workers: int) -> int:
+    """Torch threads for each of `workers` processes: the cores divided among them, at least one."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def reissue_warnings(warned: Counter[str]) -> None:
+    """A worker's library warnings, each as often as it was raised, to the caller's run log (which
+    captures this logger's records: `redteam.runlog`)."""
+    for text, count in warned.items():
+        for _ in range(count):
+            WORKER_LOG.warning(text)
 
 
 @dataclass(frozen=True)
@@ -164,15 +177,15 @@ def run_jobs(pool: WorkerPool, run: WorkerRun, jobs: Sequence[Job], log: Callabl
     """Every job in the workers, in order; their seconds summed per category. A job that fails (a worker
     that died, an error) is logged and left to the caller's own stage, which computes whatever is not in
     the cache."""
-    total: dict[str, float] = {}
+    total = Clock()
     if not jobs:
-        return total
+        return total.seconds
     try:
         futures = [pool.submit(_captured, job.function, run, *job.args) for job in jobs]
     except BrokenProcessPool as error:  # the workers died before this stage: it runs in the caller
         pool.close()
         log(f"the worker processes stopped ({error}): this stage runs in one process")
-        return total
+        return total.seconds
     for future in futures:
         try:
             seconds, warned = future.result()
@@ -181,12 +194,9 @@ def run_jobs(pool: WorkerPool, run: WorkerRun, jobs: Sequence[Job], log: Callabl
                 pool.close()
             log(f"a worker could not finish its part ({type(error).__name__}: {error}): computed here instead")
             continue
-        for category, value in seconds.items():
-            total[category] = total.get(category, 0.0) + value
-        for text, count in warned.items():  # to the caller's run log (redteam.runlog captures this logger's records)
-            for _ in range(count):
-                WORKER_LOG.warning(text)
-    return total
+        total.add(seconds)
+        reissue_warnings(warned)
+    return total.seconds
 
 
 def _captured(function: Callable[..., dict[str, float]], run: WorkerRun, *args: Any) -> tuple[dict[str, float], Counter[str]]:
