@@ -37,6 +37,7 @@ def run_benchmark(
     `config.out` (leaderboard.csv/.parquet, report.md/.html, frontier.png, curves.png, strata.csv,
     minimal_safe.json, reproducibility.json, redteam.log, and the audit's own summary.json under audit/)."""
     from metrics.perceptual import LPIPSMetric
+    from redteam.core.atomic import write_atomically
     from redteam.core.paths import default_cache_dir
     from redteam.datasets import check_out_dir, check_outside_inputs
     from redteam.runlog import RunLog
@@ -81,10 +82,7 @@ def run_benchmark(
     files["report.html"] = _html(board, minimal, layers, files)
     config.out.mkdir(parents=True, exist_ok=True)
     written = outputs.write_all(config.out, files)
-    parquet = config.out / "leaderboard.parquet"
-    board.to_parquet(parquet.with_suffix(".parquet.tmp"), index=False)
-    parquet.with_suffix(".parquet.tmp").replace(parquet)
-    written.append(parquet)
+    written.append(write_atomically(config.out / "leaderboard.parquet", lambda path: board.to_parquet(path, index=False)))
     written.append(write_summary(result, config.out / "audit"))
     written.append(runlog.write(config.out))
     if runlog.warnings:

@@ -18,14 +18,8 @@ import pandas as pd
 from redteam.benchmark import analysis, utility
 from redteam.benchmark.run import BenchmarkConfig, Prepared
 from redteam.core.atomic import write_bytes_atomically, write_text_atomically
-from redteam.images import SUPPORTED_SUFFIXES, load_image
-
-
-def counterpart(folder: Path, rel: str) -> Path | None:
-    """A technique's output for the original `rel`: the same relative path, with any supported suffix."""
-    stem = folder / Path(rel).with_suffix("")
-    return next((p for s in (".png", *SUPPORTED_SUFFIXES) if (p := stem.with_suffix(s)).is_file()), None)
-
+from redteam.datasets import Counterparts
+from redteam.images import load_image
 
 #: Bump when what a technique's stored utility holds, or how it is computed, changes.
 UTILITY_VERSION = "utility/1"
@@ -52,6 +46,7 @@ def measure(result: Any, prepared: Prepared, lpips: object | None) -> tuple[dict
     stored = {name: folder / f".utility-{key[:16]}.json" for name, folder in prepared.folders.items()}
     per_pair: dict[str, list[dict[str, float]]] = {name: json.loads(path.read_text()) for name, path in stored.items() if path.is_file()}
     todo = [name for name in prepared.folders if name not in per_pair]
+    listings = {name: Counterparts(prepared.folders[name]) for name in todo}  # each sub-folder listed once
     faces = []
     for rel, records in sorted(by_image.items()):
         original = load_image(prepared.originals / rel).pixels
@@ -68,7 +63,7 @@ def measure(result: Any, prepared: Prepared, lpips: object | None) -> tuple[dict
                 }
             )
         for name in todo:
-            path = counterpart(prepared.folders[name], rel)
+            path = listings[name].find(rel)
             anonymized = load_image(path).pixels if path is not None else None
             if anonymized is not None and anonymized.shape == original.shape:
                 per_pair.setdefault(name, []).append(utility.pair_utility(original, anonymized, [f.geometry for f in records], lpips))
@@ -124,13 +119,16 @@ def strata(result: Any, board: pd.DataFrame, faces: pd.DataFrame) -> list[analys
     if faces.empty:
         return []
     attributes = faces.set_index("face_id")
+    by_method: dict[str, list[Any]] = {}
+    for row in result.rows:
+        by_method.setdefault(row.method, []).append(row)
     records = []
     for _, entry in board.iterrows():
         by = str(entry["rank1_other_by"]).split("/")
         if len(by) != 3:
             continue
-        for row in result.rows:
-            if row.method == entry["audit_name"] and (row.tier, row.attack, row.recognizer) == tuple(by) and row.rank1_other is not None:
+        for row in by_method.get(entry["audit_name"], []):
+            if (row.tier, row.attack, row.recognizer) == tuple(by) and row.rank1_other is not None:
                 if row.face_id in attributes.index:
                     for factor in ("size", "yaw", "sharpness"):
                         records.append(

@@ -113,25 +113,22 @@ def _anonymize(originals: Path, folder: Path, technique: Technique, config: Benc
 
 def detection_memo(cache_dir: Path | None, device: str) -> Callable[[Any], list[Any]]:
     """The faces of a loaded original, detected once and kept in the run cache under the key the audit
-    reads (`RunContext.cached_detection`): every technique, and the audit after them, reuse them."""
-    from redteam.cache import Cache, content_key
+    reads (`redteam.engine.context.cached_faces`): every technique, and the audit after them, reuse them."""
+    from redteam.cache import Cache
     from redteam.core.geometry import FaceGeometry
     from redteam.core.paths import default_cache_dir
+    from redteam.engine.context import cached_faces, store_faces
     from redteam.faces import FaceDetector
 
     cache = Cache(cache_dir if cache_dir is not None else default_cache_dir())
     detector = FaceDetector(device=device)
 
     def faces(image: Any) -> list[FaceGeometry]:
-        key = content_key(image.sha256, detector.cache_key)
-        known = cache.get_json("detections", key)
-        if isinstance(known, list):
-            try:
-                return [FaceGeometry.from_json(face) for face in known]
-            except (KeyError, TypeError, ValueError, IndexError):
-                pass
+        known = cached_faces(cache, detector, image.sha256, None, lambda line: None)
+        if known is not None:
+            return known
         found = detector.detect(image.pixels)
-        cache.put_json("detections", key, [face.to_json() for face in found])
+        store_faces(cache, detector, image.sha256, found)
         return found
 
     return faces

@@ -140,17 +140,10 @@ class RunContext:
 
     def cached_detection(self, content_hash: str, min_face_size: int | None = None) -> list[FaceGeometry] | None:
         """The cached detections for an image, or None (absent, or malformed: then logged)."""
-        key = content_key(content_hash, self.detector.cache_key_for(min_face_size))
-        cached = self.cache.get_json("detections", key)
-        if isinstance(cached, list):
-            try:
-                return [FaceGeometry.from_json(face) for face in cached]
-            except (KeyError, TypeError, ValueError, IndexError):
-                self.log(f"detection cache entry {key[:12]} is malformed: recomputed")
-        return None
+        return cached_faces(self.cache, self.detector, content_hash, min_face_size, self.log)
 
     def store_detection(self, content_hash: str, faces: list[FaceGeometry], min_face_size: int | None = None) -> None:
-        self.cache.put_json("detections", content_key(content_hash, self.detector.cache_key_for(min_face_size)), [face.to_json() for face in faces])
+        store_faces(self.cache, self.detector, content_hash, faces, min_face_size)
 
     def detect(self, pixels: np.ndarray | Callable[[], np.ndarray], content_hash: str, min_face_size: int | None = None) -> list[FaceGeometry]:
         """Detections for an image (or a function giving it, called only on a cache miss), cached by its
@@ -164,3 +157,21 @@ class RunContext:
             faces = self.detector.detect(image, min_face_size)
         self.store_detection(content_hash, faces, min_face_size)
         return faces
+
+
+def cached_faces(cache: Cache, detector: FaceDetector, content_hash: str, min_face_size: int | None, log: LogFn) -> list[FaceGeometry] | None:
+    """The detections `detector` found on the content `content_hash`, from `cache`, or None (absent, or
+    malformed: then logged); shared by a run and by whatever detects its originals ahead of it."""
+    key = content_key(content_hash, detector.cache_key_for(min_face_size))
+    cached = cache.get_json("detections", key)
+    if isinstance(cached, list):
+        try:
+            return [FaceGeometry.from_json(face) for face in cached]
+        except (KeyError, TypeError, ValueError, IndexError):
+            log(f"detection cache entry {key[:12]} is malformed: recomputed")
+    return None
+
+
+def store_faces(cache: Cache, detector: FaceDetector, content_hash: str, faces: list[FaceGeometry], min_face_size: int | None = None) -> None:
+    """`faces` as the detections of `content_hash`, where `cached_faces` reads them."""
+    cache.put_json("detections", content_key(content_hash, detector.cache_key_for(min_face_size)), [face.to_json() for face in faces])
