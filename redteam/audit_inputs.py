@@ -111,3 +111,15 @@ def audit_inputs(
     sources += [MethodSource(name, "reference", spec=build_method(spec).spec) for name, spec in named]
     sources += [MethodSource(name, "observed", files=tuple(files)) for name, files in sorted(by_method.items())]
     return root, sources, identities
+
+
+def check_execution(workers: int, executor: str) -> None:
+    """`--workers` and `--executor` as every command that runs an audit takes them.
+
+    Raises:
+        UsageError: no worker, or an executor other than local and ray.
+    """
+    if workers < 1:
+        raise UsageError(f"--workers must be positive, got {workers}", fix="e.g. --workers 2")
+    if executor not in ("local", "ray"):
+        raise UsageError(f"unknown executor '{executor}'", fix="use --executor local or --executor ray")

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from redteam.audit_inputs import audit_inputs
+from redteam.audit_inputs import audit_inputs, check_execution
 from redteam.audit_run import EXIT_CODES_HELP, run_and_report
 from redteam.cli_benchmark import benchmark
 from redteam.cli_models import models_app
@@ -110,10 +110,7 @@ def audit(
         raise UsageError(f"--min-face-score must be in (0, 1], got {min_face_score}", fix="e.g. --min-face-score 0.95")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be positive, got {batch_size}", fix="e.g. --batch-size 32")
-    if workers < 1:
-        raise UsageError(f"--workers must be positive, got {workers}", fix="e.g. --workers 2")
-    if executor not in ("local", "ray"):
-        raise UsageError(f"unknown executor '{executor}'", fix="use --executor local or --executor ray")
+    check_execution(workers, executor)
     if lpips_net not in ("alex", "vgg"):
         raise UsageError(f"unknown LPIPS net '{lpips_net}'", fix="use --lpips-net alex or --lpips-net vgg")
     root, sources, identities = audit_inputs(originals, anonymized, method, manifest, gallery)

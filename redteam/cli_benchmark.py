@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from redteam.audit_inputs import check_execution
 from redteam.command_guard import guarded
 from redteam.core.errors import UsageError
 from redteam.core.text import markup_text as escape
@@ -36,8 +37,7 @@ def benchmark(
     from redteam import terminal
     from redteam.benchmark import BenchmarkConfig, run_benchmark, techniques
 
-    if workers < 1:
-        raise UsageError(f"--workers must be positive, got {workers}", fix="e.g. --workers 2")
+    check_execution(workers, executor)
     if not 0.0 < risk_limit < 1.0:
         raise UsageError(f"--limit-risk must be between 0 and 1, got {risk_limit}", fix="e.g. --limit-risk 0.05")
     config = BenchmarkConfig(
