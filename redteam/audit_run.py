@@ -4,13 +4,32 @@ against a baseline, and the reports published all at once (or not at all)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from redteam.core.config import AuditConfig
+from redteam.core.results import AuditResult, LogFn, ProgressFn
+
+#: A run for `run_and_report`: (log, progress) -> the result and the further files to publish with its
+#: reports (name -> a writer of that file into the staging folder).
+Runner = Callable[[LogFn, ProgressFn], tuple[AuditResult, dict[str, Callable[[Path], Path]]]]
 
 
-def run_and_report(config: AuditConfig, store: Path | None = None, baseline: str | None = None, *, json_output: bool = False) -> Any:
+def still_audit(config: AuditConfig) -> Runner:
+    """The still-image audit of `config` as a runner."""
+
+    def run(log: LogFn, progress: ProgressFn) -> tuple[AuditResult, dict[str, Callable[[Path], Path]]]:
+        from redteam.engine import AuditRun
+
+        return AuditRun(config, log=log, progress=progress).run(), {}
+
+    return run
+
+
+def run_and_report(
+    config: AuditConfig, store: Path | None = None, baseline: str | None = None, *, json_output: bool = False, runner: Runner | None = None
+) -> Any:
     """Run the audit and publish its reports: all of them or none, never contradicting the exit code.
 
     Before anything is created: the output and cache folders are checked (outside the inputs, writable;
@@ -20,13 +39,13 @@ def run_and_report(config: AuditConfig, store: Path | None = None, baseline: str
     log is added, and only then do the files appear in `config.out` (`reports.ReportStage`).
 
     With `json_output`, stdout carries summary.json and nothing else (what the terminal shows goes to stderr).
+    `runner` runs something other than the still audit of `config` (the video audit), with further files.
     """
     from dataclasses import replace
 
     from redteam import terminal
     from redteam.core.paths import default_cache_dir, ensure_writable_dir
     from redteam.datasets import check_out_dir, check_outside_inputs
-    from redteam.engine import AuditRun
     from redteam.regression import compare, gate
     from redteam.runlog import LOG_NAME, RunLog
     from redteam.store import open_store, run_record
@@ -48,9 +67,8 @@ def run_and_report(config: AuditConfig, store: Path | None = None, baseline: str
             terminal.log(line)
 
     with terminal.progress_bar() as progress, runlog.capturing():
-        run = AuditRun(config, log=log, progress=progress)  # reads and checks the policy
         ensure_writable_dir(cache, "cache folder", "give a writable --cache-dir (or set REDTEAM_CACHE)")
-        result = run.run()
+        result, extra = (runner or still_audit(config))(log, progress)
     record = run_record(result)
     if before is not None:
         reasons = gate(before, record, result.policy.confidence)
@@ -61,6 +79,8 @@ def run_and_report(config: AuditConfig, store: Path | None = None, baseline: str
     try:
         with runlog.capturing():
             stage.write(result)
+            for name, write in extra.items():
+                stage.add(name, write)
         runs.record(record, stage.paths.get("parquet"))
         log(f"recorded run {record.run_id} in {runs.path}")
         if runlog.warnings:

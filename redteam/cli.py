@@ -16,6 +16,7 @@ from redteam.audit_run import EXIT_CODES_HELP, run_and_report
 from redteam.cli_benchmark import benchmark
 from redteam.cli_models import models_app
 from redteam.cli_runs import compare_runs, history, list_app
+from redteam.cli_video import audit_video
 from redteam.command_guard import guarded, internal_error
 from redteam.core.config import AuditConfig, DetectorSettings, MethodSource
 from redteam.core.errors import UsageError
@@ -319,6 +320,7 @@ def calibrate(
 app.command()(history)
 app.command("compare")(compare_runs)
 app.command()(benchmark)
+app.command("audit-video", epilog=EXIT_CODES_HELP)(audit_video)
 
 
 def main() -> None:

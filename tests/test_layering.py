@@ -88,6 +88,8 @@ LAYERS = {
     "redteam.audit_inputs": 3,
     "redteam.audit_run": 5,
     "redteam.benchmark": 5,
+    "redteam.video": 5,
+    "redteam.cli_video": 6,
     "redteam.cli_benchmark": 6,
     "redteam.cli_models": 5,
     "redteam.cli_runs": 5,

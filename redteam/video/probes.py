@@ -1,0 +1,139 @@
+"""What an attacker makes of one track of a redacted video: one probe per attack.
+
+- `none` (naive): every sampled redacted frame of the track, embedded, the embeddings averaged (a track is
+  one identity: its frames are not independent samples).
+- `frame_average` (reconstruction, `redteam.video.temporal.average_chips`): the aligned chips averaged,
+  then embedded once.
+- `multiframe_sr` (adaptive, `redteam.video.temporal.multiframe_mosaic`): the face reconstructed from every
+  frame's block means with the identified grid; not applicable where no grid is found.
+- every per-frame attack of the run (`attacks`, through the same `AttackRunner` as `redteam audit`) on the
+  `best` frames of the track (largest, most confident faces), the embeddings averaged.
+
+Each probe records how many frames it used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from attacks import Attack, MethodInfo
+from metrics.columns import METRIC_CROP
+from redteam.attack_runner import AttackRunner, attack_generator
+from redteam.core.geometry import FaceGeometry, box_crop, enlarged_box
+from redteam.core.tiers import ThreatTier
+from redteam.video.observe import FaceView
+from redteam.video.temporal import Observation, average_chips, estimate_grid, multiframe_mosaic
+from redteam.video.tracks import Sighting, Track
+
+EmbedFn = Callable[[str, list[np.ndarray]], np.ndarray]
+Crop = Callable[[str, np.ndarray, tuple], np.ndarray]  # (recognizer, full-size pixels, sighting key) -> chip
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One attack's probe of one track.
+
+    Attributes:
+        embeddings: recognizer -> the probe's embedding (None when the attack did not apply).
+        crop: the attacked face crop of the reference frame, for the quality columns.
+        frames: frames the attack used.
+        note: why it did not apply, or what it found (the grid).
+    """
+
+    attack: str
+    tier: str
+    embeddings: dict[str, np.ndarray] | None
+    crop: np.ndarray | None
+    frames: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class TrackFrames:
+    """A track's views in the original and the redacted video, and the frame shape."""
+
+    track: Track
+    originals: dict[tuple, FaceView]
+    redacted: dict[tuple, FaceView]
+    shape: tuple[int, ...]
+
+    def keys(self, sightings: Sequence[Sighting] | None = None) -> list[tuple]:
+        return [(s.frame, s.face.box) for s in (sightings if sightings is not None else self.track.sightings)]
+
+    def full_frame(self, key: tuple) -> np.ndarray:
+        """A frame-sized array holding the redacted window of `key` (zero elsewhere: never looked at)."""
+        window = self.redacted[key]
+        pixels = np.zeros(self.shape, dtype=np.uint8)
+        x0, y0 = window.origin
+        pixels[y0 : y0 + window.window.shape[0], x0 : x0 + window.window.shape[1]] = window.window
+        return pixels
+
+
+def naive(frames: TrackFrames, recognizers: Sequence[str], embed: EmbedFn) -> Probe:
+    keys = frames.keys()
+    embeddings = {name: embed(name, [frames.redacted[k].chips[name] for k in keys]).mean(axis=0) for name in recognizers}
+    best = frames.keys(frames.track.best(1))[0]
+    return Probe("none", ThreatTier.NAIVE.value, embeddings, frames.redacted[best].crop, len(keys))
+
+
+def frame_average(frames: TrackFrames, recognizers: Sequence[str], embed: EmbedFn) -> Probe:
+    keys = frames.keys()
+    embeddings = {name: embed(name, [average_chips([frames.redacted[k].chips[name] for k in keys])])[0] for name in recognizers}
+    crop = average_chips([frames.redacted[k].crop for k in keys])
+    return Probe("frame_average", ThreatTier.RECONSTRUCTION.value, embeddings, crop, len(keys))
+
+
+def _centre(face: FaceGeometry) -> np.ndarray:
+    return np.asarray(face.landmarks, dtype=np.float64).mean(axis=0)
+
+
+def multiframe_sr(frames: TrackFrames, recognizers: Sequence[str], embed: EmbedFn, crop_chip: Crop) -> Probe:
+    """The multi-frame reconstruction of a moving mosaic, registered on the original's landmarks."""
+    name, tier = "multiframe_sr", ThreatTier.ADAPTIVE.value
+    reference = frames.track.best(1)[0]
+    ref_key = (reference.frame, reference.face.box)
+    window = frames.redacted[ref_key]
+    grid = estimate_grid(window.window, window.origin)
+    if grid is None:
+        return Probe(name, tier, None, None, 0, "not applicable: no mosaic grid found in the redacted face (a blur or fill is not block-sampled)")
+    x0, y0, x1, y1 = enlarged_box(reference.face.box, 0.15)
+    height, width = frames.shape[:2]
+    canvas = (max(0, int(x0)), max(0, int(y0)), min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1))))
+    centre = _centre(reference.face)
+    observations = []
+    for sighting in frames.track.sightings:
+        view = frames.redacted[(sighting.frame, sighting.face.box)]
+        dx, dy = np.rint(_centre(sighting.face) - centre).astype(int)
+        observations.append(Observation(view.window, (int(dx), int(dy)), view.origin))
+    restored, phases = multiframe_mosaic(observations, canvas, grid)
+    pixels = frames.full_frame(ref_key)
+    pixels[canvas[1] : canvas[3], canvas[0] : canvas[2]] = restored
+    embeddings = {r: embed(r, [crop_chip(r, pixels, ref_key)])[0] for r in recognizers}
+    note = f"{grid.describe()}; {len(observations)} frames at {phases} distinct grid phase(s)"
+    return Probe(name, tier, embeddings, box_crop(pixels, reference.face.box, METRIC_CROP), len(observations), note)
+
+
+def per_frame(attack: Attack, frames: TrackFrames, recognizers: Sequence[str], embed: EmbedFn, crop_chip: Crop, best: int, seed: int, method: str) -> Probe:
+    """A still-image attack on the track's best frames; the probe is the mean of their embeddings."""
+    info = MethodInfo(method, None)
+    chips: dict[str, list[np.ndarray]] = {name: [] for name in recognizers}
+    crop, refused = None, []
+    for sighting in frames.track.best(best):
+        key = (sighting.frame, sighting.face.box)
+        generator = attack_generator(seed, method, attack.name, f"{frames.track.track_id}@{sighting.frame}")
+        pixels, reasons = AttackRunner().reconstruct(attack, info, frames.full_frame(key), [sighting.face], generator)
+        if reasons:
+            refused.append(reasons[0])
+            continue
+        for name in recognizers:
+            chips[name].append(crop_chip(name, pixels, key))
+        crop = crop if crop is not None else box_crop(pixels, sighting.face.box, METRIC_CROP)
+    used = len(chips[recognizers[0]]) if recognizers else 0
+    if not used:
+        return Probe(attack.name, attack.tier.value, None, None, 0, f"not applicable: {refused[0] if refused else 'no frame'}")
+    embeddings = {name: embed(name, chips[name]).mean(axis=0) for name in recognizers}
+    note = f"{len(refused)} frame(s) refused: {refused[0]}" if refused else ""
+    return Probe(attack.name, attack.tier.value, embeddings, crop, used, note)
