@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,6 +100,17 @@ def _frames(path: Path) -> Iterator[tuple[float, np.ndarray | None, tuple[int, i
         container.close()
 
 
+def _declared_frames(stream: Any, fps: float) -> int | None:
+    """The frame count the container declares for `stream` (its frame count, else its duration times the
+    frame rate), or None when it declares neither: a file cut between two frames still opens and decodes,
+    and only this tells that frames are missing."""
+    if stream.frames:
+        return int(stream.frames)
+    if stream.duration and stream.time_base and fps > 0:
+        return int(float(stream.duration * stream.time_base) * fps + 0.5)
+    return None
+
+
 def probe_video(path: Path) -> VideoInfo:
     """Open and decode `path` once (without converting frames), checking that every frame decodes."""
     import av
@@ -109,6 +121,7 @@ def probe_video(path: Path) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate
         codec = stream.codec_context.name if stream.codec_context is not None else "?"
         fps = float(rate) if rate else 0.0
+        declared = _declared_frames(stream, fps)
     except av.error.FFmpegError as error:
         raise InputError(f"{path}: not a readable video ({error})", fix=REENCODE_FIX) from None
     finally:
@@ -119,6 +132,8 @@ def probe_video(path: Path) -> VideoInfo:
         sizes.add(size)
     if len(sizes) > 1:
         raise InputError(f"{path}: its frame size changes within the file ({sorted(sizes)})", fix="re-export it at one frame size")
+    if declared is not None and len(times) < declared:
+        raise InputError(f"{path}: {len(times)} frame(s) decode of the {declared} its header declares; the file is truncated", fix=REENCODE_FIX)
     if fps <= 0:
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 25.0
     width, height = sizes.pop()

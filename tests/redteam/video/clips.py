@@ -41,9 +41,17 @@ def _face_patch(photo: str, face_width: int) -> np.ndarray:
     return np.asarray(crop.resize((round(crop.width * scale), round(crop.height * scale)), Image.LANCZOS))
 
 
-def pan_clip(size: tuple[int, int] = (640, 360), seconds: float = 2.0, fps: int = 10, face_width: int = 96, people: int = 3, speed: int = 3) -> Clip:
+def _there_and_back(step: int, travel: int) -> int:
+    """A position moving one unit per step from 0 to `travel` and back, repeatedly."""
+    return travel - abs(travel - step % (2 * travel)) if travel > 0 else 0
+
+
+def pan_clip(
+    size: tuple[int, int] = (640, 360), seconds: float = 2.0, fps: int = 10, face_width: int = 96, people: int = 3, speed: int = 3, travel: int = 200
+) -> Clip:
     """Faces side by side on a textured background, panning right by `speed` px per frame (and down by
-    one px every other frame), so that a frame-fixed grid samples them at a new phase in most frames."""
+    one px every other frame), so that a frame-fixed grid samples them at a new phase in most frames; the
+    pan turns back after `travel` px (a quarter of that down), so long clips keep the faces in frame."""
     width, height = size
     rng = np.random.default_rng(0)
     background = np.clip(rng.normal(110, 25, (height, width, 3)), 0, 255).astype(np.uint8)
@@ -55,8 +63,8 @@ def pan_clip(size: tuple[int, int] = (640, 360), seconds: float = 2.0, fps: int 
         frame_boxes = []
         for number, patch in enumerate(patches):
             h, w = patch.shape[:2]
-            x = 20 + number * (width - 60) // people + speed * t
-            y = (height - h) // 2 + t // 2
+            x = 20 + number * (width - 60) // people + _there_and_back(speed * t, travel)
+            y = (height - h) // 2 + _there_and_back(t // 2, travel // 4)
             frame[y : y + h, x : x + w] = patch[: max(0, min(h, height - y)), : max(0, min(w, width - x))]
             frame_boxes.append((x, y, x + w, y + h))
         frames.append(frame)
