@@ -54,14 +54,14 @@ def rate_table(summary: dict) -> list[str]:
     cells: dict[tuple[str, str, str, str], dict[str, dict]] = {}
     for verdict in summary["verdicts"]:
         cells.setdefault((verdict["method"], verdict["tier"], verdict["attack"], verdict["recognizer"]), {})[verdict["metric"]] = verdict
+
+    def shown(v: dict | None) -> str:
+        return "-" if v is None or not v["n"] else f"{v['successes']}/{v['n']} [{v['ci_low']:.2f}, {v['ci_high']:.2f}]"
+
     for (method, tier, attack, recognizer), metrics in sorted(cells.items()):
-
-        def shown(metric: str) -> str:
-            v = metrics.get(metric)
-            return "-" if v is None or not v["n"] else f"{v['successes']}/{v['n']} [{v['ci_low']:.2f}, {v['ci_high']:.2f}]"
-
         chance = metrics.get("rank1", {}).get("chance")
-        lines.append(f"| {method} | {tier} | {attack} | {recognizer} | {shown('verify')} | {shown('rank1')} | {'-' if chance is None else f'{chance:.2f}'} |")
+        rates = f"{shown(metrics.get('verify'))} | {shown(metrics.get('rank1'))} | {'-' if chance is None else f'{chance:.2f}'}"
+        lines.append(f"| {method} | {tier} | {attack} | {recognizer} | {rates} |")
     return lines
 
 
@@ -94,6 +94,7 @@ def main() -> None:
         cache,
     )
     cold, cold_peak = measured(command, log)
+    stages = json.loads((reports / "summary.json").read_text())["timings_seconds"]
     warm, _ = measured(command, log)
     summary = json.loads((reports / "summary.json").read_text())
     video = json.loads((reports / "video.json").read_text())
@@ -102,13 +103,14 @@ def main() -> None:
         f"# `redteam audit-video` on a {original['width']} x {original['height']} clip ({date.today().isoformat()})",
         "",
         f"Command: `python benchmarks/bench_video.py --seconds {args.seconds:g} --fps {args.fps} --size {args.size} --face-width {args.face_width}`, on this",
-        f"machine ({os.cpu_count()} cores, no GPU), nothing else running. The audit: `redteam audit-video original.mp4 -a mosaic=... -a blur=... -a missed=...`",
+        f"machine ({os.cpu_count()} cores, no GPU), nothing else running.",
+        "The audit: `redteam audit-video original.mp4 -a mosaic=... -a blur=... -a missed=...`",
         "with the defaults (every available recognizer, `--attack auto`, `--stride 1`: every frame decoded, tracked and checked).",
         "",
         f"- Clip: {original['frames']} frames, {original['fps']:g} fps, {original['codec']}; {len(video['tracks'])} face tracks "
         f"({', '.join(str(t['sampled_frames']) for t in video['tracks'])} frames each).",
         f"- **Wall time, cold cache: {cold:.0f} s** (peak RSS {cold_peak:.0f} MB); warm re-run: {warm:.1f} s.",
-        f"- Stage seconds (summary.json, cold run's figures are in bench.log; these are the warm run's): {summary['timings_seconds']}",
+        f"- Stage seconds of the cold run (summary.json): {stages}",
         "",
         "## Verdicts",
         "",
