@@ -47,7 +47,19 @@ COMMANDS = documented_commands()
 
 def test_the_readme_documents_the_main_commands() -> None:
     reached = {" ".join(resolve(command)[0]) for command in COMMANDS}
-    for expected in ("demo", "audit", "anonymize", "attack run", "attack train", "calibrate", "models download", "models import", "history", "compare"):
+    for expected in (
+        "demo",
+        "audit",
+        "anonymize",
+        "attack run",
+        "attack train",
+        "calibrate",
+        "models download",
+        "models import",
+        "history",
+        "compare",
+        "audit-video",
+    ):
         assert expected in reached, f"the README never shows `redteam {expected}`"
 
 

@@ -64,9 +64,10 @@ def window_of(face: FaceGeometry, shape: tuple[int, ...]) -> tuple[int, int, int
     return max(0, int(x0)), max(0, int(y0)), min(shape[1], int(np.ceil(x1))), min(shape[0], int(np.ceil(y1)))
 
 
-def view(pixels: np.ndarray, face: FaceGeometry, alignments: dict[str, Hashable], recognizers: dict[str, Recognizer]) -> FaceView:
-    """The face of `pixels` at the original's geometry."""
-    x0, y0, x1, y1 = window_of(face, pixels.shape)
+def view(pixels: np.ndarray, face: FaceGeometry, alignments: dict[str, Hashable], recognizers: dict[str, Recognizer], window: bool = True) -> FaceView:
+    """The face of `pixels` at the original's geometry (`window`: keep the attack window too; the original's
+    is never attacked, so it is not kept)."""
+    x0, y0, x1, y1 = window_of(face, pixels.shape) if window else (0, 0, 0, 0)
     return FaceView(
         chips={name: recognizer.crop(pixels, alignments[name]) for name, recognizer in recognizers.items()},
         crop=box_crop(pixels, face.box, METRIC_CROP),
@@ -126,7 +127,7 @@ def track_original(
             pixels = kept[sighting.frame]
             key = (sighting.frame, sighting.face.box)
             result.alignments[key] = {name: recognizer.locate(pixels, sighting.face) for name, recognizer in recognizers.items()}
-            result.views[key] = view(pixels, sighting.face, result.alignments[key], recognizers)
+            result.views[key] = view(pixels, sighting.face, result.alignments[key], recognizers, window=False)
     return result
 
 

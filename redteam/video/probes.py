@@ -108,12 +108,12 @@ def multiframe_sr(frames: TrackFrames, recognizers: Sequence[str], embed: EmbedF
         view = frames.redacted[(sighting.frame, sighting.face.box)]
         dx, dy = np.rint(_centre(sighting.face) - centre).astype(int)
         observations.append(Observation(view.window, (int(dx), int(dy)), view.origin))
-    restored, phases = multiframe_mosaic(observations, canvas, grid)
+    restored, phases, used = multiframe_mosaic(observations, canvas, grid)
     pixels = frames.full_frame(ref_key)
     pixels[canvas[1] : canvas[3], canvas[0] : canvas[2]] = restored
     embeddings = {r: embed(r, [crop_chip(r, pixels, ref_key)])[0] for r in recognizers}
-    note = f"{grid.describe()}; {len(observations)} frames at {phases} distinct grid phase(s)"
-    return Probe(name, tier, embeddings, box_crop(pixels, reference.face.box, METRIC_CROP), len(observations), note)
+    note = f"{grid.describe()}; {len(observations)} frames at {phases} distinct grid phase(s), {used} used (at most 3 per phase)"
+    return Probe(name, tier, embeddings, box_crop(pixels, reference.face.box, METRIC_CROP), used, note)
 
 
 def per_frame(attack: Attack, frames: TrackFrames, recognizers: Sequence[str], embed: EmbedFn, crop_chip: Crop, best: int, seed: int, method: str) -> Probe:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from attacks import Applicability, Attack, MethodInfo
 from metrics.columns import QUALITY_COLUMNS, LPIPSColumn, QualityColumn
@@ -35,7 +36,7 @@ from redteam.video.pairing import pair_frames
 from redteam.video.probes import EmbedFn
 from redteam.video.reader import VideoInfo, probe_video
 from redteam.video.rows import GalleryTemplates, score_probe, templates
-from redteam.video.tracks import Track
+from redteam.video.tracks import Track, merge_same_person
 
 #: Metrics a video audit cannot measure (a track has no other photo of its person): their limits are
 #: listed as not applicable instead of blocking every verdict.
@@ -155,13 +156,24 @@ class VideoAuditRun:
 
         with ctx.clock.measure("original"):
             original = track_original(config.original, videos["original"].frames, config.stride, ctx.detector, models.recognizers, ctx.cache, ctx.progress)
-        ctx.log(f"original: {len(original.tracks)} face track(s) in {original.sampled} sampled frame(s); {original.dropped} short track(s) dropped")
-        track_embeddings = {
-            track.track_id: {
-                name: embed(name, [original.views[(s.frame, s.face.box)].chips[name] for s in track.sightings]).mean(axis=0) for name in models.recognizers
-            }
-            for track in original.tracks
-        }
+        found = len(original.tracks)
+
+        def template(track: Track) -> dict[str, np.ndarray]:
+            return {name: embed(name, [original.views[(s.frame, s.face.box)].chips[name] for s in track.sightings]).mean(axis=0) for name in models.recognizers}
+
+        def same_person(a: Track, b: Track) -> bool:
+            first, second = template(a), template(b)
+            return bool(models.recognizers) and all(
+                float(recognizer.distances(torch.from_numpy(first[name][None]), torch.from_numpy(second[name][None]))[0, 0]) < recognizer.threshold.value
+                for name, recognizer in models.recognizers.items()
+            )
+
+        original.tracks = merge_same_person(original.tracks, same_person)
+        ctx.log(
+            f"original: {found} face track(s) in {original.sampled} sampled frame(s), {len(original.tracks)} person(s) after joining the tracks of one "
+            f"person; {original.dropped} single-frame detection(s) dropped"
+        )
+        track_embeddings = {track.track_id: template(track) for track in original.tracks}
         distractors = distractor_embeddings(ctx, config.gallery, models.recognizers, embed) if config.gallery else {}
         gallery = templates([t.track_id for t in original.tracks], track_embeddings, distractors) if original.tracks else None
         quality = _quality_columns(models)

@@ -93,77 +93,97 @@ class Observation:
     origin: tuple[int, int] = (0, 0)
 
 
-def multiframe_mosaic(
-    observations: Sequence[Observation], canvas: tuple[int, int, int, int], grid: Grid, smoothness: float = 0.02, iterations: int = 150
-) -> tuple[np.ndarray, int]:
-    """The canvas (x0, y0, x1, y1 in the reference frame) reconstructed from every observation's block
-    means, and the number of distinct grid phases the frames sampled (1: the frames add no resolution).
+#: Frames kept per grid phase for the multi-frame reconstruction (more at one phase only average noise), and
+#: in all: the least-squares problem grows with every frame kept.
+FRAMES_PER_PHASE = 3
+MAX_FRAMES = 96
 
-    Minimises sum_t sum_cells (mean of x over the cell - observed cell value)^2 + smoothness * |grad x|^2
-    by L-BFGS, starting from the per-pixel mean of the observed block values. Only cells lying wholly
-    inside the canvas are used (a cell that straddles its edge also averages unknown pixels).
-    """
-    x0, y0, x1, y1 = canvas
-    height, width = y1 - y0, x1 - x0
-    b = grid.block
-    targets, indices, phases = [], [], set()
-    init_sum = torch.zeros(height * width, 3, dtype=torch.float64)
-    init_count = torch.zeros(height * width, 1, dtype=torch.float64)
+
+def _phase(obs: Observation, canvas: tuple[int, int, int, int], grid: Grid) -> tuple[int, int]:
+    """Where the canvas's corner falls within a grid cell in this observation's frame."""
+    return ((canvas[0] + obs.shift[0] - grid.phase_x) % grid.block, (canvas[1] + obs.shift[1] - grid.phase_y) % grid.block)
+
+
+def select_observations(observations: Sequence[Observation], canvas: tuple[int, int, int, int], grid: Grid) -> list[Observation]:
+    """At most FRAMES_PER_PHASE observations per grid phase, and MAX_FRAMES in all, taken round-robin over the
+    phases (each phase adds new samples of the face; a repeated phase only averages noise)."""
+    by_phase: dict[tuple[int, int], list[Observation]] = {}
     for obs in observations:
-        dx, dy = obs.shift
-        fx0, fy0 = x0 + dx, y0 + dy  # the canvas's corner in this frame
-        phases.add(((fx0 - grid.phase_x) % b, (fy0 - grid.phase_y) % b))
-        cols = (np.arange(width) + fx0 - grid.phase_x) // b
-        rows = (np.arange(height) + fy0 - grid.phase_y) // b
-        cell_x0 = cols[0] + (1 if (fx0 - grid.phase_x) % b else 0)
-        cell_y0 = rows[0] + (1 if (fy0 - grid.phase_y) % b else 0)
-        cell_x1 = (width + fx0 - grid.phase_x) // b  # exclusive: cells wholly inside
-        cell_y1 = (height + fy0 - grid.phase_y) // b
-        if cell_x1 <= cell_x0 or cell_y1 <= cell_y0:
-            continue
-        ncx = cell_x1 - cell_x0
-        cell = (rows[:, None] - cell_y0) * ncx + (cols[None, :] - cell_x0)
-        inside = (cols[None, :] >= cell_x0) & (cols[None, :] < cell_x1) & (rows[:, None] >= cell_y0) & (rows[:, None] < cell_y1)
-        cell = np.where(inside, cell, -1).reshape(-1)
-        frame = obs.frame.astype(np.float64) / 255.0
-        fh, fw = frame.shape[:2]
-        values = np.zeros(((cell_y1 - cell_y0) * ncx, 3))
-        for cy in range(cell_y0, cell_y1):
-            for cx in range(cell_x0, cell_x1):
-                gx, gy = grid.phase_x + cx * b - obs.origin[0], grid.phase_y + cy * b - obs.origin[1]
-                if gx < 0 or gy < 0 or gx + b > fw or gy + b > fh:
-                    values[(cy - cell_y0) * ncx + (cx - cell_x0)] = np.nan
-                    continue
-                values[(cy - cell_y0) * ncx + (cx - cell_x0)] = frame[gy : gy + b, gx : gx + b].reshape(-1, 3).mean(axis=0)
-        valid_cells = ~np.isnan(values[:, 0])
-        cell = np.where((cell >= 0) & valid_cells[np.maximum(cell, 0)], cell, -1)
-        index = torch.from_numpy(cell)
-        target = torch.from_numpy(np.nan_to_num(values))
-        used = index >= 0
-        init_sum[used] += target[index[used]]
-        init_count[used] += 1
-        indices.append(index)
-        targets.append((target, torch.from_numpy(valid_cells)))
-    if not indices:
+        by_phase.setdefault(_phase(obs, canvas, grid), []).append(obs)
+    kept: list[Observation] = []
+    for round_ in range(FRAMES_PER_PHASE):
+        for group in by_phase.values():
+            if round_ < len(group) and len(kept) < MAX_FRAMES:
+                kept.append(group[round_])
+    return kept
+
+
+def _cells(obs: Observation, canvas: tuple[int, int, int, int], grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """For one observation: the cell (local number, -1 for none) of every canvas pixel, over the cells lying
+    wholly inside both the canvas and the observed pixels, and those cells' observed means (cells x 3)."""
+    x0, y0, x1, y1 = canvas
+    b, (ox, oy) = grid.block, obs.origin
+    fx0, fy0 = x0 + obs.shift[0], y0 + obs.shift[1]  # the canvas's corner in this frame
+    sx, sy = (grid.phase_x - ox) % b, (grid.phase_y - oy) % b  # the first whole cell inside the observed pixels
+    region = obs.frame[sy:, sx:].astype(np.float64) / 255.0
+    nky, nkx = region.shape[0] // b, region.shape[1] // b
+    means = region[: nky * b, : nkx * b].reshape(nky, b, nkx, b, 3).mean(axis=(1, 3))
+    cy0r, cx0r = (oy + sy - grid.phase_y) // b, (ox + sx - grid.phase_x) // b  # frame cell of means[0, 0]
+    cols = (np.arange(x1 - x0) + fx0 - grid.phase_x) // b
+    rows = (np.arange(y1 - y0) + fy0 - grid.phase_y) // b
+    first_x, last_x = -(-(fx0 - grid.phase_x) // b), (fx0 + (x1 - x0) - grid.phase_x) // b  # cells wholly inside the canvas
+    first_y, last_y = -(-(fy0 - grid.phase_y) // b), (fy0 + (y1 - y0) - grid.phase_y) // b
+    lo_x, hi_x = max(first_x, cx0r), min(last_x, cx0r + nkx)
+    lo_y, hi_y = max(first_y, cy0r), min(last_y, cy0r + nky)
+    if hi_x <= lo_x or hi_y <= lo_y:
+        return np.full((y1 - y0) * (x1 - x0), -1), np.zeros((0, 3))
+    inside = (cols[None, :] >= lo_x) & (cols[None, :] < hi_x) & (rows[:, None] >= lo_y) & (rows[:, None] < hi_y)
+    number = (rows[:, None] - lo_y) * (hi_x - lo_x) + (cols[None, :] - lo_x)
+    values = means[lo_y - cy0r : hi_y - cy0r, lo_x - cx0r : hi_x - cx0r].reshape(-1, 3)
+    return np.where(inside, number, -1).reshape(-1), values
+
+
+def multiframe_mosaic(
+    observations: Sequence[Observation], canvas: tuple[int, int, int, int], grid: Grid, smoothness: float = 0.02, iterations: int = 100
+) -> tuple[np.ndarray, int, int]:
+    """The canvas (x0, y0, x1, y1 in the reference frame) reconstructed from the observations' block means:
+    (pixels, distinct grid phases sampled (1: the frames add no resolution), frames used).
+
+    Minimises sum_t sum_cells (mean of x over the cell - observed cell value)^2 + smoothness * |grad x|^2 by
+    L-BFGS from the per-pixel mean of the observed block values, over `select_observations`. Only cells
+    lying wholly inside the canvas are used (a cell that straddles its edge also averages unknown pixels).
+    """
+    height, width = canvas[3] - canvas[1], canvas[2] - canvas[0]
+    kept = select_observations(observations, canvas, grid)
+    pixel_ids, cell_ids, targets, offset = [], [], [], 0
+    for obs in kept:
+        number, values = _cells(obs, canvas, grid)
+        used = np.flatnonzero(number >= 0)
+        pixel_ids.append(used)
+        cell_ids.append(number[used] + offset)
+        targets.append(values)
+        offset += len(values)
+    if offset == 0:
         raise ValueError("no observation holds a whole mosaic cell inside the canvas")
-    start = torch.where(init_count > 0, init_sum / init_count.clamp(min=1), init_sum.new_full((1, 3), 0.5))
-    x = start.clone().requires_grad_(True)
+    pixels = torch.from_numpy(np.concatenate(pixel_ids))
+    cells = torch.from_numpy(np.concatenate(cell_ids))
+    target = torch.from_numpy(np.concatenate(targets)).float()
+    counts = torch.bincount(cells, minlength=offset).float().clamp(min=1)[:, None]
+    start_sum = torch.zeros(height * width, 3).index_add(0, pixels, target[cells])
+    start_count = torch.bincount(pixels, minlength=height * width).float()[:, None]
+    x = torch.where(start_count > 0, start_sum / start_count.clamp(min=1), torch.full((1, 3), 0.5)).requires_grad_(True)
     optimiser = torch.optim.LBFGS([x], lr=1.0, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe")
 
     def loss() -> torch.Tensor:
         optimiser.zero_grad()
-        total = x.new_zeros(())
-        for index, (target, valid) in zip(indices, targets, strict=True):
-            used = index >= 0
-            sums = x.new_zeros(target.shape).index_add(0, index[used], x[used])
-            counts = x.new_zeros((target.shape[0], 1)).index_add(0, index[used], x.new_ones((int(used.sum()), 1)))
-            means = sums / counts.clamp(min=1)
-            total = total + ((means - target)[valid & (counts[:, 0] > 0)] ** 2).sum()
+        means = torch.zeros(offset, 3).index_add(0, cells, x[pixels]) / counts
         image = x.view(height, width, 3)
-        total = total + smoothness * (((image[1:] - image[:-1]) ** 2).sum() + ((image[:, 1:] - image[:, :-1]) ** 2).sum())
+        smooth = ((image[1:] - image[:-1]) ** 2).sum() + ((image[:, 1:] - image[:, :-1]) ** 2).sum()
+        total = ((means - target) ** 2).sum() + smoothness * smooth
         total.backward()
         return total
 
     optimiser.step(loss)
     restored = x.detach().clamp(0, 1).view(height, width, 3).numpy()
-    return np.rint(restored * 255).astype(np.uint8), len(phases)
+    phases = {_phase(obs, canvas, grid) for obs in observations}
+    return np.rint(restored * 255).astype(np.uint8), len(phases), len(kept)

@@ -4,12 +4,13 @@ Detections (MTCNN on the original's frames, `redteam.faces`) are linked frame to
 intersection over union of their boxes, highest overlap first, as in the IoU tracker of Bochinski, Eiselein
 and Sikora ("High-Speed Tracking-by-Detection Without Using Image Information", AVSS 2017). A track ends
 when no detection continues it for `max_gap` frames. A track seen in fewer than `min_detections` frames is
-dropped as a likely false detection (and counted).
+dropped as a likely false detection (and counted). Tracks of one person (broken when the face left the
+frame, or by a cut) are joined by `merge_same_person`, so that a track is a person.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from redteam.core.geometry import FaceGeometry, box_iou
@@ -84,3 +85,21 @@ def link_tracks(detections: Sequence[tuple[int, float, Sequence[FaceGeometry]]],
     for number, track in enumerate(kept, start=1):
         track.track_id = f"track-{number}"
     return kept, len(finished) - len(kept)
+
+
+def merge_same_person(tracks: Sequence[Track], same_person: Callable[[Track, Track], bool]) -> list[Track]:
+    """Tracks of one person joined into one (a face that leaves the frame, or a cut, breaks a track): two
+    tracks are joined when they never share a frame (two faces on screen at once are two people) and
+    `same_person` says so (their clean faces verify as one person). Numbered again by first appearance."""
+    merged: list[Track] = []
+    for track in sorted(tracks, key=lambda t: t.sightings[0].frame):
+        frames = {s.frame for s in track.sightings}
+        for person in merged:
+            if frames.isdisjoint(s.frame for s in person.sightings) and same_person(person, track):
+                person.sightings = sorted(person.sightings + track.sightings, key=lambda s: s.frame)
+                break
+        else:
+            merged.append(Track("", list(track.sightings)))
+    for number, person in enumerate(merged, start=1):
+        person.track_id = f"track-{number}"
+    return merged

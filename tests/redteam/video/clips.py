@@ -80,6 +80,8 @@ def mosaic(frame: np.ndarray, box: tuple[int, int, int, int], block: int) -> np.
     for gy in range((y0 // block) * block, y1, block):
         for gx in range((x0 // block) * block, x1, block):
             cell = frame[gy : gy + block, gx : gx + block]
+            if not cell.size:
+                continue  # the box runs past the frame's edge
             out[gy : gy + block, gx : gx + block] = cell.reshape(-1, 3).mean(axis=0).round().astype(np.uint8)
     return out
 

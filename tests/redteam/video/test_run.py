@@ -122,3 +122,11 @@ def test_the_command_writes_every_report_and_exits_1_on_a_leak(videos: Path, tmp
     assert [(i["track"], i["first_frame"], i["last_frame"]) for i in video["leaked_intervals"]] == [(f"track-{n}", 7, 11) for n in (1, 2, 3)]
     junit = (out / "report.junit.xml").read_text()
     assert "0.70-1.10 s" in junit and "0.70-1.10 s" in (out / "report.sarif").read_text()
+
+
+def test_gallery_faces_join_the_tracks_as_distractors(config: VideoConfig, sample_dir: Path) -> None:
+    with_gallery = VideoAuditRun(replace(config, redacted=config.redacted[1:2], attacks=("none",), gallery=sample_dir)).run()
+    rows = with_gallery.result.rows
+    assert rows and all(row.gallery_pool == 3 + 5 for row in rows)  # three tracks and the sample's five faces
+    assert all(row.chance_rank1 == pytest.approx(1 / 8) for row in rows)
+    assert with_gallery.result.gallery_size == 8

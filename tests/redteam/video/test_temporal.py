@@ -40,10 +40,10 @@ def test_many_shifted_mosaic_frames_recover_the_face_better_than_one() -> None:
         observations.append(Observation(frame[y - 20 : y + height + 20, x - 20 : x + width + 20], (3 * t, 2 * t), (x - 20, y - 20)))
     grid = estimate_grid(observations[0].frame, observations[0].origin)
     assert grid is not None and grid.block == block
-    restored, phases = multiframe_mosaic(observations, (100, 60, 100 + width, 60 + height), grid)
+    restored, phases, used = multiframe_mosaic(observations, (100, 60, 100 + width, 60 + height), grid)
     single = mosaic(frame_with_face(100, 60), (100, 60, 100 + width, 60 + height), block)[60 : 60 + height, 100 : 100 + width]
     error = np.abs(restored.astype(float) - FACE).mean()
-    assert phases == 10
+    assert phases == 10 and used == 12
     assert error < 0.7 * np.abs(single.astype(float) - FACE).mean()
 
 

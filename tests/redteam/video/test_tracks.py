@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redteam.core.geometry import FaceGeometry
-from redteam.video.tracks import link_tracks
+from redteam.video.tracks import link_tracks, merge_same_person
 
 
 def face(x: float, y: float = 50.0, size: float = 60.0, score: float = 0.99) -> FaceGeometry:
@@ -32,3 +32,16 @@ def test_best_sightings_are_the_largest_most_confident_faces_in_frame_order() ->
     detections = [(t, t / 10, [face(10, size=50 + t, score=0.99)]) for t in range(6)]
     (track,), _ = link_tracks(detections, max_gap=2)
     assert [s.frame for s in track.best(2)] == [4, 5]
+
+
+def test_tracks_of_one_person_are_joined_but_never_two_faces_on_screen_together() -> None:
+    detections = [(t, t / 10, [face(10)] if t < 3 or t > 8 else []) for t in range(12)]  # one person, broken at 3-8
+    detections += [(t, t / 10, [face(400)]) for t in range(12, 15)]
+    tracks, _ = link_tracks(detections, max_gap=2)
+    assert len(tracks) == 3
+    joined = merge_same_person(tracks, lambda a, b: True)  # a recognizer that sees one person everywhere
+    assert [(t.track_id, [s.frame for s in t.sightings]) for t in joined] == [("track-1", [0, 1, 2, 9, 10, 11, 12, 13, 14])]
+    together = [(t, t / 10, [face(10), face(400)]) for t in range(5)]
+    tracks, _ = link_tracks(together, max_gap=2)
+    assert len(merge_same_person(tracks, lambda a, b: True)) == 2
+    assert len(merge_same_person(link_tracks(detections, max_gap=2)[0], lambda a, b: False)) == 3
