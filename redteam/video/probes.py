@@ -14,6 +14,7 @@ Each probe records how many frames it used.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ import numpy as np
 from attacks import Attack, MethodInfo
 from metrics.columns import METRIC_CROP
 from redteam.attack_runner import AttackRunner, attack_generator
+from redteam.cache import Cache, content_key
 from redteam.core.geometry import FaceGeometry, box_crop, enlarged_box
 from redteam.core.tiers import ThreatTier
 from redteam.video.observe import FaceView
@@ -116,17 +118,49 @@ def multiframe_sr(frames: TrackFrames, recognizers: Sequence[str], embed: EmbedF
     return Probe(name, tier, embeddings, box_crop(pixels, reference.face.box, METRIC_CROP), used, note)
 
 
-def per_frame(attack: Attack, frames: TrackFrames, recognizers: Sequence[str], embed: EmbedFn, crop_chip: Crop, best: int, seed: int, method: str) -> Probe:
+@dataclass(frozen=True)
+class AttackSettings:
+    """How the per-frame attacks run: on the `best` frames of a track, seeded from `seed` and the method's
+    name, their results cached in `cache` (keyed by the attack, the seed and the frame's redacted window)."""
+
+    best: int
+    seed: int
+    method: str
+    cache: Cache
+
+
+def _attacked(attack: Attack, frames: TrackFrames, sighting: Sighting, settings: AttackSettings) -> tuple[np.ndarray, str | None]:
+    """One frame attacked (frame-sized pixels) and why it was refused (None: it ran); cached."""
+    key = (sighting.frame, sighting.face.box)
+    window = frames.redacted[key]
+    cache_key = content_key(
+        "video-attack", attack.name, attack.version, str(settings.seed), settings.method, frames.track.track_id, str(sighting.frame),
+        json.dumps(sighting.face.to_json()), str(window.origin), window.window.tobytes(),
+    )  # fmt: skip
+    pixels = frames.full_frame(key)
+    x0, y0 = window.origin
+    height, width = window.window.shape[:2]
+    stored = settings.cache.get_array("video_attacks", cache_key)
+    if stored is not None and stored.shape == window.window.shape:
+        pixels[y0 : y0 + height, x0 : x0 + width] = stored
+        return pixels, None
+    generator = attack_generator(settings.seed, settings.method, attack.name, f"{frames.track.track_id}@{sighting.frame}")
+    pixels, reasons = AttackRunner().reconstruct(attack, MethodInfo(settings.method, None), pixels, [sighting.face], generator)
+    if reasons:
+        return pixels, reasons[0]
+    settings.cache.put_array("video_attacks", cache_key, np.ascontiguousarray(pixels[y0 : y0 + height, x0 : x0 + width]))
+    return pixels, None
+
+
+def per_frame(attack: Attack, frames: TrackFrames, recognizers: Sequence[str], embed: EmbedFn, crop_chip: Crop, settings: AttackSettings) -> Probe:
     """A still-image attack on the track's best frames; the probe is the mean of their embeddings."""
-    info = MethodInfo(method, None)
     chips: dict[str, list[np.ndarray]] = {name: [] for name in recognizers}
     crop, refused = None, []
-    for sighting in frames.track.best(best):
+    for sighting in frames.track.best(settings.best):
         key = (sighting.frame, sighting.face.box)
-        generator = attack_generator(seed, method, attack.name, f"{frames.track.track_id}@{sighting.frame}")
-        pixels, reasons = AttackRunner().reconstruct(attack, info, frames.full_frame(key), [sighting.face], generator)
-        if reasons:
-            refused.append(reasons[0])
+        pixels, reason = _attacked(attack, frames, sighting, settings)
+        if reason is not None:
+            refused.append(reason)
             continue
         for name in recognizers:
             chips[name].append(crop_chip(name, pixels, key))

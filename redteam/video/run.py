@@ -245,6 +245,7 @@ class VideoAuditRun:
 
         if gallery is None:  # no track: nothing to check or attack
             return rows, found, notes, frames_checked
+        settings = probe_stage.AttackSettings(config.best_frames, config.seed, name, ctx.cache)
         for number, track in enumerate(original.tracks, start=1):
             ctx.progress(f"{name}: attacking tracks", number - 1, len(original.tracks))
             checks = check_track(track, original.views, views, recognizers, embed)
@@ -255,7 +256,7 @@ class VideoAuditRun:
             made.append(probe_stage.multiframe_sr(frames, names, embed, crop_chip))
             for attack in per_frame:
                 with ctx.clock.measure("attacks"):
-                    made.append(probe_stage.per_frame(attack, frames, names, embed, crop_chip, config.best_frames, config.seed, name))
+                    made.append(probe_stage.per_frame(attack, frames, names, embed, crop_chip, settings))
             best_key = frames.keys(track.best(1))[0]
             columns = {column: (instance, original.views[best_key].crop if instance is not None else None) for column, instance in quality.items()}
             detected = self._detected(views[best_key], track.best(1)[0].face)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import torch
 
 #: A grid is identified when its block boundaries change the image this many times more than the inside.
 MIN_GRID_CONTRAST = 2.5
@@ -143,16 +143,31 @@ def _cells(obs: Observation, canvas: tuple[int, int, int, int], grid: Grid) -> t
     return np.where(inside, number, -1).reshape(-1), values
 
 
+def _gradient(height: int, width: int) -> Any:
+    """The sparse forward-difference operator (vertical then horizontal) of a height x width image."""
+    from scipy import sparse
+
+    def diff(n: int) -> Any:
+        return sparse.diags([-np.ones(n - 1), np.ones(n - 1)], [0, 1], shape=(n - 1, n))
+
+    return sparse.vstack([sparse.kron(diff(height), sparse.identity(width)), sparse.kron(sparse.identity(height), diff(width))]).tocsr()
+
+
 def multiframe_mosaic(
-    observations: Sequence[Observation], canvas: tuple[int, int, int, int], grid: Grid, smoothness: float = 0.02, iterations: int = 100
+    observations: Sequence[Observation], canvas: tuple[int, int, int, int], grid: Grid, smoothness: float = 0.02, iterations: int = 300
 ) -> tuple[np.ndarray, int, int]:
     """The canvas (x0, y0, x1, y1 in the reference frame) reconstructed from the observations' block means:
     (pixels, distinct grid phases sampled (1: the frames add no resolution), frames used).
 
-    Minimises sum_t sum_cells (mean of x over the cell - observed cell value)^2 + smoothness * |grad x|^2 by
-    L-BFGS from the per-pixel mean of the observed block values, over `select_observations`. Only cells
-    lying wholly inside the canvas are used (a cell that straddles its edge also averages unknown pixels).
+    Minimises |A x - y|^2 + smoothness * |D x|^2, where A takes each kept frame's cell means of the canvas
+    and D is the image gradient: the normal equations (A'A + smoothness D'D) x = A'y are solved per channel
+    by conjugate gradients (deterministic: the same frames give the same pixels), from the per-pixel mean of
+    the observed block values, over `select_observations`. Only cells lying wholly inside the canvas are used
+    (a cell that straddles its edge also averages unknown pixels).
     """
+    from scipy import sparse
+    from scipy.sparse.linalg import cg
+
     height, width = canvas[3] - canvas[1], canvas[2] - canvas[0]
     kept = select_observations(observations, canvas, grid)
     pixel_ids, cell_ids, targets, offset = [], [], [], 0
@@ -165,25 +180,17 @@ def multiframe_mosaic(
         offset += len(values)
     if offset == 0:
         raise ValueError("no observation holds a whole mosaic cell inside the canvas")
-    pixels = torch.from_numpy(np.concatenate(pixel_ids))
-    cells = torch.from_numpy(np.concatenate(cell_ids))
-    target = torch.from_numpy(np.concatenate(targets)).float()
-    counts = torch.bincount(cells, minlength=offset).float().clamp(min=1)[:, None]
-    start_sum = torch.zeros(height * width, 3).index_add(0, pixels, target[cells])
-    start_count = torch.bincount(pixels, minlength=height * width).float()[:, None]
-    x = torch.where(start_count > 0, start_sum / start_count.clamp(min=1), torch.full((1, 3), 0.5)).requires_grad_(True)
-    optimiser = torch.optim.LBFGS([x], lr=1.0, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe")
-
-    def loss() -> torch.Tensor:
-        optimiser.zero_grad()
-        means = torch.zeros(offset, 3).index_add(0, cells, x[pixels]) / counts
-        image = x.view(height, width, 3)
-        smooth = ((image[1:] - image[:-1]) ** 2).sum() + ((image[:, 1:] - image[:, :-1]) ** 2).sum()
-        total = ((means - target) ** 2).sum() + smoothness * smooth
-        total.backward()
-        return total
-
-    optimiser.step(loss)
-    restored = x.detach().clamp(0, 1).view(height, width, 3).numpy()
+    pixels, cells, target = np.concatenate(pixel_ids), np.concatenate(cell_ids), np.concatenate(targets)
+    weights = 1.0 / np.bincount(cells, minlength=offset)[cells]
+    forward = sparse.csr_matrix((weights, (cells, pixels)), shape=(offset, height * width))
+    gradient = _gradient(height, width)
+    system = (forward.T @ forward + smoothness * (gradient.T @ gradient)).tocsr()
+    seen = np.bincount(pixels, minlength=height * width)
+    start = np.stack([np.bincount(pixels, weights=target[cells, c], minlength=height * width) for c in range(3)], axis=1)
+    start = np.where(seen[:, None] > 0, start / np.maximum(seen, 1)[:, None], 0.5)
+    restored = np.empty((height * width, 3))
+    for channel in range(3):
+        restored[:, channel], _ = cg(system, forward.T @ target[:, channel], x0=start[:, channel], maxiter=iterations, rtol=1e-6)
     phases = {_phase(obs, canvas, grid) for obs in observations}
-    return np.rint(restored * 255).astype(np.uint8), len(phases), len(kept)
+    image = np.rint(np.clip(restored, 0.0, 1.0).reshape(height, width, 3) * 255).astype(np.uint8)
+    return image, len(phases), len(kept)

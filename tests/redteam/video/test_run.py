@@ -130,3 +130,15 @@ def test_gallery_faces_join_the_tracks_as_distractors(config: VideoConfig, sampl
     assert rows and all(row.gallery_pool == 3 + 5 for row in rows)  # three tracks and the sample's five faces
     assert all(row.chance_rank1 == pytest.approx(1 / 8) for row in rows)
     assert with_gallery.result.gallery_size == 8
+
+
+def test_a_re_run_reuses_the_cached_attacks_and_gives_the_same_rows(config: VideoConfig, audit: VideoAudit) -> None:
+    stored = sorted(p.name for p in Path(str(config.cache_dir)).rglob("*") if p.is_file() and "video_attacks" in p.as_posix())
+    assert stored  # the per-frame attacks' windows
+    again = VideoAuditRun(config).run()
+
+    def key(rows: tuple) -> list[tuple]:
+        return [(r.method, r.face_id, r.attack, r.recognizer, r.distance, r.verify, r.rank) for r in rows]  # LPIPS: see conftest's TORCH_HOME per test
+
+    assert key(again.result.rows) == key(audit.result.rows)
+    assert sorted(p.name for p in Path(str(config.cache_dir)).rglob("*") if p.is_file() and "video_attacks" in p.as_posix()) == stored
