@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: Suffixes read as images (a GIF, like an animated WebP or a multi-page TIFF, is audited on its first frame).
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif"})
+#: Video file suffixes (what FFmpeg's common containers use): `redteam audit-video` reads them, `audit` points there.
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".ogv")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from redteam.engine.context import RunContext
 from redteam.engine.embedding import Embedder, Gallery, Known
 from redteam.engine.gallery_entries import GalleryEntry, same_photo_columns
 from redteam.engine.handles import ImageHandle
+from redteam.images import VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,13 @@ def _faces_of(ctx: RunContext, dataset: Dataset, role: str, overrides: dict[str,
     paths, duplicates = collected.paths, collected.duplicates
     faces: list[FaceRecord] = []
     for ignored in dataset.ignored:
-        ctx.issue("unsupported_file", f"{role}:{ignored}" if role != "originals" else ignored, None, "not a supported image type", "skipped")
+        video = ignored.lower().endswith(VIDEO_SUFFIXES)
+        detail, fix = (
+            ("a video, not an image", "audit videos with `redteam audit-video ORIGINAL --anonymized NAME=REDACTED`")
+            if video
+            else ("not a supported image type", None)
+        )
+        ctx.issue("unsupported_file", f"{role}:{ignored}" if role != "originals" else ignored, None, detail, "skipped", fix)
     for linked in dataset.outside:
         ctx.issue("link_outside", f"{role}:{linked}" if role != "originals" else linked, None, LINK_OUTSIDE, "skipped")
     entries = dataset.entries

@@ -92,8 +92,9 @@ def _centre(face: FaceGeometry) -> np.ndarray:
     return np.asarray(face.landmarks, dtype=np.float64).mean(axis=0)
 
 
-def multiframe_sr(frames: TrackFrames, recognizers: Sequence[str], embed: EmbedFn, crop_chip: Crop) -> Probe:
-    """The multi-frame reconstruction of a moving mosaic, registered on the original's landmarks."""
+def multiframe_sr(frames: TrackFrames, recognizers: Sequence[str], embed: EmbedFn, crop_chip: Crop, cache: Cache) -> Probe:
+    """The multi-frame reconstruction of a moving mosaic, registered on the original's landmarks (the
+    reconstruction cached by its observations, canvas and grid)."""
     name, tier = "multiframe_sr", ThreatTier.ADAPTIVE.value
     reference = frames.track.best(1)[0]
     ref_key = (reference.frame, reference.face.box)
@@ -110,7 +111,15 @@ def multiframe_sr(frames: TrackFrames, recognizers: Sequence[str], embed: EmbedF
         view = frames.redacted[(sighting.frame, sighting.face.box)]
         dx, dy = np.rint(_centre(sighting.face) - centre).astype(int)
         observations.append(Observation(view.window, (int(dx), int(dy)), view.origin))
-    restored, phases, used = multiframe_mosaic(observations, canvas, grid)
+    digest = content_key("multiframe-mosaic-2", str(canvas), repr(grid), *(f"{o.shift}{o.origin}".encode() + o.frame.tobytes() for o in observations))
+    stored = cache.get_json("video_multiframe", digest)
+    restored = cache.get_array("video_multiframe", digest) if isinstance(stored, dict) else None
+    if isinstance(stored, dict) and restored is not None and restored.shape == (canvas[3] - canvas[1], canvas[2] - canvas[0], 3):
+        phases, used = int(stored["phases"]), int(stored["used"])
+    else:
+        restored, phases, used = multiframe_mosaic(observations, canvas, grid)
+        cache.put_array("video_multiframe", digest, restored)
+        cache.put_json("video_multiframe", digest, {"phases": phases, "used": used})
     pixels = frames.full_frame(ref_key)
     pixels[canvas[1] : canvas[3], canvas[0] : canvas[2]] = restored
     embeddings = {r: embed(r, [crop_chip(r, pixels, ref_key)])[0] for r in recognizers}

@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from redteam.core.errors import InputError
+from redteam.images import VIDEO_SUFFIXES
 
-#: File suffixes `redteam audit-video` accepts (what FFmpeg's common containers use).
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".ogv")
 #: Largest frame the audit reads (pixels): 8K UHD.
 MAX_FRAME_PIXELS = 7680 * 4320
 #: Re-encode fix shown for any file FFmpeg cannot read.

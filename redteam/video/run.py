@@ -253,7 +253,7 @@ class VideoAuditRun:
             found += intervals(name, track, checks, max_gap=config.stride)
             frames = probe_stage.TrackFrames(track, original.views, views, shape)
             made = [probe_stage.naive(frames, names, embed), probe_stage.frame_average(frames, names, embed)]
-            made.append(probe_stage.multiframe_sr(frames, names, embed, crop_chip))
+            made.append(probe_stage.multiframe_sr(frames, names, embed, crop_chip, ctx.cache))
             for attack in per_frame:
                 with ctx.clock.measure("attacks"):
                     made.append(probe_stage.per_frame(attack, frames, names, embed, crop_chip, settings))

@@ -48,6 +48,7 @@ def test_every_input_problem_is_counted_not_dropped(originals, tmp_path, cache_d
     cut.write_bytes((originals / "barack_obama" / "obama.jpg").read_bytes()[:2000])
     Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(originals / "wall.png")
     (originals / "notes.txt").write_text("not an image")
+    (originals / "interview.MP4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # a video among the photos
     left = Image.open(originals / "barack_obama" / "obama2.jpg").convert("RGB")
     right = Image.open(originals / "joe_biden" / "biden.jpg").convert("RGB").resize((left.width, left.height))
     group = Image.new("RGB", (left.width * 2, left.height))
@@ -68,7 +69,7 @@ def test_every_input_problem_is_counted_not_dropped(originals, tmp_path, cache_d
         {
             "unreadable": 2,
             "no_face": 1,
-            "unsupported_file": 1,
+            "unsupported_file": 2,
             "multi_face": 1,
             "unlabelled_face": 1,
             "missing_counterpart": 1,
@@ -79,6 +80,8 @@ def test_every_input_problem_is_counted_not_dropped(originals, tmp_path, cache_d
     )
     by_path = {(i.kind, i.path) for i in result.issues}
     assert ("unreadable", "barack_obama/cut.jpg") in by_path and ("no_face", "wall.png") in by_path
+    (video,) = [i for i in result.issues if i.path == "interview.MP4"]
+    assert video.kind == "unsupported_file" and "redteam audit-video" in video.fix
     (twins,) = [i for i in result.issues if i.kind == "near_duplicate"]  # the group photo's left face is obama2.jpg
     assert "group.jpg#0" in twins.detail and "obama2.jpg#0" in twins.detail
     group_faces = [f for f in result.faces if f.image == "group.jpg"]
