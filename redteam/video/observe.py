@@ -28,6 +28,9 @@ from redteam.video.tracks import Track, link_tracks
 WINDOW_MARGIN = 0.5
 #: Frames detected at once (MTCNN runs each stage on the batch).
 DETECT_BATCH = 8
+#: Redacted attack windows kept per track (its best frames, and frames evenly spread over the rest): the
+#: windows are most of the memory a track takes, and the multi-frame attack uses at most 96 of them.
+WINDOW_FRAMES = 128
 
 
 @dataclass(frozen=True)
@@ -131,10 +134,24 @@ def track_original(
     return result
 
 
+def window_keys(tracks: Sequence[Track], best: int) -> set[tuple[int, tuple[float, ...]]]:
+    """The sightings whose redacted attack window is kept: each track's `best` frames and up to WINDOW_FRAMES
+    in all, evenly spread over the track."""
+    keys: set[tuple[int, tuple[float, ...]]] = set()
+    for track in tracks:
+        chosen = track.best(best)
+        spread = np.linspace(0, len(track.sightings) - 1, num=min(len(track.sightings), WINDOW_FRAMES - len(chosen))).round().astype(int)
+        chosen += [track.sightings[i] for i in spread]
+        keys |= {(s.frame, s.face.box) for s in chosen}
+    return keys
+
+
 def redacted_views(
-    path: Path, pairs: Sequence[tuple[int, int]], original: OriginalPass, recognizers: dict[str, Recognizer], progress: ProgressFn, label: str
+    path: Path, pairs: Sequence[tuple[int, int]], original: OriginalPass, recognizers: dict[str, Recognizer], progress: ProgressFn, label: str, best: int
 ) -> dict[tuple[int, tuple[float, ...]], FaceView]:
-    """Every tracked face as the redacted video shows it, at the original's geometry (frames paired by time)."""
+    """Every tracked face as the redacted video shows it, at the original's geometry (frames paired by time);
+    the attack window only where `window_keys` keeps it."""
+    keep = window_keys(original.tracks, best)
     by_frame: dict[int, list[FaceGeometry]] = {}
     for track in original.tracks:
         for sighting in track.sightings:
@@ -147,6 +164,6 @@ def redacted_views(
         frame = wanted[index]
         for face in by_frame[frame]:
             key = (frame, face.box)
-            views[key] = view(pixels, face, original.alignments[key], recognizers)
+            views[key] = view(pixels, face, original.alignments[key], recognizers, window=key in keep)
         progress(f"{label}: reading redacted frames", index + 1, total)
     return views

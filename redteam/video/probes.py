@@ -109,6 +109,8 @@ def multiframe_sr(frames: TrackFrames, recognizers: Sequence[str], embed: EmbedF
     observations = []
     for sighting in frames.track.sightings:
         view = frames.redacted[(sighting.frame, sighting.face.box)]
+        if not view.window.size:
+            continue  # its window was not kept (`redteam.video.observe.window_keys`)
         dx, dy = np.rint(_centre(sighting.face) - centre).astype(int)
         observations.append(Observation(view.window, (int(dx), int(dy)), view.origin))
     digest = content_key("multiframe-mosaic-2", str(canvas), repr(grid), *(f"{o.shift}{o.origin}".encode() + o.frame.tobytes() for o in observations))

@@ -188,7 +188,7 @@ class VideoAuditRun:
         per_frame, skipped_attacks = _per_frame_attacks(models)
         for name, path in config.redacted:
             with ctx.clock.measure(f"{name}"):
-                views = redacted_views(path, pairs[name], original, models.recognizers, ctx.progress, name)
+                views = redacted_views(path, pairs[name], original, models.recognizers, ctx.progress, name, config.best_frames)
                 method_rows, method_intervals, notes[name], checked[name] = self._method(
                     name, path, original, views, models, per_frame, gallery, quality, embed
                 )
