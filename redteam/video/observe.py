@@ -102,15 +102,19 @@ def track_original(
     sighting's alignment and clean view."""
     wanted = set(range(0, frames, stride))
     detections: list[tuple[int, float, list[FaceGeometry]]] = []
-    kept: dict[int, np.ndarray] = {}
+    alignments: dict[tuple[int, tuple[float, ...]], dict[str, Hashable]] = {}
+    views: dict[tuple[int, tuple[float, ...]], FaceView] = {}
     batch: list[tuple[int, float, np.ndarray]] = []
     shape = (0, 0)
 
     def flush() -> None:
+        """Detect the batch's faces and keep every face's alignment and clean view now (no frame is kept)."""
         for (index, time, pixels), faces in zip(batch, _detections(cache, detector, batch), strict=True):
             detections.append((index, time, faces))
-            if faces:
-                kept[index] = pixels
+            for face in faces:
+                key = (index, face.box)
+                alignments[key] = {name: recognizer.locate(pixels, face) for name, recognizer in recognizers.items()}
+                views[key] = view(pixels, face, alignments[key], recognizers, window=False)
         batch.clear()
 
     for index, time, pixels in read_frames(path, wanted):
@@ -124,14 +128,15 @@ def track_original(
     flush()
     max_gap = max(2 * stride, 3)
     tracks, dropped = link_tracks(detections, max_gap=max_gap)
-    result = OriginalPass(tracks, dropped, len(wanted), shape)
-    for track in tracks:
-        for sighting in track.sightings:
-            pixels = kept[sighting.frame]
-            key = (sighting.frame, sighting.face.box)
-            result.alignments[key] = {name: recognizer.locate(pixels, sighting.face) for name, recognizer in recognizers.items()}
-            result.views[key] = view(pixels, sighting.face, result.alignments[key], recognizers, window=False)
-    return result
+    tracked = {(s.frame, s.face.box) for track in tracks for s in track.sightings}
+    return OriginalPass(
+        tracks,
+        dropped,
+        len(wanted),
+        shape,
+        alignments={key: value for key, value in alignments.items() if key in tracked},
+        views={key: value for key, value in views.items() if key in tracked},
+    )
 
 
 def window_keys(tracks: Sequence[Track], best: int) -> set[tuple[int, tuple[float, ...]]]:
