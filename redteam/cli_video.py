@@ -31,6 +31,9 @@ def audit_video(
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (default: $REDTEAM_CACHE or ~/.cache/redteam).")] = None,
     min_face_score: Annotated[float, typer.Option(help="MTCNN probability below which a detection is ignored.")] = 0.95,
+    no_originals_in_report: Annotated[
+        bool, typer.Option("--no-originals-in-report", help="Leave the original faces out of the filmstrips and the HTML report.")
+    ] = False,
     store: Annotated[Path | None, typer.Option(help="Run store (SQLite) the audit is recorded in (default: runs.sqlite in the cache).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print summary.json to stdout and nothing else there.")] = False,
 ) -> None:
@@ -69,6 +72,7 @@ def audit_video(
         seed=seed,
         cache_dir=cache_dir,
         detector=DetectorSettings(min_score=min_face_score),
+        include_originals_in_report=not no_originals_in_report,
     )
 
     def runner(log: LogFn, progress: ProgressFn) -> tuple[AuditResult, dict[str, Callable[[Path], Path]]]:

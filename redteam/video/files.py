@@ -24,15 +24,16 @@ def file_slug(name: str) -> str:
     return f"{clean}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
-def filmstrip(frames: list[tuple[np.ndarray, np.ndarray, str]]) -> Image.Image:
-    """Original crops (top) over the published ones (bottom), captioned with their times."""
-    side, caption = frames[0][0].shape[0], 14
-    strip = Image.new("RGB", (side * len(frames), 2 * side + caption), "white")
+def filmstrip(frames: list[tuple[np.ndarray, np.ndarray, str]], originals: bool = True) -> Image.Image:
+    """Original crops (top, unless `originals` is False) over the published ones, captioned with their times."""
+    side, caption, rows = frames[0][1].shape[0], 14, 2 if originals else 1
+    strip = Image.new("RGB", (side * len(frames), rows * side + caption), "white")
     draw = ImageDraw.Draw(strip)
     for i, (original, published, label) in enumerate(frames):
-        strip.paste(Image.fromarray(original), (i * side, 0))
-        strip.paste(Image.fromarray(published), (i * side, side))
-        draw.text((i * side + 4, 2 * side + 1), label, fill="black")
+        if originals:
+            strip.paste(Image.fromarray(original), (i * side, 0))
+        strip.paste(Image.fromarray(published), (i * side, (rows - 1) * side))
+        draw.text((i * side + 4, rows * side + 1), label, fill="black")
     return strip
 
 
@@ -51,7 +52,7 @@ def video_files(audit: VideoAudit, config: VideoConfig) -> dict[str, Writer]:
 
         def write_strip(folder: Path, frames: list[tuple[np.ndarray, np.ndarray, str]] = frames, method: str = method) -> Path:
             path = folder / f"filmstrip-{file_slug(method)}.png"
-            filmstrip(frames).save(path)
+            filmstrip(frames, config.include_originals_in_report).save(path)
             return path
 
         writers[f"filmstrip:{method}"] = write_strip

@@ -61,6 +61,7 @@ class VideoConfig:
     seed: int = 0
     cache_dir: Path | None = None
     detector: DetectorSettings = field(default_factory=DetectorSettings)
+    include_originals_in_report: bool = True  # False: the filmstrips show the published frames only
 
     def audit_config(self) -> AuditConfig:
         return AuditConfig(
@@ -76,6 +77,7 @@ class VideoConfig:
             seed=self.seed,
             cache_dir=self.cache_dir,
             detector=self.detector,
+            include_originals_in_report=self.include_originals_in_report,
             identify=False,
         )
 
