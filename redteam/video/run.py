@@ -187,7 +187,7 @@ class VideoAuditRun:
         checked: dict[str, int] = {}
         skipped: list[SkippedAttack] = []
         strips = {}
-        per_frame, skipped_attacks = _per_frame_attacks(models)
+        per_frame, skipped_attacks = _per_frame_attacks(models, ctx.policy.required_attacks)
         for name, path in config.redacted:
             with ctx.clock.measure(f"{name}"):
                 views = redacted_views(path, pairs[name], original, models.recognizers, ctx.progress, name, config.best_frames)
@@ -289,6 +289,10 @@ class VideoAuditRun:
             )
         if not original.tracks:
             missing.append("no face was found in the original video: nothing was audited")
+        for attack in self.ctx.policy.required_attacks:
+            ran = {face for (name, _), faces in covered.items() if name == attack for face in faces}
+            if len(ran) < len(original.tracks) or not original.tracks:
+                missing.append(f"policy requires attack '{attack}', which ran on {len(ran)} of {len(original.tracks)} track(s)")
         return MethodEvidence(
             faces=len(original.tracks),
             declared=False,
@@ -351,8 +355,9 @@ def _quality_columns(models: Models) -> dict[str, QualityColumn | None]:
     return columns
 
 
-def _per_frame_attacks(models: Models) -> tuple[list[Attack], list[tuple[str, str]]]:
-    """The run's still-image attacks that can run on a black-box video redaction, and the others with why."""
+def _per_frame_attacks(models: Models, required: tuple[str, ...]) -> tuple[list[Attack], list[tuple[str, str]]]:
+    """The run's still-image attacks that can run on a black-box video redaction, and the others with why; an
+    attack requested on the command line or `required` by the policy whose model is missing is a blocker."""
 
     runnable: list[Attack] = []
     skipped: list[tuple[str, str]] = []
@@ -366,6 +371,10 @@ def _per_frame_attacks(models: Models) -> tuple[list[Attack], list[tuple[str, st
         applicability = Applicability.of(attack.applicable(info))
         if applicability.ok:
             runnable.append(attack)
-        else:
-            skipped.append((attack.name, applicability.reason))
+            continue
+        skipped.append((attack.name, applicability.reason))
+        if applicability.model_missing and (attack.name in models.requested_attacks or attack.name in required):
+            blocker = f"attack '{attack.name}' was requested or required but its model is unavailable: {applicability.reason}"
+            if blocker not in models.blockers:
+                models.blockers.append(blocker)
     return runnable, skipped

@@ -142,3 +142,20 @@ def test_a_re_run_reuses_the_cached_attacks_and_gives_the_same_rows(config: Vide
 
     assert key(again.result.rows) == key(audit.result.rows)
     assert sorted(p.name for p in Path(str(config.cache_dir)).rglob("*") if p.is_file() and "video_attacks" in p.as_posix()) == stored
+
+
+def test_a_policy_required_attack_that_did_not_run_blocks_pass(config: VideoConfig, audit: VideoAudit, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('min_samples = 1\nrequired_tiers = ["naive"]\nrequired_attacks = ["sr"]\n[limits.default]\nverify = 0.99\nrank1 = 0.99\n')
+    run = VideoAuditRun(replace(config, redacted=config.redacted[1:2], attacks=("none",), policy=policy)).run()
+    (method,) = run.result.method_verdicts
+    assert method.verdict is not Verdict.PASS
+    assert any("policy requires attack 'sr', which ran on 0 of 3 track(s)" in reason for reason in method.reasons)
+
+
+def test_a_requested_attack_without_its_model_is_a_blocker(config: VideoConfig, audit: VideoAudit) -> None:
+    run = VideoAuditRun(replace(config, redacted=config.redacted[1:2], attacks=("none", "sdedit"))).run()
+    if not any(s.attack == "sdedit" for s in run.result.skipped_attacks):
+        pytest.skip("the diffusion weights are on this machine: sdedit ran")
+    assert run.result.blockers and "sdedit" in run.result.blockers[0]
+    assert int(run.result.exit_code) == 4
