@@ -160,8 +160,12 @@ class VideoAuditRun:
             original = track_original(config.original, videos["original"].frames, config.stride, ctx.detector, models.recognizers, ctx.cache, ctx.progress)
         found = len(original.tracks)
 
+        keys = [(s.frame, s.face.box) for track in original.tracks for s in track.sightings]
+        clean = {name: dict(zip(keys, embed(name, [original.views[key].chips[name] for key in keys]), strict=True)) for name in models.recognizers}
+
         def template(track: Track) -> dict[str, np.ndarray]:
-            return {name: embed(name, [original.views[(s.frame, s.face.box)].chips[name] for s in track.sightings]).mean(axis=0) for name in models.recognizers}
+            """The track's clean template: the mean embedding of its original frames (each embedded once, above)."""
+            return {name: np.stack([clean[name][(s.frame, s.face.box)] for s in track.sightings]).mean(axis=0) for name in models.recognizers}
 
         def same_person(a: Track, b: Track) -> bool:
             first, second = template(a), template(b)
