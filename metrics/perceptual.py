@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,6 +107,10 @@ def psnr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(squared == 0, np.inf, 10.0 * np.log10(255.0**2 / np.maximum(mse, 1e-300)))  # the floor only avoids 1/0
 
 
+#: Batches whose trunk features `LPIPSMetric` keeps (an image's original crops, compared with each output).
+REFERENCE_FEATURES_KEPT = 4
+
+
 class LPIPSMetric:
     """LPIPS v0.1 (lower = more similar) on the AlexNet or the VGG16 trunk.
 
@@ -128,6 +134,8 @@ class LPIPSMetric:
         self.device = torch.device(device)
         self._model = model
         self.trunk_sha256: str | None = "injected" if model is not None else None
+        self._placed = False  # the model is in eval mode on `device` (done once, not per call)
+        self._references: dict[bytes, list[torch.Tensor]] = {}  # content key -> trunk features (`_reference_features`)
 
     @staticmethod
     def availability(net: str = "alex") -> Availability:
@@ -146,37 +154,81 @@ class LPIPSMetric:
             reason += "; " + file_availability(names[1]).reason
         return Availability(False, reason)
 
+    def _weights(self) -> tuple[Path, str, bool]:
+        """(path, SHA-256, converted) of the weights this metric loads: the converted file when present
+        (its digest remembered by `require_verified`), else torchvision's AlexNet trunk verified here (its
+        digest remembered per path, size and modification time).
+        Resolving them needs neither `lpips` nor torchvision, so a warm run keys its cache without
+        importing them."""
+        names = LPIPS_WEIGHTS[self.net]
+        converted = get_model_file(names[0])
+        if converted.present() is not None or len(names) == 1:
+            path = converted.require_verified()
+            return path, cached_sha256(path), True
+        entry = get_model_file(names[1])
+        path = entry.require()
+        return path, entry.check(path, cached_sha256(path)), False  # hashed once per process, as above
+
     def _load(self) -> torch.nn.Module:
         if self._model is None:
             import lpips
             from safetensors.torch import load_file
 
-            names = LPIPS_WEIGHTS[self.net]
-            converted = get_model_file(names[0])
-            if converted.present() is not None or len(names) == 1:
-                path = converted.require_verified()  # its digest is remembered: cached_sha256 below does not hash again
-                state, load, digest = load_file(str(path)), load_lpips_weights, cached_sha256(path)
-            else:
-                entry = get_model_file(names[1])
-                path = entry.require()
-                digest = entry.verify(path)
-                state, load = load_plain_checkpoint(path), load_alexnet_trunk
+            path, digest, converted = self._weights()
+            state, load = (load_file(str(path)), load_lpips_weights) if converted else (load_plain_checkpoint(path), load_alexnet_trunk)
             with contextlib.redirect_stdout(io.StringIO()):
                 model = lpips.LPIPS(net=self.net, pretrained=True, pnet_rand=True, verbose=False)
             load(model, state, str(path))
             self.trunk_sha256 = digest
-            self._model = model
-        return self._model.eval().to(self.device)
+            self._model = model.eval().to(self.device)
+        elif not self._placed:
+            self._model = self._model.eval().to(self.device)
+        self._placed = True
+        return self._model
 
     @property
     def fingerprint(self) -> str:
-        """The net and its weights' SHA-256 (loads them): cached results keyed by it never mix nets or weights."""
-        self._load()
+        """The net and its weights' SHA-256 (verifies them, without building the model): cached results
+        keyed by it never mix nets or weights."""
+        if self.trunk_sha256 is None:
+            self.trunk_sha256 = self._weights()[1]
         return f"lpips-v0.1-{self.net}-{self.trunk_sha256}"
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """LPIPS distance of two N x 3 x H x W batches in [0, 1] -> Tensor[N]."""
+        """LPIPS distance of two N x 3 x H x W batches in [0, 1] -> Tensor[N]: `lpips.LPIPS.forward` (v0.1,
+        linear heads, spatial average), with the trunk features of `y` kept for the next calls. An audit
+        compares every method's and attack's output with the same original crops, so their features are
+        computed once per image rather than once per comparison."""
         model = self._load()
         with torch.no_grad():
-            out = model(x.to(self.device) * 2.0 - 1.0, y.to(self.device) * 2.0 - 1.0)
-        return out.reshape(-1).float().cpu()
+            return self._between(model, self._features(model, x), self._reference_features(model, y)).reshape(-1).float().cpu()
+
+    def _features(self, model: Any, batch: torch.Tensor) -> list[torch.Tensor]:
+        """The unit-normalised trunk activations of a batch in [0, 1] (as `LPIPS.forward` computes them)."""
+        from lpips import normalize_tensor
+
+        outputs = model.net.forward(model.scaling_layer(batch.to(self.device) * 2.0 - 1.0))
+        return [normalize_tensor(output) for output in outputs]
+
+    def _reference_features(self, model: Any, batch: torch.Tensor) -> list[torch.Tensor]:
+        """`_features` of `batch`, remembered by content for the last few batches."""
+        import hashlib
+
+        key = hashlib.blake2b(batch.detach().cpu().contiguous().numpy().tobytes(), digest_size=16, person=str(tuple(batch.shape)).encode()[:16]).digest()
+        if key not in self._references:
+            if len(self._references) >= REFERENCE_FEATURES_KEPT:
+                self._references.pop(next(iter(self._references)))
+            self._references[key] = self._features(model, batch)
+        return self._references[key]
+
+    @staticmethod
+    def _between(model: Any, first: list[torch.Tensor], second: list[torch.Tensor]) -> torch.Tensor:
+        """The layers' linear heads on the squared feature differences, averaged over space and summed
+        (in `LPIPS.forward`'s order)."""
+        from lpips.lpips import spatial_average
+
+        total: torch.Tensor | int = 0
+        for head, a, b in zip(model.lins, first, second, strict=True):
+            total = total + spatial_average(head((a - b) ** 2), keepdim=True)
+        assert isinstance(total, torch.Tensor)
+        return total

@@ -134,6 +134,7 @@ class FaceNetRecognizer(Recognizer):
         self.weights = resolve_weights(weights)
         self._embedder = embedder
         self._weights_sha256: str | None = "injected" if embedder is not None else None
+        self._placed = False
 
     @classmethod
     def availability(cls) -> Availability:
@@ -155,12 +156,17 @@ class FaceNetRecognizer(Recognizer):
             load_facenet_weights(model, str(path))
             self._weights_sha256 = cached_sha256(Path(path))
             self._embedder = model
-        self._embedder.eval().to(self.device)
+        if not self._placed:  # eval mode on the device once: `.to` walks every parameter (ms per call)
+            self._embedder = self._embedder.eval().to(self.device)
+            self._placed = True
         return self._embedder
 
     @property
     def fingerprint(self) -> str:
-        self._model()
+        """The weights' name and verified SHA-256, the crop and margin: resolved without building the
+        network, so a warm run keys its cache without importing facenet-pytorch."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = cached_sha256(get_model_file(self.weights.catalog).require_verified())
         return f"facenet-{self.weights.name}-{self._weights_sha256}-crop160-m{FACENET_MARGIN}"
 
     @property

@@ -66,6 +66,19 @@ def test_lpips_with_injected_random_model_is_per_image_and_zero_on_identity():
     assert torch.allclose(values, torch.zeros(2), atol=1e-6)
 
 
+def test_lpips_equals_the_library_forward_when_it_reuses_the_reference_features():
+    model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False).eval()
+    metric = LPIPSMetric(model=model)
+    generator = torch.Generator().manual_seed(3)
+    originals, other = torch.rand(2, 3, 64, 64, generator=generator), torch.rand(2, 3, 64, 64, generator=generator)
+    outputs = [torch.rand(2, 3, 64, 64, generator=generator) for _ in range(6)]
+    for output, reference in [(o, originals) for o in outputs] + [(outputs[0], other), (outputs[1], originals)]:
+        with torch.no_grad():
+            expected = model(output * 2 - 1, reference * 2 - 1).reshape(-1)
+        assert torch.allclose(metric(output, reference), expected, rtol=1e-6, atol=1e-7)
+    assert len(metric._references) <= 4  # the kept features are bounded
+
+
 def test_alexnet_trunk_loads_into_lpips_slices():
     model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
     alexnet = torchvision.models.alexnet(weights=None)

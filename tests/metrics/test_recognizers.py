@@ -90,8 +90,10 @@ def test_facenet_rejects_a_file_that_is_not_inception_resnet(offline_environment
     target = offline_environment / "checkpoints" / "20180402-114759-vggface2.pt"
     target.parent.mkdir(parents=True)
     torch.save({"conv.weight": torch.zeros(3)}, target)
+    recognizer = FaceNetRecognizer()
+    assert recognizer.fingerprint.startswith("facenet-vggface2-")  # keyed by the file's hash, without building the network
     with pytest.raises(ModelUnavailableError, match="not an InceptionResnetV1"):
-        _ = FaceNetRecognizer().fingerprint
+        recognizer.embed(torch.rand(1, 3, 160, 160))
 
 
 def test_injected_embedder_needs_no_weights():
