@@ -169,6 +169,7 @@ class Counterparts:
         self._stems: dict[Path, dict[str, list[Path]]] = {}
         self._unlisted: dict[Path, str] = {}  # sub-folder -> why it cannot be listed
         self._inside: dict[Path, bool] = {}  # sub-folder -> whether it resolves under the folder (not a folder link)
+        self._found: dict[str, Path | None] = {}  # original -> its counterpart (`find`)
 
     def _by_stem(self, parent: Path) -> dict[str, list[Path]] | None:
         """The image files of `parent` by stem (as shown: `decodable`); None if it cannot be listed."""
@@ -201,11 +202,17 @@ class Counterparts:
         return folder
 
     def find(self, rel: str) -> Path | None:
-        """The counterpart of original `rel`, or None (then `rel` may be in `outside` or `unreadable`).
+        """The counterpart of original `rel`, or None (then `rel` may be in `outside` or `unreadable`);
+        found once per run (the stages ask for the same originals' files several times).
 
         Raises:
             InputError: several candidate files (e.g. a.png and a.webp) make the match ambiguous.
         """
+        if rel not in self._found:
+            self._found[rel] = self._find(rel)
+        return self._found[rel]
+
+    def _find(self, rel: str) -> Path | None:
         exact = self.folder / rel
         try:
             if is_image_file(exact):

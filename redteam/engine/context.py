@@ -28,7 +28,7 @@ from redteam.core.results import ISSUE_FIXES, InputIssue, LogFn, ProgressFn
 if TYPE_CHECKING:
     import torch
 
-    from redteam.datasets import Counterparts
+    from redteam.datasets import Counterparts, Dataset
     from redteam.engine.handles import ImageHandle
     from redteam.faces import FaceDetector
 
@@ -69,7 +69,23 @@ class RunContext:
     conversions: Counter[str] = field(default_factory=Counter)
     input_hashes: dict[str, str] = field(default_factory=dict)
     counterparts: dict[Path, Counterparts] = field(default_factory=dict)  # observed folder -> its listing, made once per run
+    listings: dict[tuple[Path, bool], tuple[Dataset, list[tuple[str, str]]]] = field(default_factory=dict)  # `listing`
     file_hashes: dict[Path, tuple[tuple[int, int, int], str]] = field(default_factory=dict)  # path -> (inode, size, mtime), SHA-256
+
+    def listing(self, folder: Path, role: str, unreadable: list[tuple[str, str]] | None = None) -> Dataset:
+        """`discover_images(folder, role=role, unreadable=unreadable)`, listed once per run: several stages
+        walk the originals and each observed folder. With `unreadable`, the sub-folders that could not be
+        listed are added to it on every call."""
+        from redteam.datasets import discover_images
+
+        key = (folder, unreadable is not None)
+        if key not in self.listings:
+            skipped: list[tuple[str, str]] = []
+            self.listings[key] = (discover_images(folder, role=role, unreadable=skipped if unreadable is not None else None), skipped)
+        dataset, skipped = self.listings[key]
+        if unreadable is not None:
+            unreadable.extend(skipped)
+        return dataset
 
     def issue(self, kind: str, path: str, method: str | None, detail: str, action: str, fix: str | None = None) -> None:
         self.issues.append(InputIssue(kind, path, method, detail, action, fix or ISSUE_FIXES[kind]))

@@ -21,7 +21,7 @@ from redteam.cache import content_key
 from redteam.core.errors import InputError
 from redteam.core.geometry import FaceGeometry
 from redteam.core.results import MIN_COMPETITOR_FACE, UNREAD_ISSUES, FaceRecord
-from redteam.datasets import LINK_OUTSIDE, Dataset, discover_images
+from redteam.datasets import LINK_OUTSIDE, Dataset
 from redteam.engine.context import RunContext
 from redteam.engine.embedding import Embedder, Gallery, Known
 from redteam.engine.gallery_entries import GalleryEntry, same_photo_columns
@@ -243,10 +243,10 @@ def collect(ctx: RunContext, recognizers: dict[str, Recognizer]) -> Inputs:
     embedders = {name: Embedder(recognizer, ctx.cache, ctx.clock, config.batch_size) for name, recognizer in recognizers.items()}
     collected = _Collected(embedders, {name: [] for name in recognizers}, {name: {} for name in recognizers})
     chips, alignments, paths, duplicates = collected.chips, collected.alignments, collected.paths, collected.duplicates
-    originals = _faces_of(ctx, discover_images(config.originals, role="originals"), "originals", dict(config.identity_overrides), collected)
+    originals = _faces_of(ctx, ctx.listing(config.originals, "originals"), "originals", dict(config.identity_overrides), collected)
     distractors: list[FaceRecord] = []
     if config.gallery is not None:
-        distractors = _faces_of(ctx, discover_images(config.gallery, role="gallery"), "gallery", {}, collected)
+        distractors = _faces_of(ctx, ctx.listing(config.gallery, "gallery"), "gallery", {}, collected)
     if not originals:
         raise InputError(
             f"no face was detected in any original under {config.originals}",

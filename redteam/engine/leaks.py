@@ -36,7 +36,6 @@ from metrics.recognizers import Recognizer
 from redteam.core.geometry import box_crop
 from redteam.core.results import FaceRecord, Leak, ResultRow
 from redteam.core.tiers import ThreatTier
-from redteam.datasets import discover_images
 from redteam.engine.context import RunContext
 from redteam.engine.embedding import Embedder, Gallery
 from redteam.engine.methods import Method, anonymized_path
@@ -128,7 +127,7 @@ def extra_files(ctx: RunContext, method: Method, originals: Sequence[str], dupli
     by_stem = {PurePosixPath(rel).with_suffix("").as_posix(): rel for rel in originals}
     by_stem.update({PurePosixPath(copy).with_suffix("").as_posix(): first for copy, first in duplicates.items() if first in originals})
     found = []
-    for entry in discover_images(folder, role="anonymized", unreadable=[]).entries:  # unreadable sub-folders: reported by `unmatched_files`
+    for entry in ctx.listing(folder, "anonymized", []).entries:  # unreadable sub-folders: reported by `unmatched_files`
         if entry.path.resolve() in audited:
             continue
         found.append(ExtraFile(entry.path, f"{method.name}:{entry.rel}", by_stem.get(PurePosixPath(entry.rel).with_suffix("").as_posix())))

@@ -24,7 +24,7 @@ from redteam.core.errors import ConfigError, InputError, UsageError
 from redteam.core.geometry import FaceGeometry
 from redteam.core.results import FaceRecord, Identification
 from redteam.core.seeds import image_seed
-from redteam.datasets import Counterparts, discover_images
+from redteam.datasets import Counterparts
 from redteam.engine.context import RunContext
 from redteam.engine.handles import ImageHandle, open_image
 from redteam.engine.identify import MAX_PAIRS, MAX_RESIDUAL, Pair, from_record, identify, to_record
@@ -142,7 +142,7 @@ def unmatched_files(ctx: RunContext, source: MethodSource, originals: Sequence[s
         return
     folder = source.folder
     unreadable: list[tuple[str, str]] = []
-    discover_images(folder, role="anonymized", unreadable=unreadable)
+    ctx.listing(folder, "anonymized", unreadable)
     for rel, reason in unreadable:
         where = folder / rel
         detail = f"folder {where} cannot be read ({reason}): its files are not audited"

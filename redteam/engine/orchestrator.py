@@ -24,7 +24,6 @@ from redteam.core.paths import default_cache_dir
 from redteam.core.policy import load_policy
 from redteam.core.provenance import environment
 from redteam.core.results import AuditResult, ExampleFace, Leak, LogFn, MethodEvidence, ProgressFn, ResultRow, SkippedAttack
-from redteam.datasets import discover_images
 from redteam.engine import methods as method_stage
 from redteam.engine.context import RunContext
 from redteam.engine.executors import run_pass
@@ -95,7 +94,7 @@ class AuditRun:
         skipped: list[SkippedAttack] = []
         attack_models: dict[str, dict[str, dict[str, str]]] = {}
         missing: dict[str, list[str]] = {}
-        original_rels = [entry.rel for entry in discover_images(ctx.config.originals, role="originals").entries]
+        original_rels = [entry.rel for entry in ctx.listing(ctx.config.originals, "originals").entries]
         audited_images = sorted({face.image for face in inputs.audited})
         for method in methods:
             if method_stage.needs_identification(ctx, method):

@@ -91,7 +91,7 @@ def run_pool(ctx: RunContext, injected: bool) -> WorkerPool:
     stage has work for them. With one worker, injected models or Ray: a pool of none, never started."""
     local = ctx.config.executor in ("local", "processes") and ctx.config.workers > 1 and not injected
     pool = WorkerPool(ctx.config.workers if local else 0, ctx.device)
-    entries = discover_images(ctx.config.originals, role="originals").entries if local else ()
+    entries = ctx.listing(ctx.config.originals, "originals").entries if local else ()
     if entries and uncached(ctx, entries[0].path):
         pool.start()
     return pool
