@@ -23,7 +23,7 @@ from pathlib import Path
 from metrics.recognizers import Recognizer
 from redteam.core.errors import InputError
 from redteam.core.results import FaceRecord
-from redteam.datasets import Dataset, discover_images
+from redteam.datasets import Dataset
 from redteam.engine.context import RunContext
 from redteam.engine.inputs import Inputs
 from redteam.engine.methods import Method
@@ -40,15 +40,24 @@ def _warm_faces(run: WorkerRun, dataset: Dataset, role: str, overrides: dict[str
     return ctx.clock.seconds
 
 
-def input_jobs(datasets: Sequence[tuple[Dataset, str, dict[str, str]]], uncached: Callable[[Path], bool], workers: int) -> list[Job]:
+def input_jobs(
+    datasets: Sequence[tuple[Dataset, str, dict[str, str]]], uncached: Callable[[Path], bool], workers: int, lead: int = 0
+) -> tuple[list[Job], list[Job]]:
     """The originals' stage (and the distractors') for the images whose detections are not cached, as
-    contiguous chunks, about four per worker."""
-    jobs = []
+    contiguous chunks, about four per worker: (the first `lead` originals, one small chunk per worker;
+    the rest). The operator fits run between the two (`warm_inputs`)."""
+    leading: list[Job] = []
+    jobs: list[Job] = []
     for dataset, role, overrides in datasets:
         todo = tuple(entry for entry in dataset.entries if uncached(entry.path))
+        first, todo = (todo[:lead], todo[lead:]) if not leading and lead else ((), todo)
+        step = max(1, math.ceil(len(first) / max(1, workers)))
+        leading += [
+            Job(_warm_faces, (replace(dataset, entries=first[i : i + step], ignored=(), outside=()), role, overrides)) for i in range(0, len(first), step)
+        ]
         size = max(1, math.ceil(len(todo) / max(1, 4 * workers)))
         jobs += [Job(_warm_faces, (replace(dataset, entries=todo[i : i + size], ignored=(), outside=()), role, overrides)) for i in range(0, len(todo), size)]
-    return jobs
+    return leading, jobs
 
 
 def _fit_from_start(run: WorkerRun, method: Method, originals: Dataset) -> dict[str, float]:
@@ -107,18 +116,22 @@ def uncached(ctx: RunContext, path: Path) -> bool:
 
 def warm_inputs(ctx: RunContext, pool: WorkerPool, recognizers: dict[str, Recognizer], unknown: Sequence[Method]) -> None:
     """Before `inputs.collect`: the workers read the originals (and distractors) that are not cached and,
-    in a cold run, fit the `unknown` folders' operators, all into the cache. The fits go first (each reads
-    the few originals it needs), the originals' chunks after, so that a long fit and the chunks share the
-    workers instead of following one another."""
+    in a cold run, fit the `unknown` folders' operators, all into the cache. The first originals go first,
+    split over the workers (every fit reads them: fits started together would each detect them), then
+    the fits, then the other originals' chunks, so that a long fit and the chunks share the workers
+    instead of following one another."""
+    from redteam.engine.identify import MAX_PAIRS
+
     if not pool.workers:
         return
     config = ctx.config
-    originals = discover_images(config.originals, role="originals")
+    originals = ctx.listing(config.originals, "originals")
     datasets = [(originals, "originals", dict(config.identity_overrides))]
     if config.gallery is not None:
-        datasets.append((discover_images(config.gallery, role="gallery"), "gallery", {}))
-    jobs = fit_jobs(unknown, originals) if pool.started else []
-    jobs += input_jobs(datasets, lambda path: uncached(ctx, path), pool.workers)
+        datasets.append((ctx.listing(config.gallery, "gallery"), "gallery", {}))
+    fits = fit_jobs(unknown, originals) if pool.started else []
+    leading, rest = input_jobs(datasets, lambda path: uncached(ctx, path), pool.workers, lead=MAX_PAIRS if fits else 0)
+    jobs = leading + fits + rest
     if jobs:
         ctx.clock.add(run_jobs(pool, worker_run(config, ctx.policy, recognizers, pool.workers), jobs, ctx.log))
 
