@@ -13,6 +13,8 @@
    blur, a mosaic and a box (what `--attacks auto` runs when no model file is installed).
 5. Overhead: the one-process cold audit's end-to-end seconds over its model-inference seconds
    (summary.json timings; with workers, inference seconds add up over processes, so that run is not used).
+6. Instruments: the same overhead with dlib and FaceNet (LPIPS is on in every run), the one-process cold
+   audit run again with `--recognizer dlib --recognizer facenet` (needs FaceNet's weights: `redteam models`).
 
 Each figure is the median of `--runs` runs (wall seconds, peak RSS of the whole process by the OS's own
 accounting). Writes `engine-<date>.md` into `--out`. Reads ../shared/faces/research; copies nothing
@@ -80,7 +82,12 @@ def observed_folders(originals: Path, work: Path, faces: int, specs: tuple[str, 
     return folders
 
 
+PARTS = ("speed", "memory", "classical", "instruments")
+
+
 def _part_of(key: str) -> str:
+    if key.startswith("instruments"):
+        return "instruments"
     if key.startswith("rss_") or key.startswith("seconds_"):
         return "memory"
     if key.startswith("classical"):
@@ -99,7 +106,7 @@ def main() -> None:
     parser.add_argument("--prepare-only", action="store_true", help="write the observed folders and subsets, then stop")
     parser.add_argument(
         "--parts",
-        default="speed,memory,classical",
+        default=",".join(PARTS),
         help="which measurements to run now; the others are taken from the last run recorded in --out (engine-<date>.json), each with its command",
     )
     args = parser.parse_args()
@@ -188,14 +195,21 @@ def main() -> None:
         rows["classical_faces"] = [summary["sample"]["faces"]]
         for method, seconds in summary["attack_seconds"].items():
             rows[f"classical:{method}"] = [sum(seconds.values()) / max(1, summary["sample"]["faces"])]
-    for part in ("speed", "memory", "classical"):
+    if "instruments" in parts:
+        with tempfile.TemporaryDirectory(dir=work) as folder:
+            command_line = audit(Path(folder) / "cache", Path(folder) / "out", "--workers", 1, "--recognizer", "facenet")
+            rows["instruments_wall"] = [measured(command_line, log)[0]]
+            seconds = json.loads((Path(folder) / "out" / "summary.json").read_text())["timings_seconds"]
+        rows["instruments_overhead"] = [seconds["total"] / max(seconds.get("inference", 0.0), 1e-9)]
+        print(f"dlib + facenet + lpips, one process: {rows['instruments_wall'][0]:.1f} s, overhead {rows['instruments_overhead'][0]:.2f}", flush=True)
+    for part in PARTS:
         if part in parts:
             recorded[part] = {"command": command, "rows": {k: v for k, v in rows.items() if _part_of(k) == part}}
         elif part in recorded:
             rows.update(recorded[part]["rows"])
     args.out.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(recorded, indent=2) + "\n")
-    missing = [part for part in ("speed", "memory", "classical") if part not in recorded]
+    missing = [part for part in PARTS if part not in recorded]
     if missing:
         print(f"recorded {sorted(parts)} in {record_path}; still to run: {', '.join(missing)}")
         return
@@ -206,7 +220,7 @@ def main() -> None:
         f"# Engine benchmark ({date.today().isoformat()}, 2 CPU cores)",
         "",
         f"Medians of the runs of each part; {args.faces * args.methods} pairs. Commands: "
-        + "; ".join(f"{part}: `{recorded[part]['command']}`" for part in ("speed", "memory", "classical"))
+        + "; ".join(f"{part}: `{recorded[part]['command']}`" for part in PARTS)
         + ".",
         "",
         "| figure | measured | target |",
@@ -218,6 +232,8 @@ def main() -> None:
         f"| speed-up over the script, `--workers {args.workers}` | {median['speedup']:.2f}x | >= 8x (issue 24) |",
         f"| warm re-run / cold run (`--workers {args.workers}`, same command) | {median['warm_ratio']:.3f} ({median['warm']:.1f} s) | <= 0.08 (issue 24) |",
         f"| end-to-end / model inference (one-process cold run, dlib alone) | {median['overhead']:.2f} | <= 1.3 (issue 24) |",
+        f"| end-to-end / model inference (one-process cold run, dlib + FaceNet + LPIPS; {median['instruments_wall']:.1f} s) "
+        f"| {median['instruments_overhead']:.2f} | <= 1.15 (issue 24) |",
         f"| peak RSS, {args.large} faces / {args.faces} faces | {median['rss_large']:.0f} MB / {median['rss_small']:.0f} MB "
         f"= {median['rss_large'] / median['rss_small']:.2f} | <= 1.2 |",
         "| classical attacks (`--attacks auto`, model-free), s per face per method | "
