@@ -214,7 +214,9 @@ class LPIPSMetric:
         """`_features` of `batch`, remembered by content for the last few batches."""
         import hashlib
 
-        key = hashlib.blake2b(batch.detach().cpu().contiguous().numpy().tobytes(), digest_size=16, person=str(tuple(batch.shape)).encode()[:16]).digest()
+        digest = hashlib.blake2b(f"{tuple(batch.shape)} {batch.dtype}".encode(), digest_size=16)
+        digest.update(batch.detach().cpu().contiguous().numpy().tobytes())
+        key = digest.digest()
         if key not in self._references:
             if len(self._references) >= REFERENCE_FEATURES_KEPT:
                 self._references.pop(next(iter(self._references)))
