@@ -48,9 +48,9 @@ def input_jobs(
     the rest). The operator fits run between the two (`warm_inputs`)."""
     leading: list[Job] = []
     jobs: list[Job] = []
-    for dataset, role, overrides in datasets:
+    for index, (dataset, role, overrides) in enumerate(datasets):
         todo = tuple(entry for entry in dataset.entries if uncached(entry.path))
-        first, todo = (todo[:lead], todo[lead:]) if not leading and lead else ((), todo)
+        first, todo = (todo[:lead], todo[lead:]) if index == 0 else ((), todo)  # the originals come first
         step = max(1, math.ceil(len(first) / max(1, workers)))
         leading += [
             Job(_warm_faces, (replace(dataset, entries=first[i : i + step], ignored=(), outside=()), role, overrides)) for i in range(0, len(first), step)

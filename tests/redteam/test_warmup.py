@@ -79,3 +79,24 @@ def test_a_job_that_fails_is_reported_and_the_pool_goes_on(sample_dir: Path, tmp
         assert seconds == {"inference": 3.0}  # the others' seconds still count
         assert any("a worker could not finish its part (RuntimeError: a broken job): computed here instead" in line for line in lines)
         assert run_jobs(pool, run, [Job(_seconds, ())], lines.append) == {"inference": 1.5}
+
+
+def test_the_first_originals_lead_split_over_the_workers_and_the_gallery_never_leads(tmp_path: Path) -> None:
+    from redteam.datasets import discover_images
+    from redteam.engine.warmup import input_jobs
+
+    for folder, count in (("originals", 20), ("gallery", 5)):
+        for index in range(count):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / folder / f"{index:02d}.png")
+    originals, gallery = discover_images(tmp_path / "originals", role="originals"), discover_images(tmp_path / "gallery", role="gallery")
+    cached = {originals.entries[0].path}  # already in the cache: no job reads it
+    datasets = [(originals, "originals", {}), (gallery, "gallery", {})]
+    leading, rest = input_jobs(datasets, lambda path: path not in cached, workers=2, lead=6)
+
+    def names(jobs: list[Job]) -> list[list[str]]:
+        return [[entry.rel for entry in job.args[0].entries] for job in jobs]
+
+    assert names(leading) == [["01.png", "02.png", "03.png"], ["04.png", "05.png", "06.png"]]
+    assert [rel for chunk in names(rest) for rel in chunk] == [f"{i:02d}.png" for i in range(7, 20)] + [f"{i:02d}.png" for i in range(5)]
+    assert input_jobs(datasets, lambda path: True, workers=2)[0] == []  # without fits to run, nothing leads
