@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from attacks import ATTACKS, Attack, build_attack
+from attacks import ATTACKS, Applicability, Attack, build_attack
 from metrics.perceptual import LPIPSMetric
 from metrics.recognizers import RECOGNIZERS, Recognizer
 from redteam.calibration import load_threshold
@@ -53,6 +53,19 @@ class Models:
         if self.lpips is not None:
             records["lpips"] = {"net": self.lpips.net, "fingerprint": self.lpips.fingerprint, "trunk_sha256": self.lpips.trunk_sha256}
         return records
+
+    def block_if_model_missing(self, attack: str, applicability: Applicability, required: tuple[str, ...]) -> bool:
+        """A blocker (once) when `attack` does not apply because its model is missing and it was requested on
+        the command line or is `required` by the policy: such a run cannot PASS and exits 4. Returns whether
+        it blocked."""
+        requested = attack in self.requested_attacks
+        if not applicability.model_missing or not (requested or attack in required):
+            return False
+        why = "requested" if requested else "required by the policy"
+        blocker = f"attack '{attack}' was {why} but its model is unavailable: {applicability.reason}"
+        if blocker not in self.blockers:
+            self.blockers.append(blocker)
+        return True
 
 
 def select_attacks(specs: tuple[str, ...], ctx: RunContext) -> tuple[list[Attack], set[str]]:

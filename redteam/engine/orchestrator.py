@@ -165,13 +165,7 @@ class AuditRun:
                     attack_models.setdefault(method, {})[attack.name] = provenance
                 continue
             skipped.append(SkippedAttack(method, attack.name, applicability.reason))  # reported once per attack and reason
-            requested = attack.name in models.requested_attacks
-            if applicability.model_missing and (requested or attack.name in policy.required_attacks):
-                why = "requested" if requested else "required by the policy"
-                blocker = f"attack '{attack.name}' was {why} but its model is unavailable: {applicability.reason}"
-                if blocker not in models.blockers:
-                    models.blockers.append(blocker)
-            elif attack.name in policy.required_attacks:
+            if not models.block_if_model_missing(attack.name, applicability, policy.required_attacks) and attack.name in policy.required_attacks:
                 missing.append(f"policy requires attack '{attack.name}', which does not apply: {applicability.reason}")
         selected = {a.name for a in models.attacks}
         missing += [

@@ -377,8 +377,5 @@ def _per_frame_attacks(models: Models, required: tuple[str, ...]) -> tuple[list[
             runnable.append(attack)
             continue
         skipped.append((attack.name, applicability.reason))
-        if applicability.model_missing and (attack.name in models.requested_attacks or attack.name in required):
-            blocker = f"attack '{attack.name}' was requested or required but its model is unavailable: {applicability.reason}"
-            if blocker not in models.blockers:
-                models.blockers.append(blocker)
+        models.block_if_model_missing(attack.name, applicability, required)
     return runnable, skipped
