@@ -45,7 +45,7 @@ class PassSpec:
     config: AuditConfig
     policy: Policy
     inputs: Inputs
-    methods: tuple[tuple[Method, MethodInfo, tuple[str, ...], frozenset[str]], ...]
+    methods: tuple[tuple[Method, MethodInfo, tuple[tuple[str, str], ...], frozenset[str]], ...]  # attacks as (name, spec)
     thresholds: dict[str, Threshold]
     lpips: bool
     threads: int
@@ -73,7 +73,7 @@ def spec_of(run_pass: Pass, workers: int) -> PassSpec:
         config=run_pass.ctx.config,
         policy=run_pass.ctx.policy,
         inputs=run_pass.inputs,
-        methods=tuple((w.method, w.info, tuple(a.spec for a in w.attacks), w.hidden) for w in run_pass.works),
+        methods=tuple((w.method, w.info, tuple((a.name, a.spec) for a in w.attacks), w.hidden) for w in run_pass.works),
         thresholds={name: r.threshold for name, r in models.recognizers.items()},
         lpips=models.lpips is not None,
         threads=threads_per_worker(workers),
@@ -84,9 +84,14 @@ def spec_of(run_pass: Pass, workers: int) -> PassSpec:
 _built: dict[str, Pass] = {}  # per worker process: the pass built from the spec it was given
 
 
-def _attack(spec: str) -> Attack:
-    """An attack from its spec; `hidden_content` is not in the registry (the audit adds it)."""
-    return HiddenContentAttack() if spec == HiddenContentAttack.name else build_attack(spec)
+def _attack(name: str, spec: str) -> Attack:
+    """The caller's attack rebuilt from its spec, under the caller's name: the spec can differ from the name
+    the caller built it with (`sr` becomes `sr:device=cpu` once the run's device is filled in), and every
+    probe must come back under the name the caller scores. `hidden_content` is not in the registry (the
+    audit adds it)."""
+    attack = HiddenContentAttack() if spec == HiddenContentAttack.name else build_attack(spec)
+    attack.name = name  # type: ignore[misc]  # an instance attribute, as build_attack sets it
+    return attack
 
 
 def _build(spec: PassSpec) -> Pass:
@@ -100,7 +105,10 @@ def _build(spec: PassSpec) -> Pass:
         device = ctx.device
         recognizers = {name: worker_recognizer(name, device, threshold) for name, threshold in spec.thresholds.items()}
         models = Models(recognizers, LPIPSMetric(device=device) if spec.lpips else None, [], set())
-        works = [MethodWork(method, info, [_attack(a).use_device(device) for a in attacks], hidden=hidden) for method, info, attacks, hidden in spec.methods]
+        works = [
+            MethodWork(method, info, [_attack(name, a).use_device(device) for name, a in attacks], hidden=hidden)
+            for method, info, attacks, hidden in spec.methods
+        ]
         _built.clear()
         _built[key] = Pass(ctx, spec.inputs, models, works)
     return _built[key]
@@ -161,7 +169,10 @@ def merge(run_pass: Pass, result: ChunkResult) -> None:
 
     keep = 2 * run_pass.ctx.config.examples_per_method
     for work, part in zip(run_pass.works, result.works, strict=True):
+        known = {a.name for a in work.attacks}
         for attack, probes in part["probes"].items():
+            if attack not in known:  # a probe the scoring would never read: a verdict on less evidence than it says
+                raise RuntimeError(f"a worker returned probes of attack '{attack}', which {work.method.name} does not run ({sorted(known)})")
             work.probes.setdefault(attack, []).extend(probes)
         for name, embeddings in part["parrot"].items():
             work.parrot.setdefault(name, {}).update(embeddings)

@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from attacks import ATTACKS, Attack
+from attacks.interpolation import BicubicUpscale
+from redteam.anonymizers.base import Parameter
 from redteam.core.config import AuditConfig, MethodSource
 from redteam.engine import AuditRun
 from reports.table import reproducible_columns, results_frame
@@ -29,11 +33,28 @@ def config(sample_dir: Path, tmp_path: Path, cache: Path, **overrides: object) -
     return AuditConfig(**values)  # type: ignore[arg-type]
 
 
+class DeviceBicubic(BicubicUpscale):
+    """bicubic with a `device` parameter, as `sr` and `diffpir` have: the run fills the device in, which
+    changes the attack's spec (`device_bicubic:device=cpu`) but never the name its probes are scored under."""
+
+    name = "device_bicubic"
+    parameters = (Parameter("device", str, "auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda")),)
+
+    def use_device(self, device: torch.device) -> Attack:
+        if self.values.get("device") == "auto":
+            self.values["device"] = str(device)
+        return self
+
+
 @pytest.mark.slow
-def test_workers_give_the_results_of_one_process(sample_dir: Path, tmp_path: Path) -> None:
-    local = AuditRun(config(sample_dir, tmp_path, tmp_path / "cache_local")).run()
-    split = AuditRun(config(sample_dir, tmp_path, tmp_path / "cache_split", workers=2)).run()
-    pd.testing.assert_frame_equal(reproducible_columns(results_frame(local)), reproducible_columns(results_frame(split)))
+def test_workers_give_the_results_of_one_process(sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ATTACKS, DeviceBicubic.name, DeviceBicubic)  # the workers are forked: they see it too
+    attacks = ("none", "parrot", "bicubic", "blind_deconv", DeviceBicubic.name)
+    local = AuditRun(config(sample_dir, tmp_path, tmp_path / "cache_local", attacks=attacks)).run()
+    split = AuditRun(config(sample_dir, tmp_path, tmp_path / "cache_split", attacks=attacks, workers=2)).run()
+    frame = results_frame(split)
+    assert (frame["attack"] == DeviceBicubic.name).sum() == (frame["attack"] == "bicubic").sum() > 0
+    pd.testing.assert_frame_equal(reproducible_columns(results_frame(local)), reproducible_columns(frame))
     assert [v.verdict for v in local.method_verdicts] == [v.verdict for v in split.method_verdicts]
     assert [e.face_id for e in local.examples] == [e.face_id for e in split.examples]
 
