@@ -161,7 +161,6 @@ def test_a_warm_re_run_of_observed_folders_decodes_no_file(originals: Path, tmp_
 def test_an_attack_on_a_shrunk_window_is_told_where_the_face_is_in_it(originals: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A face wider than SCALE_CAP chips is attacked on a shrunk window (for attacks that work at any
     scale); the geometry the attack gets (face, window corner, image shape) is scaled with the pixels."""
-    import torch
     from PIL import Image
 
     from attacks import ATTACKS, Attack, MethodInfo, ThreatTier
