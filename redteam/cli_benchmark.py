@@ -24,6 +24,7 @@ def benchmark(
     tool: Annotated[list[str], typer.Option(help='An external tool run once over the dataset: "CMD {input} {output}"; repeatable.')] = [],  # noqa: B006
     layout: Annotated[str | None, typer.Option(help="folder, celeba, lfw or manifest (default: detected).")] = None,
     limit: Annotated[int | None, typer.Option(help="Keep the first N people (name order).")] = None,
+    probes_per_person: Annotated[str, typer.Option(help="Probes (anonymized and attacked) per person with another photo: N first photos, or all.")] = "1",
     attack: Annotated[list[str], typer.Option("--attack", "-a", help="Attacks (default: auto, every one that applies).")] = [],  # noqa: B006
     recognizer: Annotated[list[str], typer.Option("--recognizer", "-r", help="Recognizers (default: every available one).")] = [],  # noqa: B006
     risk_limit: Annotated[float, typer.Option("--limit-risk", help="Worst-case rank-1 upper bound a safe setting stays below.")] = 0.05,
@@ -38,6 +39,7 @@ def benchmark(
     from redteam.benchmark import BenchmarkConfig, run_benchmark, techniques
 
     check_execution(workers, executor)
+    per_person = _per_person(probes_per_person)
     if not 0.0 < risk_limit < 1.0:
         raise UsageError(f"--limit-risk must be between 0 and 1, got {risk_limit}", fix="e.g. --limit-risk 0.05")
     config = BenchmarkConfig(
@@ -46,6 +48,7 @@ def benchmark(
         out=out,
         layout=layout,
         limit=limit,
+        probes_per_person=per_person,
         attacks=tuple(attack) or ("auto",),
         recognizers=tuple(recognizer),
         workers=workers,
@@ -65,3 +68,12 @@ def benchmark(
         found = f"{setting.parameter}={setting.value:g}" if setting.value is not None else "none in the sweep"
         terminal.stdout.print(escape(f"minimal safe {setting.family}: {found} {setting.note}"), highlight=False)
     terminal.stdout.print(escape(f"wrote {len(outcome.files)} files into {out} in {outcome.seconds:.0f} s"), highlight=False)
+
+
+def _per_person(text: str) -> int | None:
+    """`--probes-per-person`: a positive whole number, or None for `all`."""
+    if text == "all":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--probes-per-person must be a positive whole number or all, got {text!r}", fix="e.g. --probes-per-person 1")
+    return int(text)

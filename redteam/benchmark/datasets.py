@@ -9,13 +9,16 @@ Layouts (`detect_layout` picks one; `--layout` forces it):
               (its header line, then "name n1 n2" same-person and "name1 n1 name2 n2" pairs)
     manifest  a CSV with columns path,identity (paths relative to the CSV)
 
-The split (documented in the README, "Benchmark"): every selected photo is both a probe and a gallery
-entry; a probe's re-identification counts another photo of the same person ranked first (rank-1 "other",
-its own original removed), so each person needs two photos or more; people with one photo stay in the
-gallery as distractors. `--limit N` keeps the first N people in name order (their photos in name order):
-a prefix, so a larger run contains a smaller one. The learned attacks' corpus is never drawn from the
-benchmark set: they use checkpoints trained beforehand with `redteam attack train` on a corpus the
-researcher holds out (UTKFace here), and without one they are skipped with the reason.
+The split (documented in the README, "Benchmarking techniques"): of each person with two photos or more,
+the first K photos in name order are probes (`--probes-per-person K`, 1 by default, never all of a person's
+photos) and every photo, probes included, is in the gallery; `--probes-per-person all` makes every photo a
+probe. A probe's re-identification counts another photo of the same person ranked first (rank-1 "other",
+its own original removed); people with one photo stay in the gallery as distractors. Only probes are
+anonymized and attacked, so a run costs per probe, not per photo. `--limit N` keeps the first N people in
+name order (their photos in name order): a prefix, so a larger run contains a smaller one. The learned
+attacks' corpus is never drawn from the benchmark set: they use checkpoints trained beforehand with
+`redteam attack train` on a corpus the researcher holds out (UTKFace here), and without one they are
+skipped with the reason.
 """
 
 from __future__ import annotations
@@ -60,23 +63,46 @@ class BenchmarkDataset:
     def identities(self) -> int:
         return len({photo.identity for photo in self.photos})
 
-    def materialise(self, target: Path) -> Path:
-        """The photos as the audit's originals folder, `target/<identity>/<file>`, hard-linked where the
-        file system allows and copied where not (the dataset itself is never changed). Done once per
-        checksum: a folder made for another selection is replaced."""
-        stamp = target / ".checksum"
-        if stamp.is_file() and stamp.read_text().strip() == self.checksum:
+    def probes(self, per_person: int | None) -> tuple[str, ...]:
+        """The probes (their paths in the originals folder, `<identity>/<file>`): the first `per_person`
+        photos of each person with two photos or more, at most all but one of them (so each probe has
+        another photo of its person in the gallery); every photo when `per_person` is None."""
+        if per_person is None:
+            return tuple(rel_path(photo) for photo in self.photos)
+        if per_person < 1:
+            raise ValueError(f"per_person must be at least 1, got {per_person}")
+        by_person: dict[str, list[Photo]] = {}
+        for photo in self.photos:
+            by_person.setdefault(photo.identity, []).append(photo)
+        return tuple(rel_path(photo) for photos in by_person.values() if len(photos) >= 2 for photo in photos[: min(per_person, len(photos) - 1)])
+
+    def materialise(self, target: Path, only: tuple[str, ...] | None = None) -> Path:
+        """The photos (or those of `only`, paths from `probes`) as a folder the audit reads,
+        `target/<identity>/<file>`, hard-linked where the file system allows and copied where not (the
+        dataset itself is never changed). Done once per checksum and selection: a folder made for another
+        selection is replaced."""
+        selection = hashlib.sha256("\n".join(only).encode()).hexdigest() if only is not None else "all"
+        stamp, wanted = target / ".checksum", f"{self.checksum} {selection}"
+        if stamp.is_file() and stamp.read_text().strip() == wanted:
             return target
         shutil.rmtree(target, ignore_errors=True)
+        keep = set(only) if only is not None else None
         for photo in self.photos:
-            out = target / _safe(photo.identity) / photo.path.name
+            if keep is not None and rel_path(photo) not in keep:
+                continue
+            out = target / rel_path(photo)
             out.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(photo.path, out)
             except OSError:
                 shutil.copyfile(photo.path, out)
-        stamp.write_text(self.checksum + "\n")
+        stamp.write_text(wanted + "\n")
         return target
+
+
+def rel_path(photo: Photo) -> str:
+    """Where a photo lies in the folders the benchmark lays out: `<identity>/<file>`."""
+    return f"{_safe(photo.identity)}/{photo.path.name}"
 
 
 def _safe(identity: str) -> str:

@@ -37,8 +37,9 @@ def measure(result: Any, prepared: Prepared, lpips: object | None) -> tuple[dict
     from skimage.color import rgb2gray
 
     by_image: dict[str, list[Any]] = {}
+    probes = set(prepared.probes)
     for face in result.faces:
-        if face.in_run:
+        if face.in_run and face.image in probes:
             by_image.setdefault(face.image, []).append(face)
     geometry = json.dumps([[rel, [f.geometry.to_json() for f in records]] for rel, records in sorted(by_image.items())], sort_keys=True)
     weights = getattr(lpips, "fingerprint", None) if lpips is not None else "no-lpips"
@@ -225,11 +226,13 @@ def markdown(
     from reports.templating import markdown_text as md
 
     dataset = prepared.dataset
+    split = "every photo" if config.probes_per_person is None else f"{config.probes_per_person} per person"
     lines = [
         "# Anonymization benchmark",
         "",
         f"Dataset {md(str(config.dataset))} ({dataset.layout}): {len(dataset.photos)} photos of {dataset.identities} people "
-        f"(checksum {dataset.checksum[:16]}). {len(board)} techniques; attacks {md(', '.join(config.attacks))}; wall time {seconds:.0f} s.",
+        f"(checksum {dataset.checksum[:16]}), every one in the gallery; {len(prepared.probes)} probes "
+        f"({split}). {len(board)} techniques; attacks {md(', '.join(config.attacks))}; wall time {seconds:.0f} s.",
         "",
         "Ranked by the upper bound of the worst-case rank-1 re-identification (another photo of the same person ranked first, over every "
         "tier, attack and recognizer that ran), then verification's. Rates are shown with their 95% Wilson interval, sample size and chance level.",
@@ -295,6 +298,8 @@ def record(config: BenchmarkConfig, prepared: Prepared, result: Any, seconds: fl
                     "layout": prepared.dataset.layout,
                     "checksum": prepared.dataset.checksum,
                     "photos": len(prepared.dataset.photos),
+                    "probes": list(prepared.probes),
+                    "probes_per_person": config.probes_per_person if config.probes_per_person is not None else "all",
                 },
                 "techniques": [asdict(t) for t in config.techniques],
                 "seed": config.seed,

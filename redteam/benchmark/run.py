@@ -1,12 +1,15 @@
 """`redteam benchmark`: every technique applied to one dataset, audited in one run, and compared.
 
-1. The dataset is read by its adapter and laid out as an originals folder (`datasets`), once per checksum.
-2. Each technique gets a folder of anonymized images: a spec through `redteam anonymize` (so the folder
+1. The dataset is read by its adapter and laid out as an originals folder (every photo: the gallery) and
+   a probes folder (the probes of the split, `datasets`), once per checksum and split.
+2. Each technique gets a folder of anonymized probes: a spec through `redteam anonymize` (so the folder
    declares its method and the adaptive tier runs against it), a tool by running its command once over
-   the originals (an observed folder: operator identification runs on it). A folder made before for the
-   same dataset and technique is reused, so a re-run with one more setting makes only that setting's.
+   the probes folder (an observed folder: operator identification runs on it). A folder made before for
+   the same dataset, split and technique is reused, so a re-run with one more setting makes only that
+   setting's.
 3. One audit runs over all the folders (`redteam.engine.AuditRun`: its cache, `--workers` and the Ray
-   executor), with the attacks and recognizers asked for (`auto`: every one that applies).
+   executor), attacking the probes with every photo in the gallery, with the attacks and recognizers
+   asked for (`auto`: every one that applies).
 4. `analysis` and `utility` turn its rows into the leaderboard, the frontier, the minimal safe settings
    and the strata; `outputs` writes them.
 """
@@ -41,6 +44,7 @@ class BenchmarkConfig:
     out: Path
     layout: str | None = None
     limit: int | None = None
+    probes_per_person: int | None = 1  # None: every photo is a probe
     attacks: tuple[str, ...] = ("auto",)
     recognizers: tuple[str, ...] = ()
     workers: int = 1
@@ -59,6 +63,7 @@ class Prepared:
 
     dataset: BenchmarkDataset
     originals: Path
+    probes: tuple[str, ...]  # the probes' paths under `originals`
     folders: dict[str, Path] = field(default_factory=dict)  # audit method name -> folder
     names: dict[str, Technique] = field(default_factory=dict)  # audit method name -> technique
     seconds: dict[str, float] = field(default_factory=dict)  # audit method name -> seconds spent making its folder now
@@ -80,21 +85,32 @@ def prepare(config: BenchmarkConfig, work: Path, log: LogFn) -> Prepared:
     dataset = read_dataset(config.dataset, config.layout, config.limit)
     root = work / dataset.checksum[:16]
     originals = dataset.materialise(root / "originals")
-    log(f"dataset {config.dataset} ({dataset.layout}): {len(dataset.photos)} photos of {dataset.identities} people, checksum {dataset.checksum[:16]}")
-    prepared = Prepared(dataset, originals)
+    probes = dataset.probes(config.probes_per_person)
+    if not probes:
+        raise InputError(
+            f"dataset {config.dataset} has nobody with two photos or more: rank-1 needs another photo of each probe's person",
+            fix="add a second photo of some people, or keep more people (--limit)",
+        )
+    split = "all" if config.probes_per_person is None else str(config.probes_per_person)
+    probe_folder = originals if config.probes_per_person is None else dataset.materialise(root / f"probes-{split}", only=probes)
+    log(
+        f"dataset {config.dataset} ({dataset.layout}): {len(dataset.photos)} photos of {dataset.identities} people, checksum "
+        f"{dataset.checksum[:16]}; {len(probes)} probes ({split} per person), every photo in the gallery"
+    )
+    prepared = Prepared(dataset, originals, probes)
     faces = detection_memo(config.cache_dir, config.device)
     taken: set[str] = set()
     for technique in config.techniques:
         name = audit_name(technique, taken)
-        key = hashlib.sha256(json.dumps([technique.kind, technique.spec, config.seed]).encode()).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps([technique.kind, technique.spec, config.seed, split]).encode()).hexdigest()[:16]
         folder = root / "techniques" / f"{name}-{key}"
         started = time.perf_counter()
         if not (folder / ".complete").is_file():
             shutil.rmtree(folder, ignore_errors=True)
             if technique.kind == "spec":
-                _anonymize(originals, folder, technique, config, faces)
+                _anonymize(probe_folder, folder, technique, config, faces)
             else:
-                _run_tool(originals, folder, technique, config, log)
+                _run_tool(probe_folder, folder, technique, config, log)
             (folder / ".complete").write_text(json.dumps({"technique": technique.__dict__}, default=str) + "\n")
             prepared.seconds[name] = time.perf_counter() - started
             log(f"{name}: folder made in {prepared.seconds[name]:.1f} s")
@@ -105,10 +121,10 @@ def prepare(config: BenchmarkConfig, work: Path, log: LogFn) -> Prepared:
     return prepared
 
 
-def _anonymize(originals: Path, folder: Path, technique: Technique, config: BenchmarkConfig, faces: Callable[[Any], list[Any]]) -> None:
+def _anonymize(probes: Path, folder: Path, technique: Technique, config: BenchmarkConfig, faces: Callable[[Any], list[Any]]) -> None:
     from redteam.anonymize import anonymize_folder
 
-    anonymize_folder(originals, folder, technique.spec, seed=config.seed, device=config.device, detections=faces)
+    anonymize_folder(probes, folder, technique.spec, seed=config.seed, device=config.device, detections=faces)
 
 
 def detection_memo(cache_dir: Path | None, device: str) -> Callable[[Any], list[Any]]:
@@ -134,13 +150,13 @@ def detection_memo(cache_dir: Path | None, device: str) -> Callable[[Any], list[
     return faces
 
 
-def _run_tool(originals: Path, folder: Path, technique: Technique, config: BenchmarkConfig, log: LogFn) -> None:
-    """The tool's command once over the originals, writing into a fresh folder (its output is not trusted
-    to be complete unless the command exits 0)."""
+def _run_tool(probes: Path, folder: Path, technique: Technique, config: BenchmarkConfig, log: LogFn) -> None:
+    """The tool's command once over the probes, writing into a fresh folder (its output is not trusted to
+    be complete unless the command exits 0)."""
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    arguments = [part.replace("{input}", str(originals)).replace("{output}", str(staging)) for part in shlex.split(technique.spec)]
+    arguments = [part.replace("{input}", str(probes)).replace("{output}", str(staging)) for part in shlex.split(technique.spec)]
     log(f"{technique.name}: running {shlex.join(arguments)}")
     try:
         done = subprocess.run(arguments, capture_output=True, text=True, timeout=config.tool_timeout, check=False)
@@ -153,13 +169,14 @@ def _run_tool(originals: Path, folder: Path, technique: Technique, config: Bench
 
 
 def audit(config: BenchmarkConfig, prepared: Prepared, log: LogFn, progress: Callable[[str, int, int], None]) -> Any:
-    """One audit of every technique's folder against the originals."""
+    """One audit of every technique's folder: the probes attacked, every photo in the gallery."""
     from redteam.core.config import AuditConfig, MethodSource
     from redteam.engine import AuditRun
 
     methods = tuple(MethodSource(name, "observed", folder=folder) for name, folder in prepared.folders.items())
     audit_config = AuditConfig(
         originals=prepared.originals,
+        probes=prepared.probes if config.probes_per_person is not None else None,
         out=config.out / "audit",
         methods=methods,
         recognizers=config.recognizers,

@@ -37,7 +37,7 @@ def benchmark(env: dict[str, str], *args: object) -> subprocess.CompletedProcess
 def test_a_benchmark_ranks_every_technique_and_a_new_setting_costs_only_itself(sample_dir: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": plugin_path(tmp_path), "REDTEAM_CACHE": str(tmp_path / "cache")}
     common = ["--method", "box", "--method", "example_posterize", "--tool", f"{sys.executable} examples/my_tool.py {{input}} {{output}}"]
-    common += ["--attack", "none", "--attack", "parrot", "--attack", "example_unsharp", "--recognizer", "dlib"]
+    common += ["--attack", "none", "--attack", "parrot", "--attack", "example_unsharp", "--recognizer", "dlib", "--probes-per-person", "all"]
     done = benchmark(env, sample_dir, "--sweep", "mosaic:block=8,16", *common, "--out", tmp_path / "out")
     assert done.returncode == 0, done.stderr
     out = tmp_path / "out"
@@ -69,3 +69,19 @@ def test_a_benchmark_ranks_every_technique_and_a_new_setting_costs_only_itself(s
     assert again.returncode == 0, again.stderr
     made = [line for line in again.stderr.splitlines() if "folder made" in line]
     assert len(made) == 1 and "mosaic_block_12" in made[0]  # the other folders and the audit's results come from the cache
+
+
+@pytest.mark.slow
+def test_by_default_one_photo_per_person_is_a_probe_and_every_photo_is_in_the_gallery(sample_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "REDTEAM_CACHE": str(tmp_path / "cache")}
+    done = benchmark(env, sample_dir, "--method", "box", "--attack", "none", "--recognizer", "dlib", "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "out" / "reproducibility.json").read_text())
+    assert record["dataset"]["photos"] == 5 and record["dataset"]["probes"] == ["barack_obama/obama.jpg"]  # the only person with another photo
+    folders = list((tmp_path / "cache" / "benchmark").glob("*/techniques/box-*"))
+    made = [path.relative_to(folders[0]).with_suffix("").as_posix() for path in folders[0].rglob("*.png")]
+    assert len(folders) == 1 and made == ["barack_obama/obama"]  # only the probe is anonymized
+    board = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
+    assert board.loc[0, "rank1_other_n"] == 1 and board.loc[0, "rank1_other_chance"] == 0.5  # 2 of the other 4 photos are his: all in the gallery
+    refused = benchmark(env, sample_dir, "--method", "box", "--probes-per-person", "0", "--out", tmp_path / "out2")
+    assert refused.returncode != 0 and "--probes-per-person must be a positive whole number or all" in refused.stderr

@@ -78,6 +78,23 @@ def test_materialise_lays_out_identity_folders_once_and_leaves_the_dataset_alone
     assert dataset.materialise(tmp_path / "work") == folder  # reused: same checksum
 
 
+def test_probes_are_the_first_photos_of_each_person_who_has_another(tmp_path: Path) -> None:
+    for name, count in (("anna", 3), ("bob", 2), ("cy", 1)):
+        for index in range(count):
+            photo(tmp_path / "data" / name / f"{index}.png", 10 * index + len(name))
+    dataset = read_dataset(tmp_path / "data")
+    assert dataset.probes(1) == ("anna/0.png", "bob/0.png")  # cy has no other photo: a distractor only
+    assert dataset.probes(2) == ("anna/0.png", "anna/1.png", "bob/0.png")  # bob keeps one photo in the gallery
+    assert dataset.probes(5) == ("anna/0.png", "anna/1.png", "bob/0.png")
+    assert dataset.probes(None) == ("anna/0.png", "anna/1.png", "anna/2.png", "bob/0.png", "bob/1.png", "cy/0.png")
+    folder = dataset.materialise(tmp_path / "probes", only=dataset.probes(1))
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == ["anna/0.png", "bob/0.png"]
+    folder = dataset.materialise(tmp_path / "probes", only=dataset.probes(2))  # another selection: laid out again
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == ["anna/0.png", "anna/1.png", "bob/0.png"]
+    with pytest.raises(ValueError, match="at least 1"):
+        dataset.probes(0)
+
+
 def test_no_photo_is_an_input_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="holds no photo"):
