@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ def benchmark(
     attack: Annotated[list[str], typer.Option("--attack", "-a", help="Attacks (default: auto, every one that applies).")] = [],  # noqa: B006
     recognizer: Annotated[list[str], typer.Option("--recognizer", "-r", help="Recognizers (default: every available one).")] = [],  # noqa: B006
     risk_limit: Annotated[float, typer.Option("--limit-risk", help="Worst-case rank-1 upper bound a safe setting stays below.")] = 0.05,
-    workers: Annotated[int, typer.Option(help="Processes the audit is split over.")] = 1,
+    workers: Annotated[int | None, typer.Option(help="Processes the audit is split over (default: one per CPU core).")] = None,
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
@@ -38,6 +39,8 @@ def benchmark(
     from redteam import terminal
     from redteam.benchmark import BenchmarkConfig, run_benchmark, techniques
 
+    if workers is None:
+        workers = os.cpu_count() or 1
     check_execution(workers, executor)
     per_person = _per_person(probes_per_person)
     if not 0.0 < risk_limit < 1.0:
