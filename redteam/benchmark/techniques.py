@@ -1,7 +1,8 @@
 """The techniques a benchmark compares: reference specs (built-in or from plugins), sweeps over one
 parameter of a family, and external tools that run over the dataset.
 
-Sweep grammar: `family:param=LOW..HIGH` (step 1 for integers, else 8 even steps), `family:param=LOW..HIGH:STEP`,
+Sweep grammar: `family:param=LOW..HIGH` (8 even steps, rounded to whole numbers for an integer parameter,
+every whole number when the range holds fewer), `family:param=LOW..HIGH:STEP`,
 or `family:param=V1,V2,V3`; other parameters may follow after a comma before the swept one is named, e.g.
 `mosaic:margin=0.2,block=4..32:4`.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from redteam.anonymizers import METHODS, build_method
 from redteam.core.errors import ConfigError
 
-#: A sweep with no step over a real-valued parameter takes this many settings.
+#: A sweep with no step takes this many settings (an integer range with fewer whole numbers: each of them).
 DEFAULT_SETTINGS = 8
 
 
@@ -78,11 +79,13 @@ def _values(text: str, integer: bool, whole: str) -> list[float]:
             low, high = float(low_text), float(high_text)
             if high < low:
                 raise ValueError("the range runs backwards")
-            step = float(step_text) if step_text else (1.0 if integer else (high - low) / (DEFAULT_SETTINGS - 1))
-            if step <= 0:
+            step = float(step_text) if step_text else (high - low) / (DEFAULT_SETTINGS - 1)
+            if step_text and step <= 0:
                 raise ValueError("the step must be positive")
             count = int(math.floor((high - low) / step + 1e-9)) + 1 if high > low else 1
             values = [low + i * step for i in range(count)]
+            if integer and not step_text and low == int(low) and high == int(high):
+                values = [float(round(v)) for v in values]
     except ValueError as error:
         raise ConfigError(f"--sweep {whole!r}: {error}", fix='e.g. "mosaic:block=4..32:4" or "gaussian_blur:sigma=2,4,8"') from error
     if integer and any(v != int(v) for v in values):

@@ -11,6 +11,9 @@ from redteam.core.errors import ConfigError
 def test_a_range_with_a_step_and_a_list() -> None:
     assert [t.value for t in sweep("mosaic:block=4..32:4")] == [4, 8, 12, 16, 20, 24, 28, 32]
     assert [t.value for t in sweep("gaussian_blur:sigma=2..16")] == [2, 4, 6, 8, 10, 12, 14, 16]  # 8 settings
+    assert [t.value for t in sweep("mosaic:block=4..32")] == [4, 8, 12, 16, 20, 24, 28, 32]  # integers too: 8, not 29
+    assert [t.value for t in sweep("mosaic:block=4..10")] == [4, 5, 6, 7, 8, 9, 10]  # fewer whole numbers than 8: each
+    assert [t.value for t in sweep("mosaic:block=4..20")] == [4, 6, 9, 11, 13, 15, 18, 20]  # rounded even steps
     assert [t.value for t in sweep("gaussian_blur:sigma=3,1.5")] == [1.5, 3.0]
     settings = sweep("mosaic:margin=0.3,block=8..16:8")
     assert [t.spec for t in settings] == ["mosaic:block=8,margin=0.3", "mosaic:margin=0.3"]  # block=16 is the default
