@@ -26,6 +26,7 @@ def benchmark(
     layout: Annotated[str | None, typer.Option(help="folder, celeba, lfw or manifest (default: detected).")] = None,
     limit: Annotated[int | None, typer.Option(help="Keep the first N people (name order).")] = None,
     probes_per_person: Annotated[str, typer.Option(help="Probes (anonymized and attacked) per person with another photo: N first photos, or all.")] = "1",
+    probe_people: Annotated[int | None, typer.Option(help="Probes from the first N people only; everybody stays in the gallery.")] = None,
     attack: Annotated[list[str], typer.Option("--attack", "-a", help="Attacks (default: auto, every one that applies).")] = [],  # noqa: B006
     recognizer: Annotated[list[str], typer.Option("--recognizer", "-r", help="Recognizers (default: every available one).")] = [],  # noqa: B006
     risk_limit: Annotated[float, typer.Option("--limit-risk", help="Worst-case rank-1 upper bound a safe setting stays below.")] = 0.05,
@@ -43,6 +44,8 @@ def benchmark(
         workers = os.cpu_count() or 1
     check_execution(workers, executor)
     per_person = _per_person(probes_per_person)
+    if probe_people is not None and probe_people < 1:
+        raise UsageError(f"--probe-people must be positive, got {probe_people}", fix="e.g. --probe-people 30, or leave it out for everybody")
     if not 0.0 < risk_limit < 1.0:
         raise UsageError(f"--limit-risk must be between 0 and 1, got {risk_limit}", fix="e.g. --limit-risk 0.05")
     config = BenchmarkConfig(
@@ -52,6 +55,7 @@ def benchmark(
         layout=layout,
         limit=limit,
         probes_per_person=per_person,
+        probe_people=probe_people,
         attacks=tuple(attack) or ("auto",),
         recognizers=tuple(recognizer),
         workers=workers,

@@ -63,18 +63,20 @@ class BenchmarkDataset:
     def identities(self) -> int:
         return len({photo.identity for photo in self.photos})
 
-    def probes(self, per_person: int | None) -> tuple[str, ...]:
+    def probes(self, per_person: int | None, people: int | None = None) -> tuple[str, ...]:
         """The probes (their paths in the originals folder, `<identity>/<file>`): the first `per_person`
         photos of each person with two photos or more, at most all but one of them (so each probe has
-        another photo of its person in the gallery); every photo when `per_person` is None."""
-        if per_person is None:
-            return tuple(rel_path(photo) for photo in self.photos)
-        if per_person < 1:
-            raise ValueError(f"per_person must be at least 1, got {per_person}")
+        another photo of its person in the gallery); every photo when `per_person` is None. With `people`,
+        only the first that many people (name order) give probes; the others stay in the gallery."""
+        if (per_person is not None and per_person < 1) or (people is not None and people < 1):
+            raise ValueError(f"per_person and people must be at least 1, got {per_person} and {people}")
         by_person: dict[str, list[Photo]] = {}
         for photo in self.photos:
             by_person.setdefault(photo.identity, []).append(photo)
-        return tuple(rel_path(photo) for photos in by_person.values() if len(photos) >= 2 for photo in photos[: min(per_person, len(photos) - 1)])
+        chosen = list(by_person.values())[:people]
+        if per_person is None:
+            return tuple(rel_path(photo) for photos in chosen for photo in photos)
+        return tuple(rel_path(photo) for photos in chosen if len(photos) >= 2 for photo in photos[: min(per_person, len(photos) - 1)])
 
     def materialise(self, target: Path, only: tuple[str, ...] | None = None) -> Path:
         """The photos (or those of `only`, paths from `probes`) as a folder the audit reads,

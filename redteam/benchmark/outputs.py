@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from redteam.benchmark import analysis, utility
-from redteam.benchmark.run import BenchmarkConfig, Prepared
+from redteam.benchmark.run import BenchmarkConfig, Prepared, describe_split
 from redteam.core.atomic import write_bytes_atomically, write_text_atomically
 from redteam.datasets import Counterparts
 from redteam.images import load_image
@@ -226,7 +226,7 @@ def markdown(
     from reports.templating import markdown_text as md
 
     dataset = prepared.dataset
-    split = "every photo" if config.probes_per_person is None else f"{config.probes_per_person} per person"
+    split = describe_split(config)
     lines = [
         "# Anonymization benchmark",
         "",
@@ -300,6 +300,7 @@ def record(config: BenchmarkConfig, prepared: Prepared, result: Any, seconds: fl
                     "photos": len(prepared.dataset.photos),
                     "probes": list(prepared.probes),
                     "probes_per_person": config.probes_per_person if config.probes_per_person is not None else "all",
+                    "probe_people": config.probe_people,
                 },
                 "techniques": [asdict(t) for t in config.techniques],
                 "seed": config.seed,

@@ -45,6 +45,7 @@ class BenchmarkConfig:
     layout: str | None = None
     limit: int | None = None
     probes_per_person: int | None = 1  # None: every photo is a probe
+    probe_people: int | None = None  # probes from the first N people only (the others stay in the gallery)
     attacks: tuple[str, ...] = ("auto",)
     recognizers: tuple[str, ...] = ()
     workers: int = 1
@@ -85,17 +86,17 @@ def prepare(config: BenchmarkConfig, work: Path, log: LogFn) -> Prepared:
     dataset = read_dataset(config.dataset, config.layout, config.limit)
     root = work / dataset.checksum[:16]
     originals = dataset.materialise(root / "originals")
-    probes = dataset.probes(config.probes_per_person)
+    probes = dataset.probes(config.probes_per_person, config.probe_people)
     if not probes:
         raise InputError(
             f"dataset {config.dataset} has nobody with two photos or more: rank-1 needs another photo of each probe's person",
             fix="add a second photo of some people, or keep more people (--limit)",
         )
-    split = "all" if config.probes_per_person is None else str(config.probes_per_person)
-    probe_folder = originals if config.probes_per_person is None else dataset.materialise(root / f"probes-{split}", only=probes)
+    split = ("all" if config.probes_per_person is None else str(config.probes_per_person)) + (f"-of-{config.probe_people}" if config.probe_people else "")
+    probe_folder = originals if len(probes) == len(dataset.photos) else dataset.materialise(root / f"probes-{split}", only=probes)
     log(
         f"dataset {config.dataset} ({dataset.layout}): {len(dataset.photos)} photos of {dataset.identities} people, checksum "
-        f"{dataset.checksum[:16]}; {len(probes)} probes ({split} per person), every photo in the gallery"
+        f"{dataset.checksum[:16]}; {len(probes)} probes ({describe_split(config)}), every photo in the gallery"
     )
     prepared = Prepared(dataset, originals, probes)
     faces = detection_memo(config.cache_dir, config.device)
@@ -119,6 +120,12 @@ def prepare(config: BenchmarkConfig, work: Path, log: LogFn) -> Prepared:
         prepared.folders[name] = folder
         prepared.names[name] = technique
     return prepared
+
+
+def describe_split(config: BenchmarkConfig) -> str:
+    """The split in words, for the log and the report."""
+    each = "every photo" if config.probes_per_person is None else f"{config.probes_per_person} per person"
+    return each + (f" of the first {config.probe_people} people" if config.probe_people else "")
 
 
 def _anonymize(probes: Path, folder: Path, technique: Technique, config: BenchmarkConfig, faces: Callable[[Any], list[Any]]) -> None:
@@ -176,7 +183,7 @@ def audit(config: BenchmarkConfig, prepared: Prepared, log: LogFn, progress: Cal
     methods = tuple(MethodSource(name, "observed", folder=folder) for name, folder in prepared.folders.items())
     audit_config = AuditConfig(
         originals=prepared.originals,
-        probes=prepared.probes if config.probes_per_person is not None else None,
+        probes=prepared.probes if len(prepared.probes) < len(prepared.dataset.photos) else None,
         out=config.out / "audit",
         methods=methods,
         recognizers=config.recognizers,

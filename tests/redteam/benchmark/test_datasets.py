@@ -91,6 +91,8 @@ def test_probes_are_the_first_photos_of_each_person_who_has_another(tmp_path: Pa
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == ["anna/0.png", "bob/0.png"]
     folder = dataset.materialise(tmp_path / "probes", only=dataset.probes(2))  # another selection: laid out again
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == ["anna/0.png", "anna/1.png", "bob/0.png"]
+    assert dataset.probes(1, people=1) == ("anna/0.png",)  # probes from anna only; bob and cy stay in the gallery
+    assert dataset.probes(None, people=2) == ("anna/0.png", "anna/1.png", "anna/2.png", "bob/0.png", "bob/1.png")
     with pytest.raises(ValueError, match="at least 1"):
         dataset.probes(0)
 
