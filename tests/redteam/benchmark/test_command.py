@@ -85,3 +85,29 @@ def test_by_default_one_photo_per_person_is_a_probe_and_every_photo_is_in_the_ga
     assert board.loc[0, "rank1_other_n"] == 1 and board.loc[0, "rank1_other_chance"] == 0.5  # 2 of the other 4 photos are his: all in the gallery
     refused = benchmark(env, sample_dir, "--method", "box", "--probes-per-person", "0", "--out", tmp_path / "out2")
     assert refused.returncode != 0 and "--probes-per-person must be a positive whole number or all" in refused.stderr
+
+
+@pytest.mark.ray
+def test_a_benchmark_on_a_ray_cluster_gives_the_leaderboard_of_one_process(sample_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'face-anon-redteam[ray]'")
+    common = [
+        "--probes-per-person",
+        "all",
+        "--sweep",
+        "mosaic:block=8,16",
+        "--method",
+        "box",
+        "--attack",
+        "none",
+        "--attack",
+        "bicubic",
+        "--recognizer",
+        "dlib",
+    ]
+    boards = []
+    for executor, workers in (("local", "1"), ("ray", "2")):
+        env = {**os.environ, "REDTEAM_CACHE": str(tmp_path / f"cache-{executor}")}
+        done = benchmark(env, sample_dir, *common, "--executor", executor, "--workers", workers, "--out", tmp_path / executor)
+        assert done.returncode == 0, done.stderr
+        boards.append((tmp_path / executor / "leaderboard.csv").read_text())
+    assert boards[0] == boards[1]
