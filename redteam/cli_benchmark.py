@@ -30,6 +30,12 @@ def benchmark(
     attack: Annotated[list[str], typer.Option("--attack", "-a", help="Attacks (default: auto, every one that applies).")] = [],  # noqa: B006
     recognizer: Annotated[list[str], typer.Option("--recognizer", "-r", help="Recognizers (default: every available one).")] = [],  # noqa: B006
     risk_limit: Annotated[float, typer.Option("--limit-risk", help="Worst-case rank-1 upper bound a safe setting stays below.")] = 0.05,
+    utility: Annotated[
+        str,
+        typer.Option(
+            help="The frontier's utility axis: ssim_image, ssim_outside, psnr_image, psnr_outside, lpips_image, lpips_outside, changed_fraction or detectable."
+        ),
+    ] = "ssim_image",
     workers: Annotated[int | None, typer.Option(help="Processes the audit is split over (default: one per CPU core).")] = None,
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
@@ -39,6 +45,7 @@ def benchmark(
     """Compare anonymization techniques over a dataset: leaderboard, frontier, minimal safe settings, strata."""
     from redteam import terminal
     from redteam.benchmark import BenchmarkConfig, run_benchmark, techniques
+    from redteam.benchmark.analysis import UTILITY_AXES
 
     if workers is None:
         workers = os.cpu_count() or 1
@@ -46,6 +53,8 @@ def benchmark(
     per_person = _per_person(probes_per_person)
     if probe_people is not None and probe_people < 1:
         raise UsageError(f"--probe-people must be positive, got {probe_people}", fix="e.g. --probe-people 30, or leave it out for everybody")
+    if utility not in UTILITY_AXES:
+        raise UsageError(f"unknown --utility '{utility}'", fix="choose one of: " + ", ".join(UTILITY_AXES))
     if not 0.0 < risk_limit < 1.0:
         raise UsageError(f"--limit-risk must be between 0 and 1, got {risk_limit}", fix="e.g. --limit-risk 0.05")
     config = BenchmarkConfig(
@@ -63,6 +72,7 @@ def benchmark(
         device=device,
         seed=seed,
         risk_limit=risk_limit,
+        utility=utility,
         cache_dir=cache_dir,
         command=shlex.join(["redteam", *sys.argv[1:]]),
     )

@@ -65,7 +65,8 @@ def run_benchmark(
             logged("LPIPS weights are not installed: the LPIPS utility columns are left empty (`redteam models`)")
         utilities, faces = outputs.measure(result, prepared, lpips)
     board = outputs.leaderboard(result, prepared, utilities)
-    points = [(str(r["technique"]), float(r["rank1_other_rate"]), float(r["ssim_image"])) for _, r in board.iterrows()]
+    axis = analysis.UTILITY_AXES[config.utility]
+    points = [(str(r["technique"]), float(r["rank1_other_rate"]), axis.value(float(r[axis.column]))) for _, r in board.iterrows()]
     front = tuple(analysis.pareto_front(points))
     minimal = tuple(outputs.minimal_settings(board, config.risk_limit))
     layers = tuple(outputs.strata(result, board, faces))
@@ -74,7 +75,7 @@ def run_benchmark(
     files: dict[str, bytes | str] = {
         "leaderboard.csv": board.to_csv(index=False),
         "report.md": report,
-        "frontier.png": outputs.frontier_png(board, front),
+        "frontier.png": outputs.frontier_png(board, front, axis),
         "strata.csv": pd.DataFrame([s.__dict__ for s in layers]).to_csv(index=False),
         "minimal_safe.json": pd.DataFrame([m.__dict__ for m in minimal]).to_json(orient="records", indent=2) + "\n",
         "reproducibility.json": outputs.record(config, prepared, result, seconds),

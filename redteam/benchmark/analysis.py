@@ -52,6 +52,35 @@ def worst_cases(verdicts: pd.DataFrame, metric: str) -> dict[str, WorstCase]:
     return found
 
 
+@dataclass(frozen=True)
+class UtilityAxis:
+    """A utility column the frontier can be drawn against (`--utility`)."""
+
+    column: str
+    higher_is_better: bool
+    label: str
+
+    def value(self, raw: float) -> float:
+        """The column's value oriented so that higher keeps more (what `pareto_front` takes)."""
+        return raw if self.higher_is_better else -raw
+
+
+#: The frontier's utility axes, by the name `--utility` takes (the first is the default).
+UTILITY_AXES: dict[str, UtilityAxis] = {
+    axis.column: axis
+    for axis in (
+        UtilityAxis("ssim_image", True, "SSIM of the whole image (higher keeps more)"),
+        UtilityAxis("ssim_outside", True, "SSIM outside the faces (higher keeps more)"),
+        UtilityAxis("psnr_image", True, "PSNR of the whole image, dB (higher keeps more)"),
+        UtilityAxis("psnr_outside", True, "PSNR outside the faces, dB (higher keeps more)"),
+        UtilityAxis("lpips_image", False, "LPIPS of the whole image (lower keeps more)"),
+        UtilityAxis("lpips_outside", False, "LPIPS outside the faces (lower keeps more)"),
+        UtilityAxis("changed_fraction", False, "fraction of the pixels changed (lower keeps more)"),
+        UtilityAxis("detectable", True, "faces still detected as faces (higher keeps more)"),
+    )
+}
+
+
 def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
     """The names of the points (name, risk, utility) that no other point beats: none has risk at most as
     high and utility at least as high with one of them strictly better. Lower risk and higher utility are

@@ -157,8 +157,8 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-def frontier_png(board: pd.DataFrame, front: Sequence[str]) -> bytes:
-    """Worst-case rank-1 against whole-image SSIM, one point per technique, the Pareto front joined."""
+def frontier_png(board: pd.DataFrame, front: Sequence[str], axis: analysis.UtilityAxis) -> bytes:
+    """Worst-case rank-1 against the utility `axis`, one point per technique, the Pareto front joined."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,11 +169,11 @@ def frontier_png(board: pd.DataFrame, front: Sequence[str]) -> bytes:
         on_front = row["technique"] in front
         rate = row["rank1_other_rate"]
         spread = [[rate - row["rank1_other_low"]], [row["rank1_other_high"] - rate]]
-        axes.errorbar(row["ssim_image"], rate, yerr=spread, fmt="o", color="tab:red" if on_front else "tab:grey", capsize=2, markersize=5)
-        axes.annotate(str(row["technique"]), (row["ssim_image"], row["rank1_other_rate"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    points = board[board["technique"].isin(front)].sort_values("ssim_image")
-    axes.plot(points["ssim_image"], points["rank1_other_rate"], color="tab:red", linewidth=1, label="Pareto front")
-    axes.set_xlabel("utility: SSIM of the whole image (higher keeps more)")
+        axes.errorbar(row[axis.column], rate, yerr=spread, fmt="o", color="tab:red" if on_front else "tab:grey", capsize=2, markersize=5)
+        axes.annotate(str(row["technique"]), (row[axis.column], row["rank1_other_rate"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    points = board[board["technique"].isin(front)].sort_values(axis.column)
+    axes.plot(points[axis.column], points["rank1_other_rate"], color="tab:red", linewidth=1, label="Pareto front")
+    axes.set_xlabel(f"utility: {axis.label}")
     axes.set_ylabel("privacy risk: worst-case rank-1 re-identification (95% CI)")
     axes.legend(loc="upper left")
     data = _png(figure)
@@ -259,7 +259,11 @@ def markdown(
     lines += ["", "## Worst-case rank-1 by stratum of face", "", "| technique | factor | stratum | rank-1 | n |", "|---|---|---|---|---|"]
     for layer in layers:
         lines.append(f"| {md(layer.technique)} | {layer.factor} | {md(layer.stratum)} | {layer.rate:.3f} [{layer.low:.3f}, {layer.high:.3f}] | {layer.n} |")
-    lines += ["", "Figures: frontier.png (risk against utility, Pareto front in red), curves.png (rank-1 against each swept parameter)."]
+    lines += [
+        "",
+        f"Figures: frontier.png (worst-case rank-1 against {analysis.UTILITY_AXES[config.utility].label}, the Pareto front in red; "
+        "the column front marks it), curves.png (rank-1 against each swept parameter).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -53,6 +53,7 @@ class BenchmarkConfig:
     device: str = "cpu"
     seed: int = 0
     risk_limit: float = 0.05
+    utility: str = "ssim_image"  # the frontier's utility axis (`analysis.UTILITY_AXES`)
     cache_dir: Path | None = None
     tool_timeout: float = 3600.0
     command: str = ""

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from redteam.benchmark.analysis import minimal_safe, pareto_front, sharpness_strata, size_stratum, strata_rates, worst_cases, yaw_of, yaw_stratum
+from redteam.benchmark.analysis import UTILITY_AXES, minimal_safe, pareto_front, sharpness_strata, size_stratum, strata_rates, worst_cases, yaw_of, yaw_stratum
 
 
 def test_the_worst_case_is_the_highest_upper_bound_over_attacks_and_recognizers() -> None:
@@ -72,6 +72,15 @@ def test_the_pareto_front_by_hand() -> None:
     # (risk, utility): a dominates c (less risk, more utility); b and d trade off; e ties a on both (kept: not strictly beaten).
     points = [("a", 0.1, 0.8), ("b", 0.05, 0.5), ("c", 0.2, 0.7), ("d", 0.3, 0.95), ("e", 0.1, 0.8), ("f", math.nan, 0.99)]
     assert pareto_front(points) == ["a", "b", "d", "e"]
+
+
+def test_a_lower_is_better_utility_axis_is_turned_before_the_front() -> None:
+    # LPIPS outside the faces: a changes least (0.01) at risk 0.3; b changes more (0.05) at risk 0.1; c changes
+    # more than b at a higher risk than b (beaten). Read as "higher keeps more", c (0.20) would beat them all.
+    axis = UTILITY_AXES["lpips_outside"]
+    board = [("a", 0.3, 0.01), ("b", 0.1, 0.05), ("c", 0.2, 0.20)]
+    assert pareto_front([(name, risk, axis.value(lpips)) for name, risk, lpips in board]) == ["a", "b"]
+    assert UTILITY_AXES["ssim_image"].value(0.7) == 0.7 and next(iter(UTILITY_AXES)) == "ssim_image"  # the default axis
 
 
 def test_the_minimal_safe_setting_of_a_monotone_curve() -> None:

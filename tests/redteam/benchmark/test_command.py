@@ -85,6 +85,8 @@ def test_by_default_one_photo_per_person_is_a_probe_and_every_photo_is_in_the_ga
     assert board.loc[0, "rank1_other_n"] == 1 and board.loc[0, "rank1_other_chance"] == 0.5  # 2 of the other 4 photos are his: all in the gallery
     refused = benchmark(env, sample_dir, "--method", "box", "--probes-per-person", "0", "--out", tmp_path / "out2")
     assert refused.returncode != 0 and "--probes-per-person must be a positive whole number or all" in refused.stderr
+    refused = benchmark(env, sample_dir, "--method", "box", "--utility", "beauty", "--out", tmp_path / "out3")
+    assert refused.returncode != 0 and "unknown --utility 'beauty'" in refused.stderr and "lpips_outside" in refused.stderr
 
 
 @pytest.mark.ray
