@@ -114,8 +114,12 @@ class Pass:
 
     def _announce_cost(self, attacked_faces: int) -> None:
         """After the first image, the cost per face of each costly attack, and what attacking every audited
-        face will take (images of the gallery that are only anonymized for the parrot tier are not attacked)."""
+        face will take (images of the gallery that are only anonymized for the parrot tier are not attacked).
+        A method whose first image came from the cache is not announced: its recorded seconds were spent by an
+        earlier run, and a warm re-run would otherwise promise minutes it does not spend."""
         for work in self.works:
+            if work.computed == 0:
+                continue
             faces = max(1, len({p.face.face_id for probes in work.probes.values() for p in probes}))
             costly = {a: t / faces for a, t in work.attack_seconds.items() if t / faces >= 1.0}
             if costly:

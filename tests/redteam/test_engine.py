@@ -4,6 +4,7 @@ cache entries that are checked before they are trusted."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from attacks import ATTACKS, Attack
+from attacks import ATTACKS, Attack, MethodInfo
 from attacks.interpolation import BicubicUpscale
 from redteam.anonymizers.base import Parameter
 from redteam.core.config import AuditConfig, MethodSource
@@ -68,6 +69,30 @@ def test_a_second_run_attacks_nothing_and_gives_the_same_table(sample_dir: Path,
     pd.testing.assert_frame_equal(reproducible_columns(results_frame(first)), reproducible_columns(results_frame(second)))
     assert [e.face_id for e in first.examples] == [e.face_id for e in second.examples]
     assert all(len(e.reconstructions) >= 2 for e in second.examples)  # example crops come from the cache too
+
+
+class SlowBicubic(BicubicUpscale):
+    """bicubic that takes over a second per face: a costly attack, whose cost the run announces."""
+
+    name = "slow_bicubic"
+
+    def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+        time.sleep(1.05 * len(images))
+        return super().reconstruct(images, method=method, generator=generator)
+
+
+def test_the_cost_of_a_costly_attack_is_announced_when_it_is_spent_not_when_it_is_cached(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(ATTACKS, SlowBicubic.name, SlowBicubic)
+    settings = dict(methods=METHODS[1:], attacks=("none", SlowBicubic.name), examples_per_method=0)
+    cold: list[str] = []
+    AuditRun(config(sample_dir, tmp_path, tmp_path / "cache", **settings), log=cold.append).run()
+    announced = [line for line in cold if "slow_bicubic ~" in line]
+    assert len(announced) == 1 and announced[0].startswith("mosaic: slow_bicubic ~1.") and "attacked faces at this rate" in announced[0]
+    warm: list[str] = []
+    AuditRun(config(sample_dir, tmp_path, tmp_path / "cache", **settings), log=warm.append).run()
+    assert not [line for line in warm if "s/face" in line]  # nothing is spent: no minutes are promised
 
 
 def test_damaged_cache_entries_are_recomputed_not_trusted(sample_dir: Path, tmp_path: Path) -> None:
@@ -163,7 +188,7 @@ def test_an_attack_on_a_shrunk_window_is_told_where_the_face_is_in_it(originals:
     scale); the geometry the attack gets (face, window corner, image shape) is scaled with the pixels."""
     from PIL import Image
 
-    from attacks import ATTACKS, Attack, MethodInfo, ThreatTier
+    from attacks import ATTACKS, Attack, ThreatTier
     from metrics.columns import METRIC_CROP
     from redteam.attack_runner import SCALE_CAP
 
