@@ -70,6 +70,12 @@ class Prepared:
     names: dict[str, Technique] = field(default_factory=dict)  # audit method name -> technique
     seconds: dict[str, float] = field(default_factory=dict)  # audit method name -> seconds spent making its folder now
 
+    @property
+    def every_photo_probed(self) -> bool:
+        """Whether every photo of the dataset is a probe (then the originals folder is the probes folder and
+        the audit attacks all of it)."""
+        return len(self.probes) == len(self.dataset.photos)
+
 
 def audit_name(technique: Technique, taken: set[str]) -> str:
     """A technique's name in the audit: its label with every character but letters, digits, '.', '-' and
@@ -94,12 +100,12 @@ def prepare(config: BenchmarkConfig, work: Path, log: LogFn) -> Prepared:
             fix="add a second photo of some people, or keep more people (--limit)",
         )
     split = ("all" if config.probes_per_person is None else str(config.probes_per_person)) + (f"-of-{config.probe_people}" if config.probe_people else "")
-    probe_folder = originals if len(probes) == len(dataset.photos) else dataset.materialise(root / f"probes-{split}", only=probes)
+    prepared = Prepared(dataset, originals, probes)
+    probe_folder = originals if prepared.every_photo_probed else dataset.materialise(root / f"probes-{split}", only=probes)
     log(
         f"dataset {config.dataset} ({dataset.layout}): {len(dataset.photos)} photos of {dataset.identities} people, checksum "
         f"{dataset.checksum[:16]}; {len(probes)} probes ({describe_split(config)}), every photo in the gallery"
     )
-    prepared = Prepared(dataset, originals, probes)
     faces = detection_memo(config.cache_dir, config.device)
     taken: set[str] = set()
     for technique in config.techniques:
@@ -184,7 +190,7 @@ def audit(config: BenchmarkConfig, prepared: Prepared, log: LogFn, progress: Cal
     methods = tuple(MethodSource(name, "observed", folder=folder) for name, folder in prepared.folders.items())
     audit_config = AuditConfig(
         originals=prepared.originals,
-        probes=prepared.probes if len(prepared.probes) < len(prepared.dataset.photos) else None,
+        probes=None if prepared.every_photo_probed else prepared.probes,
         out=config.out / "audit",
         methods=methods,
         recognizers=config.recognizers,
