@@ -65,6 +65,7 @@ class Pass:
             if not cls.model or (cls.model == "lpips" and models.lpips is not None)
         ]
         self._position = (0, 1)  # (images done, images in all) of the pass running now: for progress
+        self._spent: dict[str, dict[str, float]] = {}  # method -> attack -> seconds computed here (not read from the cache)
         self.audited = {face.face_id for face in inputs.audited}
         models_key = json.dumps(
             {name: r.fingerprint for name, r in models.recognizers.items()}
@@ -115,13 +116,11 @@ class Pass:
     def _announce_cost(self, attacked_faces: int) -> None:
         """After the first image, the cost per face of each costly attack, and what attacking every audited
         face will take (images of the gallery that are only anonymized for the parrot tier are not attacked).
-        A method whose first image came from the cache is not announced: its recorded seconds were spent by an
-        earlier run, and a warm re-run would otherwise promise minutes it does not spend."""
+        Only seconds spent here count: an attack whose results came from the cache was paid for by an earlier
+        run, and a re-run would otherwise promise minutes it does not spend."""
         for work in self.works:
-            if work.computed == 0:
-                continue
             faces = max(1, len({p.face.face_id for probes in work.probes.values() for p in probes}))
-            costly = {a: t / faces for a, t in work.attack_seconds.items() if t / faces >= 1.0}
+            costly = {a: t / faces for a, t in self._spent.get(work.method.name, {}).items() if t / faces >= 1.0}
             if costly:
                 estimate = sum(costly.values()) * attacked_faces
                 self.ctx.log(
@@ -236,6 +235,8 @@ class Pass:
             done, total = self._position
             self.ctx.progress(f"attacking {len(self.works)} method(s) | {work.method.name}: {attack.name} on {image.label}", done, total)
             records, refused, seconds, crops = self._compute(work, attack, image, anonymized.pixels)
+            spent = self._spent.setdefault(work.method.name, {})
+            spent[attack.name] = spent.get(attack.name, 0.0) + seconds
             if not any(reason.startswith(FAILED) for reason in refused.values()):  # a failure is retried next run
                 self.cache.store(key, records, refused, seconds, crops)
         work.attack_seconds[attack.name] = work.attack_seconds.get(attack.name, 0.0) + seconds

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from attacks import ATTACKS, Attack, MethodInfo
-from attacks.interpolation import BicubicUpscale
+from attacks.interpolation import BicubicUpscale, LanczosUpscale
 from redteam.anonymizers.base import Parameter
 from redteam.core.config import AuditConfig, MethodSource
 from redteam.engine import AuditRun
@@ -71,14 +71,20 @@ def test_a_second_run_attacks_nothing_and_gives_the_same_table(sample_dir: Path,
     assert all(len(e.reconstructions) >= 2 for e in second.examples)  # example crops come from the cache too
 
 
-class SlowBicubic(BicubicUpscale):
-    """bicubic that takes over a second per face: a costly attack, whose cost the run announces."""
-
-    name = "slow_bicubic"
+class Slow:
+    """Makes an attack take over a second per face: a costly attack, whose cost the run announces."""
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
         time.sleep(1.05 * len(images))
-        return super().reconstruct(images, method=method, generator=generator)
+        return super().reconstruct(images, method=method, generator=generator)  # type: ignore[misc]
+
+
+class SlowBicubic(Slow, BicubicUpscale):
+    name = "slow_bicubic"
+
+
+class SlowLanczos(Slow, LanczosUpscale):
+    name = "slow_lanczos"
 
 
 def test_the_cost_of_a_costly_attack_is_announced_when_it_is_spent_not_when_it_is_cached(
@@ -93,6 +99,11 @@ def test_the_cost_of_a_costly_attack_is_announced_when_it_is_spent_not_when_it_i
     warm: list[str] = []
     AuditRun(config(sample_dir, tmp_path, tmp_path / "cache", **settings), log=warm.append).run()
     assert not [line for line in warm if "s/face" in line]  # nothing is spent: no minutes are promised
+    monkeypatch.setitem(ATTACKS, SlowLanczos.name, SlowLanczos)
+    added: list[str] = []  # one more costly attack: only its seconds are spent, and only it is announced
+    AuditRun(config(sample_dir, tmp_path, tmp_path / "cache", **(settings | {"attacks": ("none", SlowBicubic.name, SlowLanczos.name)})), log=added.append).run()
+    announced = [line for line in added if "s/face" in line]
+    assert len(announced) == 1 and announced[0].startswith("mosaic: slow_lanczos ~1.") and "slow_bicubic" not in announced[0]
 
 
 def test_damaged_cache_entries_are_recomputed_not_trusted(sample_dir: Path, tmp_path: Path) -> None:
