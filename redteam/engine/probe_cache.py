@@ -20,7 +20,7 @@ from redteam.core.results import ExampleFace, FaceRecord
 from redteam.engine.context import RunContext
 from redteam.engine.work import CachedCrop, Crop, MethodWork, PendingExample
 
-PROBE_VERSION = "probe/1"
+PROBE_VERSION = "probe/2"  # 2: the scale cap resamples in 8 bits (redteam.attack_runner)
 
 
 def _encode(crop: np.ndarray) -> bytes:

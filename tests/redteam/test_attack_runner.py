@@ -85,3 +85,49 @@ def test_the_runner_refuses_a_filled_face_and_attacks_a_textured_one(sample_dir:
     assert refused[0].startswith(NO_INFORMATION) and "constant fill" in refused[0]
     out, refused = runner.reconstruct(attack, MethodInfo("m", None), pixels, [face], torch.Generator().manual_seed(0))
     assert refused == {} and out.shape == pixels.shape
+
+
+def test_a_shrunk_window_comes_back_at_its_size_and_a_wrong_shape_is_refused(sample_dir: Path) -> None:
+    """A face wider than the scale cap is attacked on a shrunk window, returned to the window's size (an
+    attack that changes nothing gives the window back within the resampling's error, the pixels outside
+    the window untouched); an attack that returns another shape than it was given costs that face, with
+    the reason, and the image is then returned as it was."""
+    import torch
+    from PIL import Image
+
+    from attacks import Attack, MethodInfo, ThreatTier
+    from redteam.attack_runner import FAILED, SCALE_CAP, AttackRunner
+    from redteam.core.geometry import attack_window
+    from redteam.faces import FaceDetector
+
+    photo = Image.fromarray(load_image(next(iter(sorted(sample_dir.rglob("*.jpg"))))).pixels)
+    pixels = np.asarray(photo.resize((photo.width * 3, photo.height * 3), Image.Resampling.BICUBIC))
+    face = FaceDetector().detect(pixels)[0]
+    runner = AttackRunner(largest_chip=int(face.width / (4 * SCALE_CAP)))  # the face 4x the cap: shrunk
+    given: list[tuple[int, ...]] = []
+
+    class Identity(Attack):
+        name = "identity"
+        tier = ThreatTier.RECONSTRUCTION
+        works_at_any_scale = True
+
+        def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+            given.append(tuple(images.shape))
+            return images
+
+    class Cropping(Identity):
+        def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+            return images[..., 1:, :]
+
+    out, refused = runner.reconstruct(Identity(), MethodInfo("m", None), pixels, [face], torch.Generator().manual_seed(0))
+    x0, y0, x1, y1 = attack_window(pixels.shape, face, None)
+    assert refused == {} and out.shape == pixels.shape and out is not pixels
+    assert given[0][-1] < (x1 - x0) / 3  # the attack saw the window shrunk
+    inside = np.abs(out[y0:y1, x0:x1].astype(int) - pixels[y0:y1, x0:x1].astype(int))
+    assert inside.mean() < 6.0  # down and back up: the window's detail above the shrunk size is lost, nothing else
+    outside = out.copy()
+    outside[y0:y1, x0:x1] = pixels[y0:y1, x0:x1]
+    assert np.array_equal(outside, pixels)
+    out, refused = runner.reconstruct(Cropping(), MethodInfo("m", None), pixels, [face], torch.Generator().manual_seed(0))
+    assert refused[0].startswith(FAILED) and "returned shape" in refused[0]
+    assert out is pixels
