@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from skimage.filters import unsharp_mask
 
 from attacks.base import Applicability, Attack, MethodInfo
 from redteam.core.params import Parameter
@@ -35,6 +34,8 @@ class UnsharpRestore(Attack):
         return Applicability(True)
 
     def reconstruct(self, images: torch.Tensor, *, method: MethodInfo, generator: torch.Generator) -> torch.Tensor:
+        from skimage.filters import unsharp_mask  # imported when used: a plugin's module is imported by every run
+
         out = []
         for image in images:
             pixels = image.permute(1, 2, 0).double().numpy()
