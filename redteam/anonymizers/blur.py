@@ -1,7 +1,7 @@
 """Linear blurs of the face region: Gaussian, box and motion. Each exposes its kernel as a deepinv Blur.
 
-The pixel implementation convolves the window with the same kernel (replicate padding, float64) and
-quantizes; the operator is `deepinv.physics.Blur(filter=kernel, padding="replicate")`, so an adaptive
+The pixel implementation convolves the window with the same kernel (OpenCV, replicate padding, float32)
+and quantizes; the operator is `deepinv.physics.Blur(filter=kernel, padding="replicate")`, so an adaptive
 attacker inverts exactly what was applied (up to the 8-bit rounding).
 """
 
