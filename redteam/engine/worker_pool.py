@@ -127,14 +127,14 @@ def worker_recognizer(name: str, device: Any, threshold: Threshold) -> Recognize
 
 def worker_context(config: AuditConfig, policy: Policy, threads: int, log: Callable[[str], None] = lambda message: None) -> RunContext:
     """A run context in a worker: the run's config, policy and cache, a detector loaded once per process."""
-    import cv2
     import torch
 
     from redteam.core.paths import default_cache_dir
     from redteam.faces import FaceDetector
 
+    # OpenCV's thread count is left as it is: cv2.setNumThreads in a forked worker whose parent had started
+    # OpenCV's pool waits forever on the parent's threads (seen under pytest, which forks after other tests).
     torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)  # OpenCV's own pool (the fits' filters) shares the worker's share of the cores
     device = resolve_device(config.device)
     key = (config.detector, str(device))
     if key not in _detectors:
