@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from redteam.core.config import DetectorSettings
 from redteam.core.geometry import FaceGeometry, box_crop, box_iou, enlarged_box, match_detections
@@ -83,7 +82,8 @@ class FaceDetector:
 
     def detect_batch(self, images: list[np.ndarray], min_face_size: int | None = None) -> list[list[FaceGeometry]]:
         """`detect` on images of one size at once: MTCNN runs each stage on the whole batch (one network
-        call per pyramid level and stage instead of one per image), with the same result per image."""
+        call per pyramid level and stage instead of one per image), with the same result per image. The
+        cascade is facenet-pytorch's, with its resampling from one integral image (`redteam.mtcnn_cascade`)."""
         if not images:
             return []
         if any(image.shape != images[0].shape for image in images):
@@ -91,32 +91,19 @@ class FaceDetector:
         size = self._min_size(min_face_size)
         if min(images[0].shape[:2]) < size:
             return [[] for _ in images]  # no face of the minimum size fits (MTCNN's image pyramid would be empty)
-        model = self._model()
-        model.min_face_size = size
-        try:
-            with torch.no_grad():
-                batch = [Image.fromarray(pixels) for pixels in images]
-                boxes, scores, landmarks = model.detect(batch if len(batch) > 1 else batch[0], landmarks=True)
-        finally:
-            model.min_face_size = self.settings.min_face_size
-        if len(images) == 1:
-            boxes, scores, landmarks = [boxes], [scores], [landmarks]
-        return [self._faces(b, s, m) for b, s, m in zip(boxes, scores, landmarks, strict=True)]
+        from redteam.mtcnn_cascade import run_cascade  # facenet-pytorch and OpenCV: only a run that detects
 
-    def _faces(self, boxes: Any, scores: Any, landmarks: Any) -> list[FaceGeometry]:
-        if boxes is None:
-            return []
-        # facenet-pytorch 2.5.3 returns object arrays under numpy 2: normalise them.
-        boxes_array = np.array(np.asarray(boxes).tolist(), dtype=np.float64).reshape(-1, 4)
-        scores_array = np.array(np.asarray(scores).tolist(), dtype=np.float64).reshape(-1)
-        marks_array = np.array(np.asarray(landmarks).tolist(), dtype=np.float64).reshape(-1, 5, 2)
+        found = run_cascade(self._model(), images, size)
+        return [self._faces(boxes, scores, marks) for boxes, scores, marks in found]
+
+    def _faces(self, boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray) -> list[FaceGeometry]:
         faces = [
             FaceGeometry(
                 box=tuple(float(v) for v in box),  # type: ignore[arg-type]
                 landmarks=tuple((float(x), float(y)) for x, y in marks),
                 score=float(score),
             )
-            for box, score, marks in zip(boxes_array, scores_array, marks_array, strict=True)
+            for box, score, marks in zip(boxes, scores, landmarks, strict=True)
             if score >= self.settings.min_score
         ]
         return sorted(faces, key=lambda face: (face.box[0], face.box[1]))

@@ -59,6 +59,7 @@ LAYERS = {
     "redteam": 0,  # the package's __init__: the version only
     "redteam.core": 0,
     "redteam.data": 0,
+    "redteam.mtcnn_cascade": 0,  # facenet-pytorch's networks, no module of ours
     "redteam.anonymizers": 1,
     "redteam.cache": 1,
     "redteam.faces": 1,
