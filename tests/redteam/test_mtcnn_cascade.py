@@ -33,6 +33,17 @@ def test_a_pyramid_level_is_torchs_area_resampling_in_value_and_layout(size: tup
     assert level.stride() == expected.stride()  # P-Net's convolutions round by layout
 
 
+def test_a_photo_over_8_mp_sums_in_float64_and_still_matches() -> None:
+    """Above 8.4 MP an int32 table would overflow; the float64 one keeps the sums exact."""
+    pixels = _batch(3, (1, 2900, 2950, 3))
+    sampler = AreaSampler(pixels, torch.float32, torch.device("cpu"))
+    for size in ((1741, 1771), (37, 38)):
+        assert torch.equal(sampler.resize(*size), interpolate(_as_facenet_sees_it(pixels), size=size, mode="area"))
+    regions = torch.tensor([[0, 0, 2900, 0, 2950], [0, 1000, 1400, 2000, 2390]])
+    expected = torch.cat([interpolate(_as_facenet_sees_it(pixels)[:, :, t:b, le:r], size=(48, 48), mode="area") for _, t, b, le, r in regions.tolist()])
+    assert torch.equal(sampler.crops(regions, 48), expected)
+
+
 def test_crops_are_torchs_area_resampling_of_each_box_in_value_and_layout() -> None:
     pixels = _batch(1, (2, 240, 300, 3))
     images = _as_facenet_sees_it(pixels)
