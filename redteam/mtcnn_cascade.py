@@ -8,7 +8,7 @@ candidates, O-Net on 48 x 48 crops of R-Net's. facenet-pytorch resamples each py
 candidate with its own `interpolate(mode="area")` call, thousands per photo and about 40% of the
 detector's time on 1 MP photos. Here every one of those box means comes from one integral image
 (summed-area table, Crow, "Summed-area tables for texture mapping", SIGGRAPH 1984) per batch: the sums
-are exact (integer or float64 sums of 8-bit pixels) and are divided the way torch's adaptive average pooling divides
+are exact (integer sums of 8-bit pixels) and are divided the way torch's adaptive average pooling divides
 them (by the cell's height, then its width), so P-Net, R-Net and O-Net see the same float32 inputs, and
 the detections are the same, as facenet-pytorch's (tests/redteam/test_mtcnn_cascade.py checks this
 against facenet-pytorch on real photos, bit for bit).
@@ -36,7 +36,7 @@ from torchvision.ops.boxes import batched_nms
 
 __all__ = ["AreaSampler", "run_cascade"]
 
-_CHUNK = 512  # crops gathered at once: bounds the float64 gathers to a few tens of MB
+_CHUNK = 512  # crops gathered at once: bounds the gathers to a few tens of MB
 
 
 def _cells(length: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,6 +45,20 @@ def _cells(length: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]
     steps = torch.arange(size, device=length.device)
     span = length.view(-1, 1)
     return (steps * span) // size, -((-(steps + 1) * span) // size)
+
+
+def _integral(image: np.ndarray) -> np.ndarray:
+    """The summed-area table of an H x W x 3 uint8 image, (H + 1) x (W + 1) x 3 int32 modulo 2^32.
+
+    A box's sum is a difference of four entries; taken modulo 2^32 it is exact whenever the box's sum is
+    below 2^31 (every cell here is under 2^24), so the table needs only 32 bits at any image size: the
+    entries themselves wrap above 8.4 MP. Below that OpenCV writes the int32 table directly; above, its
+    float64 table (exact) is reduced modulo 2^32 by numpy's defined unsigned conversion. The differences
+    are then taken in torch's int32, which wraps (two's complement); the tests check a photo over 8.4 MP.
+    """
+    if 255 * image.shape[0] * image.shape[1] < 2**31:
+        return cv2.integral(image, sdepth=cv2.CV_32S)
+    return cv2.integral(image, sdepth=cv2.CV_64F).astype(np.int64).astype(np.uint32).view(np.int32)
 
 
 class AreaSampler:
@@ -58,11 +72,9 @@ class AreaSampler:
     """
 
     def __init__(self, images: np.ndarray, dtype: torch.dtype, device: torch.device) -> None:
-        # Sums are exact: int32 while a whole image's sum fits (up to 8.4 MP), float64 above.
-        depth = cv2.CV_32S if 255 * images.shape[1] * images.shape[2] < 2**31 else cv2.CV_64F
-        tables = [cv2.integral(image, sdepth=depth) for image in images]
+        tables = [_integral(image) for image in images]
         table = tables[0][None] if len(tables) == 1 else np.stack(tables)
-        self._table = torch.from_numpy(table).to(device)  # B x (H + 1) x (W + 1) x 3
+        self._table = torch.from_numpy(table).to(device)  # B x (H + 1) x (W + 1) x 3 int32, modulo 2^32
         self._dtype = dtype
         self.device = device
         self.shape = (images.shape[1], images.shape[2])  # H, W

@@ -33,8 +33,8 @@ def test_a_pyramid_level_is_torchs_area_resampling_in_value_and_layout(size: tup
     assert level.stride() == expected.stride()  # P-Net's convolutions round by layout
 
 
-def test_a_photo_over_8_mp_sums_in_float64_and_still_matches() -> None:
-    """Above 8.4 MP an int32 table would overflow; the float64 one keeps the sums exact."""
+def test_a_photo_over_8_mp_whose_table_wraps_still_matches() -> None:
+    """Above 8.4 MP the int32 summed-area table wraps modulo 2^32; box sums stay exact."""
     pixels = _batch(3, (1, 2900, 2950, 3))
     sampler = AreaSampler(pixels, torch.float32, torch.device("cpu"))
     for size in ((1741, 1771), (37, 38)):
