@@ -5,9 +5,9 @@
     python benchmarks/bench_detector.py [--photos 8] [--megapixels 0,1,4,12] [--repeats 2] [--threads 1]
 
 CelebA research photos (read in place) are upscaled (bicubic) to each size; size 0 is the photos as they
-are. Over 8.4 MP the integral image is float64 instead of int32. Per size and photo the two
-detectors run alternately, `--repeats` times each, in one process with the same networks, so a machine whose speed drifts costs both alike; the paired ratio is
-the median over photos and repeats of (ours / facenet-pytorch). Equality is checked on every candidate the
+are (12 MP exercises the summed-area table that wraps modulo 2^32). Per size and photo the two detectors
+run alternately, `--repeats` times each, in one process with the same networks, so a machine whose speed
+drifts costs both alike; the paired ratio is the median over photos and repeats of (ours / facenet-pytorch). Equality is checked on every candidate the
 cascade returns (boxes, probabilities, landmarks; before the audit's score threshold). Writes
 detector-<date>.md into --out.
 """
