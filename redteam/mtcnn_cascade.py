@@ -64,11 +64,11 @@ def _integral(image: np.ndarray) -> np.ndarray:
 class AreaSampler:
     """Area (box-mean) resampling of a batch of 8-bit images, whole or cropped, from its integral image.
 
-    `images` is B x H x W x 3 uint8. Outputs (of `dtype`, on `device`) are B x 3 x h x w in
-    channels-last layout, or N x 3 x S x S crops in contiguous layout (the layouts facenet-pytorch's calls
-    give P-Net and R-Net / O-Net: a convolution's float rounding depends on it), equal to `interpolate(..., mode="area")` of the same
-    pixels as long as a cell's sum stays below 2^24 (a cell of 65,793 pixels: a 12 MP photo's coarsest
-    pyramid level stays under it).
+    `images` is B x H x W x 3 uint8. Outputs (of `dtype`, on `device`) are B x 3 x h x w in channels-last
+    layout, or N x 3 x S x S crops in contiguous layout: the layouts facenet-pytorch's calls give P-Net and
+    R-Net / O-Net (a convolution's float rounding depends on it). They equal `interpolate(mode="area")` of
+    the same pixels wherever torch's own float32 sum of a cell is exact, below 2^24 (a cell of 65,793
+    pixels; a 12 MP photo's coarsest pyramid level stays under it); above, these sums are the exact ones.
     """
 
     def __init__(self, images: np.ndarray, dtype: torch.dtype, device: torch.device) -> None:
