@@ -54,7 +54,8 @@ def _integral(image: np.ndarray) -> np.ndarray:
     below 2^31 (every cell here is under 2^24), so the table needs only 32 bits at any image size: the
     entries themselves wrap above 8.4 MP. Below that OpenCV writes the int32 table directly; above, its
     float64 table (exact) is reduced modulo 2^32 by numpy's defined unsigned conversion. The differences
-    are then taken in torch's int32, which wraps (two's complement); the tests check a photo over 8.4 MP.
+    are then taken in torch's int32, which wraps (two's complement); a test checks a 17.6 MP photo whose
+    table passes 2^32.
     """
     if 255 * image.shape[0] * image.shape[1] < 2**31:
         return cv2.integral(image, sdepth=cv2.CV_32S)

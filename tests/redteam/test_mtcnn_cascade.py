@@ -33,14 +33,17 @@ def test_a_pyramid_level_is_torchs_area_resampling_in_value_and_layout(size: tup
     assert level.stride() == expected.stride()  # P-Net's convolutions round by layout
 
 
-def test_a_photo_over_8_mp_whose_table_wraps_still_matches() -> None:
-    """Above 8.4 MP the int32 summed-area table wraps modulo 2^32; box sums stay exact."""
-    pixels = _batch(3, (1, 2900, 2950, 3))
+def test_box_sums_stay_exact_where_the_summed_area_table_wraps() -> None:
+    """A bright 17.6 MP photo: the table's entries pass 2^31 (int32's sign) and 2^32 (they wrap), and every
+    resampling still equals torch's."""
+    pixels = np.random.default_rng(3).integers(240, 256, (1, 4200, 4200, 3), dtype=np.uint8)
+    assert int(pixels[0, :, :, 0].sum(dtype=np.int64)) > 2**32
+    images = _as_facenet_sees_it(pixels)
     sampler = AreaSampler(pixels, torch.float32, torch.device("cpu"))
-    for size in ((1741, 1771), (37, 38)):
-        assert torch.equal(sampler.resize(*size), interpolate(_as_facenet_sees_it(pixels), size=size, mode="area"))
-    regions = torch.tensor([[0, 0, 2900, 0, 2950], [0, 1000, 1400, 2000, 2390]])
-    expected = torch.cat([interpolate(_as_facenet_sees_it(pixels)[:, :, t:b, le:r], size=(48, 48), mode="area") for _, t, b, le, r in regions.tolist()])
+    for size in ((2521, 2521), (37, 38)):
+        assert torch.equal(sampler.resize(*size), interpolate(images, size=size, mode="area"))
+    regions = torch.tensor([[0, 0, 4200, 0, 4200], [0, 3000, 4200, 3100, 4199], [0, 10, 40, 4000, 4050]])
+    expected = torch.cat([interpolate(images[:, :, t:b, le:r], size=(48, 48), mode="area") for _, t, b, le, r in regions.tolist()])
     assert torch.equal(sampler.crops(regions, 48), expected)
 
 
