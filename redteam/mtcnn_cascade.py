@@ -52,7 +52,7 @@ def _integral(image: np.ndarray) -> np.ndarray:
 
     A box's sum is a difference of four entries; taken modulo 2^32 it is exact whenever the box's sum is
     below 2^31 (every cell here is under 2^24), so the table needs only 32 bits at any image size: the
-    entries themselves wrap above 8.4 MP. Below that OpenCV writes the int32 table directly; above, its
+    entries themselves can wrap above 8.4 MP. Below that OpenCV writes the int32 table directly; above, its
     float64 table (exact) is reduced modulo 2^32 by numpy's defined unsigned conversion. The differences
     are then taken in torch's int32, which wraps (two's complement); a test checks a 17.6 MP photo whose
     table passes 2^32.
