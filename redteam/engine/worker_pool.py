@@ -106,7 +106,7 @@ def _import_libraries() -> None:
     from redteam.engine import probes  # noqa: F401
 
     try:
-        import facenet_pytorch  # noqa: F401
+        import redteam.mtcnn_cascade  # noqa: F401  - the detector's cascade: facenet-pytorch's networks and OpenCV
     except ImportError:  # reported by the stage that needs it
         pass
 
