@@ -7,9 +7,9 @@
 CelebA research photos (read in place) are upscaled (bicubic) to each size; size 0 is the photos as they
 are (12 MP exercises the summed-area table that wraps modulo 2^32). Per size and photo the two detectors
 run alternately, `--repeats` times each, in one process with the same networks, so a machine whose speed
-drifts costs both alike; the paired ratio is the median over photos and repeats of (ours / facenet-pytorch). Equality is checked on every candidate the
-cascade returns (boxes, probabilities, landmarks; before the audit's score threshold). Writes
-detector-<date>.md into --out.
+drifts costs both alike; the paired ratio is the median over photos and repeats of (ours / facenet-pytorch).
+Equality is checked on every candidate the cascade returns (boxes, probabilities, landmarks; before the
+audit's score threshold). Writes detector-<date>.md into --out.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def main() -> None:
         photos = _photos(args.photos, megapixels)
         theirs, ours, ratios, candidates, equal = [], [], [], 0, 0
         for pixels in photos:
-            run_cascade(model, [pixels], detector.settings.min_face_size)  # warm both paths on this size
+            # one untimed run on each photo: the networks, which both detectors share, meet this size's shapes first
+            run_cascade(model, [pixels], detector.settings.min_face_size)
             for _ in range(args.repeats):
                 seconds_theirs, expected = _timed(lambda p=pixels: _facenet(model, p))
                 seconds_ours, (got,) = _timed(lambda p=pixels: run_cascade(model, [p], detector.settings.min_face_size))
