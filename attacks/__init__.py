@@ -14,13 +14,14 @@ from attacks.parrot import ParrotAttack
 from attacks.posterior import DiffPIRAttack
 from attacks.super_resolution import SuperResolution
 from attacks.trained_parrot import TrainedParrot
-from redteam.core.plugins import load_entry_points
+from redteam.core.plugins import PluginRegistry
 from redteam.core.spec import build_stages
 from redteam.core.tiers import TIER_ORDER, ThreatTier
 
-ATTACKS: dict[str, type[Attack]] = {
-    attack.name: attack
-    for attack in (
+ATTACKS: PluginRegistry[Attack] = PluginRegistry(
+    "redteam.attacks",
+    Attack,  # type: ignore[type-abstract]  # plugins subclass it
+    (
         NoAttack,
         ParrotAttack,
         TrainedParrot,
@@ -38,9 +39,8 @@ ATTACKS: dict[str, type[Attack]] = {
         SDUpscale,
         DiffusionInpaint,
         DiffPIRAttack,
-    )
-}
-ATTACKS.update(load_entry_points("redteam.attacks", Attack))  # type: ignore[type-abstract]  # plugins subclass it
+    ),
+)
 
 __all__ = ["ATTACKS", "Applicability", "Attack", "AttackNotApplicable", "ChainAttack", "MethodInfo", "ThreatTier", "TIER_ORDER", "build_attack"]
 

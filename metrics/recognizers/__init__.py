@@ -5,12 +5,8 @@ from __future__ import annotations
 from metrics.recognizers.base import Availability, Recognizer, Threshold
 from metrics.recognizers.dlib_resnet import DlibRecognizer
 from metrics.recognizers.facenet import FaceNetRecognizer
-from redteam.core.plugins import load_entry_points
+from redteam.core.plugins import PluginRegistry
 
-RECOGNIZERS: dict[str, type[Recognizer]] = {
-    DlibRecognizer.name: DlibRecognizer,
-    FaceNetRecognizer.name: FaceNetRecognizer,
-}
-RECOGNIZERS.update(load_entry_points("redteam.recognizers", Recognizer))  # type: ignore[type-abstract]  # plugins subclass it
+RECOGNIZERS: PluginRegistry[Recognizer] = PluginRegistry("redteam.recognizers", Recognizer, (DlibRecognizer, FaceNetRecognizer))  # type: ignore[type-abstract]  # plugins subclass it
 
 __all__ = ["RECOGNIZERS", "Availability", "Recognizer", "Threshold"]

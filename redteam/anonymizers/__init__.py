@@ -13,11 +13,10 @@ from redteam.anonymizers.pipeline import Pipeline
 from redteam.anonymizers.spec import parse_method_spec
 from redteam.anonymizers.synthetic import SyntheticFace
 from redteam.anonymizers.tools import TOOL_METHODS
-from redteam.core.plugins import load_entry_points
+from redteam.core.plugins import PluginRegistry
 
 _BUILT_IN: tuple[type[Anonymizer], ...] = (GaussianBlur, BoxBlur, MotionBlur, Mosaic, Pixelate, Downsample, SolidBox, EyeBar, Noise, Jpeg, KSame, SyntheticFace)
-METHODS: dict[str, type[Anonymizer]] = {method.name: method for method in (*_BUILT_IN, *TOOL_METHODS)}
-METHODS.update(load_entry_points("redteam.methods", Anonymizer))  # type: ignore[type-abstract]  # plugins subclass it
+METHODS: PluginRegistry[Anonymizer] = PluginRegistry("redteam.methods", Anonymizer, (*_BUILT_IN, *TOOL_METHODS))  # type: ignore[type-abstract]  # plugins subclass it
 
 __all__ = ["METHODS", "Anonymizer", "FaceSet", "Parameter", "Pipeline", "parse_method_spec", "build_method"]
 

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator, MutableMapping
 from importlib.metadata import entry_points
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -28,3 +29,47 @@ def load_entry_points(group: str, base: type[T]) -> dict[str, type[T]]:
             continue
         found[getattr(component, "name", entry.name)] = component
     return found
+
+
+class PluginRegistry(MutableMapping[str, type[T]], Generic[T]):
+    """The built-in classes of one kind, keyed by `name`, and the plugins of an entry-point group,
+    added on first use rather than when the registry's module is imported.
+
+    Loading them at import broke a plugin imported first: its module imports the base class, which
+    imports the registry, whose entry point then loads the plugin's own half-initialized module (no
+    class yet), so the plugin was reported as failed and left out. On first use every module has
+    finished importing. A plugin of a built-in's name replaces it, as before. A plugin module that
+    reads the registry while it is being loaded sees what is there so far (no recursion).
+    """
+
+    def __init__(self, group: str, base: type[T], built_in: Iterable[type[T]]) -> None:
+        self._group, self._base = group, base
+        self._items: dict[str, type[T]] = {getattr(cls, "name"): cls for cls in built_in}  # noqa: B009 - every registered class declares it
+        self._state = "pending"  # -> "loading" -> "loaded"
+
+    def _loaded(self) -> dict[str, type[T]]:
+        if self._state == "pending":
+            self._state = "loading"
+            try:
+                self._items.update(load_entry_points(self._group, self._base))
+            finally:
+                self._state = "loaded"
+        return self._items
+
+    def __getitem__(self, name: str) -> type[T]:
+        return self._loaded()[name]
+
+    def __setitem__(self, name: str, component: type[T]) -> None:
+        self._loaded()[name] = component
+
+    def __delitem__(self, name: str) -> None:
+        del self._loaded()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+    def __repr__(self) -> str:
+        return f"PluginRegistry({self._group!r}, {sorted(self._loaded())})"

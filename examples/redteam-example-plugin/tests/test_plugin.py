@@ -6,11 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-# The registries first: they load the installed plugins when they are built, and a plugin module imported
-# before them would be half-initialised at that moment (its classes not yet defined), so left out of them.
-import attacks  # noqa: F401  isort: skip
-import redteam.anonymizers  # noqa: F401  isort: skip
 from redteam_example_plugin.attack import UnsharpRestore
 from redteam_example_plugin.method import PosterizedBlur
 
