@@ -389,6 +389,7 @@ def test_hostile_file_and_method_names_reach_no_output_raw(originals, tmp_path, 
     assert "b\\\\xffad.jpg" in (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_the_terminal_shows_the_summary_and_every_rate_only_with_verbose(originals, tmp_path, cache_dir):
     """The terminal printed a 66-78-row rate table on every run. By default: the verdict table and the summary
     (LEAK lines first); --verbose adds every rate; --quiet keeps the LEAK lines, the verdict line and errors;

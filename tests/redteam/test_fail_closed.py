@@ -245,6 +245,7 @@ def test_an_audit_never_contacts_the_model_hub(identities: Path, tmp_path: Path,
 
 
 # 9 ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_tier_that_ran_without_limits_is_judged_not_dropped(identities: Path, tmp_path: Path, cache_dir: Path) -> None:
     naive_only = policy(tmp_path, "min_samples = 1\nrequired_tiers = ['naive']\n[limits.naive]\nverify = 0.5\n[limits.parrot]\nrank1_other = 0.5\n")
     args = ("--method", "box=mosaic:block=48,margin=0.5", "--attack", "none", "--attack", "blind_deconv")  # coarse cells: attacked
@@ -283,6 +284,7 @@ def test_a_blank_face_is_never_identified(identities: Path, tmp_path: Path, cach
 
 
 # 12 -----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_default_audit_attacks(identities: Path, tmp_path: Path, cache_dir: Path) -> None:
     # Trained inversions live in the model store ($REDTEAM_CACHE/inversion, not --cache-dir): an empty one
     # here, so that an inversion trained earlier on this machine cannot make `learned` run.

@@ -217,6 +217,7 @@ def test_a_fit_that_breaks_leaves_the_folder_unknown_and_the_audit_running(sampl
     assert {row.attack for row in result.rows} == {"none"}  # wiener needs the operator: not run on a guess
 
 
+@pytest.mark.slow
 def test_a_plugin_method_that_declares_its_fit_space_is_identified(faces, monkeypatch: pytest.MonkeyPatch) -> None:
     """Identification asks the registry: a method it has never heard of (a plugin's posterization, with no
     line of identification code for it) is identified from its output, parameters included, because it

@@ -106,6 +106,7 @@ def redteam(*args: object, env: dict[str, str] | None = None) -> subprocess.Comp
     )
 
 
+@pytest.mark.slow
 def test_the_baseline_gate_through_the_command_line(originals: Path, tmp_path: Path, cache_dir: Path) -> None:
     policy = tmp_path / "p.toml"
     policy.write_text('min_samples = 5\nrequired_tiers = ["naive"]\n[limits.naive]\nverify = 0.5\n')

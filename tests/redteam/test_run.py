@@ -182,6 +182,7 @@ def test_calibrated_threshold_is_used_and_reported(originals, tmp_path, cache_di
     assert result.recognizers["dlib"]["threshold_far"] == 1e-3
 
 
+@pytest.mark.slow
 def test_attacks_auto_runs_what_applies_and_says_why_it_skipped_the_rest(originals, tmp_path, cache_dir):
     methods = (
         MethodSource("blur", "reference", spec="gaussian_blur:sigma=3"),
