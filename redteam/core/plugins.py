@@ -37,8 +37,9 @@ class PluginRegistry(MutableMapping[str, type[T]], Generic[T]):
 
     Loading them at import broke a plugin imported first: its module imports the base class, which
     imports the registry, whose entry point then loads the plugin's own half-initialized module (no
-    class yet), so the plugin was reported as failed and left out. On first use every module has
-    finished importing. A plugin of a built-in's name replaces it, as before. A plugin module that
+    class yet), so the plugin was reported as failed and left out. A registry is first read by a
+    command or a test, after the imports that led to it have finished. A plugin of a built-in's name
+    replaces it, as before. A plugin module that
     reads the registry while it is being loaded sees what is there so far (no recursion).
     """
 
