@@ -39,22 +39,19 @@ class PluginRegistry(MutableMapping[str, type[T]], Generic[T]):
     imports the registry, whose entry point then loads the plugin's own half-initialized module (no
     class yet), so the plugin was reported as failed and left out. A registry is first read by a
     command or a test, after the imports that led to it have finished. A plugin of a built-in's name
-    replaces it, as before. A plugin module that
-    reads the registry while it is being loaded sees what is there so far (no recursion).
+    replaces it, as before. A plugin module that reads the registry while it is being loaded sees what
+    is there so far (no recursion).
     """
 
     def __init__(self, group: str, base: type[T], built_in: Iterable[type[T]]) -> None:
         self._group, self._base = group, base
         self._items: dict[str, type[T]] = {getattr(cls, "name"): cls for cls in built_in}  # noqa: B009 - every registered class declares it
-        self._state = "pending"  # -> "loading" -> "loaded"
+        self._plugins_read = False  # set before they are read, so a read during the loading does not recurse
 
     def _loaded(self) -> dict[str, type[T]]:
-        if self._state == "pending":
-            self._state = "loading"
-            try:
-                self._items.update(load_entry_points(self._group, self._base))
-            finally:
-                self._state = "loaded"
+        if not self._plugins_read:
+            self._plugins_read = True
+            self._items.update(load_entry_points(self._group, self._base))
         return self._items
 
     def __getitem__(self, name: str) -> type[T]:
