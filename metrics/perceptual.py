@@ -18,6 +18,7 @@ import torch
 
 from metrics.recognizers.base import Availability, file_availability
 from redteam.core.errors import ConfigError, ModelUnavailableError
+from redteam.core.pooling import with_channels_last_max_pools
 from redteam.core.provenance import cached_sha256
 from redteam.core.weights import get_model_file, load_plain_checkpoint
 
@@ -180,7 +181,7 @@ class LPIPSMetric:
                 model = lpips.LPIPS(net=self.net, pretrained=True, pnet_rand=True, verbose=False)
             load(model, state, str(path))
             self.trunk_sha256 = digest
-            self._model = model.eval().to(self.device)
+            self._model = with_channels_last_max_pools(model).eval().to(self.device)
         elif not self._placed:
             self._model = self._model.eval().to(self.device)
         self._placed = True

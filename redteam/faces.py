@@ -20,6 +20,7 @@ import torch
 
 from redteam.core.config import DetectorSettings
 from redteam.core.geometry import FaceGeometry, box_crop, box_iou, enlarged_box, match_detections
+from redteam.core.pooling import with_channels_last_max_pools
 
 __all__ = ["DETECTOR_VERSION", "DetectorSettings", "FaceDetector", "FaceGeometry", "box_crop", "box_iou", "enlarged_box", "match_detections"]
 
@@ -50,12 +51,8 @@ class FaceDetector:
             from facenet_pytorch import MTCNN
 
             with contextlib.redirect_stdout(io.StringIO()):
-                self._mtcnn = MTCNN(
-                    keep_all=True,
-                    min_face_size=self.settings.min_face_size,
-                    post_process=False,
-                    device=self.device,
-                )
+                model = MTCNN(keep_all=True, min_face_size=self.settings.min_face_size, post_process=False, device=self.device)
+            self._mtcnn = with_channels_last_max_pools(model)  # the same detections, bit for bit, faster on a CPU
         return self._mtcnn
 
     def cache_key_for(self, min_face_size: int | None = None) -> str:

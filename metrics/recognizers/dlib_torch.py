@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from redteam.core.pooling import max_pool2d
+
 CHIP_SIZE = 150
 
 
@@ -325,7 +327,7 @@ class DlibFaceResNet(nn.Module):
         if x.shape[1:] != (3, CHIP_SIZE, CHIP_SIZE):
             raise ValueError(f"expected N x 3 x {CHIP_SIZE} x {CHIP_SIZE} RGB chips, got {tuple(x.shape)}")
         x = (x.float() - self.mean) / 256.0
-        x = F.max_pool2d(F.relu(self.stem_affine(self.stem_conv(x))), 3, 2)
+        x = max_pool2d(F.relu(self.stem_affine(self.stem_conv(x))), 3, 2)
         for block in self.blocks:
             x = block(x)
         return x.mean(dim=(2, 3)) @ self.fc

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from metrics.recognizers.base import Availability, Recognizer, Threshold
 from redteam.core.errors import ConfigError, ModelUnavailableError
 from redteam.core.geometry import FaceGeometry, box_crop, enlarged_box
+from redteam.core.pooling import with_channels_last_max_pools
 from redteam.core.provenance import cached_sha256
 from redteam.core.weights import get_model_file, load_plain_checkpoint
 
@@ -155,7 +156,7 @@ class FaceNetRecognizer(Recognizer):
                 model = InceptionResnetV1(pretrained=None, classify=False)
             load_facenet_weights(model, str(path))
             self._weights_sha256 = cached_sha256(Path(path))
-            self._embedder = model
+            self._embedder = with_channels_last_max_pools(model)
         if not self._placed:  # eval mode on the device once: `.to` walks every parameter (ms per call)
             self._embedder = self._embedder.eval().to(self.device)
             self._placed = True

@@ -36,3 +36,26 @@ def test_a_batch_finds_what_each_image_finds_alone(sample_dir) -> None:
     assert any(box_iou(f.box, face.box) > 0.85 for f in large_only)  # the same face, from other pyramid levels
     with pytest.raises(ValueError):
         detector.detect_batch([crops[0], crops[0][:-1]])
+
+
+def test_the_detector_finds_facenet_pytorchs_faces_exactly(sample_dir) -> None:
+    """`FaceDetector` (its own cascade and channels-last pools) gives facenet-pytorch 2.5.3's `MTCNN.detect`
+    boxes, scores and landmarks, to the last bit, for every face above the score threshold."""
+    from pathlib import Path
+
+    from facenet_pytorch import MTCNN
+
+    from redteam.core.config import DetectorSettings
+    from redteam.images import load_image
+
+    reference = MTCNN(keep_all=True, min_face_size=20, post_process=False)
+    detector = FaceDetector(DetectorSettings(min_score=0.0, min_face_size=20))
+    for path in sorted(Path(sample_dir).rglob("*.jpg"))[:2]:
+        pixels = load_image(path).pixels
+        boxes, scores, marks = reference.detect(pixels, landmarks=True)
+        expected = sorted(
+            (tuple(float(v) for v in box), float(score), tuple((float(x), float(y)) for x, y in mark))
+            for box, score, mark in zip(boxes, scores, marks, strict=True)
+        )
+        got = sorted((face.box, face.score, face.landmarks) for face in detector.detect(pixels))
+        assert got and got == expected
