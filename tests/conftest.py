@@ -117,6 +117,19 @@ def hashes_of():
     return tree_hashes
 
 
+def plugin_environment(site: Path, distribution: str, entry_points: dict[str, dict[str, str]], *paths: Path) -> dict[str, str]:
+    """The environment of a subprocess in which the modules in `site` (and `paths`) import and are
+    registered as `pip install` would leave distribution `distribution`: a dist-info folder in `site` with
+    its METADATA and `entry_points` ({group: {name: "module:object"}}), `site` ahead on PYTHONPATH."""
+    info = site / f"{distribution.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n")
+    groups = [f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in listed.items()) for group, listed in entry_points.items()]
+    (info / "entry_points.txt").write_text("\n".join(groups))
+    path = os.pathsep.join(filter(None, [str(site), *map(str, paths), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def save_rgb(path: Path, pixels: np.ndarray, **kwargs: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, **kwargs)

@@ -241,13 +241,14 @@ def test_an_attack_on_a_shrunk_window_is_told_where_the_face_is_in_it(originals:
 def test_a_workers_library_warnings_go_to_the_run_log_not_the_terminal(sample_dir: Path, tmp_path: Path) -> None:
     """A plugin attack that warns, run by `--workers 2`: each worker's warnings come back with its results
     and are written to OUT/redteam.log with the caller's, none printed by the workers."""
-    import os
     import subprocess
     import sys
     import textwrap
 
+    from tests.conftest import plugin_environment
+
     plugin = tmp_path / "plugin"
-    (plugin / "warning_attack-1.0.dist-info").mkdir(parents=True)
+    plugin.mkdir()
     (plugin / "warning_attack.py").write_text(
         textwrap.dedent(
             """
@@ -266,9 +267,7 @@ def test_a_workers_library_warnings_go_to_the_run_log_not_the_terminal(sample_di
             """
         )
     )
-    (plugin / "warning_attack-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: warning-attack\nVersion: 1.0\n")
-    (plugin / "warning_attack-1.0.dist-info" / "entry_points.txt").write_text("[redteam.attacks]\nwarns = warning_attack:WarningAttack\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(plugin), os.environ.get("PYTHONPATH")]))}
+    env = plugin_environment(plugin, "warning-attack", {"redteam.attacks": {"warns": "warning_attack:WarningAttack"}})
     out = tmp_path / "out"
     args = ["audit", sample_dir, "--method", "blur=gaussian_blur:sigma=3", "--attack", "none", "--attack", "warns", "--recognizer", "dlib"]
     args += ["--workers", "2", "--cache-dir", tmp_path / "cache", "--out", out]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ import pytest
 
 from redteam.core import plugins
 from redteam.core.plugins import PluginRegistry
+from tests.conftest import plugin_environment
 
 
 class Base:
@@ -107,12 +107,6 @@ def test_a_plugin_module_imported_before_the_registries_is_in_them(tmp_path: Pat
             """
         )
     )
-    info = tmp_path / "early_plugin-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: early-plugin\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[redteam.methods]\nearly_method = early_plugin:EarlyMethod\n\n[redteam.attacks]\nearly_attack = early_plugin:EarlyAttack\n"
-    )
     script = (
         "import early_plugin\n"
         "from attacks import ATTACKS\n"
@@ -120,7 +114,8 @@ def test_a_plugin_module_imported_before_the_registries_is_in_them(tmp_path: Pat
         "assert METHODS['early_method'] is early_plugin.EarlyMethod, sorted(METHODS)\n"
         "assert ATTACKS['early_attack'] is early_plugin.EarlyAttack, sorted(ATTACKS)\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    listed = {"redteam.methods": {"early_method": "early_plugin:EarlyMethod"}, "redteam.attacks": {"early_attack": "early_plugin:EarlyAttack"}}
+    env = plugin_environment(tmp_path, "early-plugin", listed)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "failed to load" not in done.stderr

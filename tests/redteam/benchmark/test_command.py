@@ -8,25 +8,24 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.conftest import plugin_environment
+
 ROOT = Path(__file__).resolve().parents[3]
 PLUGIN = ROOT / "examples" / "redteam-example-plugin" / "src"
 
 
-def plugin_path(tmp_path: Path) -> str:
-    """The example plugin importable and registered (its entry points), as `pip install` would leave it."""
-    info = tmp_path / "site" / "redteam_example_plugin-0.1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: redteam-example-plugin\nVersion: 0.1.0\n")
-    entry_points = (ROOT / "examples" / "redteam-example-plugin" / "pyproject.toml").read_text().split('[project.entry-points."redteam.methods"]')[1]
-    methods, attacks = entry_points.split('[project.entry-points."redteam.attacks"]')
-    listed = f"[redteam.methods]\n{methods.strip()}\n\n[redteam.attacks]\n{attacks.split('[')[0].strip()}\n"
-    (info / "entry_points.txt").write_text(listed.replace('"', ""))  # TOML strings, INI values
-    return os.pathsep.join(filter(None, [str(tmp_path / "site"), str(PLUGIN), os.environ.get("PYTHONPATH")]))
+def example_plugin_environment(tmp_path: Path) -> dict[str, str]:
+    """The example plugin importable and registered (the entry points of its pyproject.toml), as
+    `pip install` would leave it."""
+    project = tomllib.loads((ROOT / "examples" / "redteam-example-plugin" / "pyproject.toml").read_text())["project"]
+    groups = {group: dict(listed) for group, listed in project["entry-points"].items()}
+    return plugin_environment(tmp_path / "site", project["name"], groups, PLUGIN)
 
 
 def benchmark(env: dict[str, str], *args: object) -> subprocess.CompletedProcess[str]:
@@ -35,7 +34,7 @@ def benchmark(env: dict[str, str], *args: object) -> subprocess.CompletedProcess
 
 @pytest.mark.slow
 def test_a_benchmark_ranks_every_technique_and_a_new_setting_costs_only_itself(sample_dir: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": plugin_path(tmp_path), "REDTEAM_CACHE": str(tmp_path / "cache")}
+    env = {**example_plugin_environment(tmp_path), "REDTEAM_CACHE": str(tmp_path / "cache")}
     common = ["--method", "box", "--method", "example_posterize", "--tool", f"{sys.executable} examples/my_tool.py {{input}} {{output}}"]
     common += ["--attack", "none", "--attack", "parrot", "--attack", "example_unsharp", "--recognizer", "dlib", "--probes-per-person", "all"]
     done = benchmark(env, sample_dir, "--sweep", "mosaic:block=8,16", *common, "--out", tmp_path / "out")
